@@ -1,0 +1,85 @@
+"""Extrapolation: report accuracy on held-out images as a function of the delay.
+
+A probe trial shows a test image at t = 0, then noise frames. The output at a report step
+depends only on the state before it and the trigger frame, so one unroll of D noise frames gives
+the accuracy at every delay <= D: at each requested delay d a trigger readout is branched off the
+trajectory (one extra step on a copy of the state) while the trajectory itself continues with
+trigger 0. Trials run in chunks, so memory stays bounded whatever the delay. All members see the
+same probe images and noise, which makes comparisons between them paired.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import store
+from .data import ImageBank
+from .models import EnsembleRNN
+from .runs import load_run
+
+
+@dataclass
+class DelayAccuracy:
+    delays: list[int]
+    accuracy: torch.Tensor      # (E, n_delays, n_classes) fraction correct per class
+    overall: torch.Tensor       # (E, n_delays) fraction correct over all trials
+    trials_per_class: list[int]
+
+    def to_json(self) -> dict:
+        return {"delays": self.delays, "classes": list(range(len(self.trials_per_class))),
+                "trials_per_class": self.trials_per_class,
+                "accuracy": self.accuracy.tolist(), "overall": self.overall.tolist()}
+
+
+@torch.no_grad()
+def accuracy_by_delay(model: EnsembleRNN, bank: ImageBank, delays, n_trials: int,
+                      seed: int = 0, chunk_size: int = 256) -> DelayAccuracy:
+    """Accuracy of every member at every delay in ``delays`` (steps from stimulus to report)."""
+    delays = sorted({int(d) for d in delays})
+    if not delays or delays[0] < 1:
+        raise ValueError(f"delays must be positive integers, got {delays}")
+    device = model.weight_hh.device
+    generator = torch.Generator(device).manual_seed(seed)
+    n_test = len(bank.test_labels)
+    trials = torch.randperm(n_test, generator=generator, device=device)[: min(n_trials, n_test)]
+    correct = torch.zeros(model.n_members, len(delays), len(trials), dtype=torch.bool, device=device)
+    for start in range(0, len(trials), chunk_size):
+        chunk = trials[start:start + chunk_size]
+        correct[:, :, start:start + len(chunk)] = _probe(model, bank, chunk, delays, generator)
+    labels = bank.test_labels[trials]
+    counts = torch.bincount(labels, minlength=bank.n_classes)
+    per_class = torch.stack([correct[:, :, labels == c].float().mean(-1) for c in range(bank.n_classes)], -1)
+    return DelayAccuracy(delays, per_class.cpu(), correct.float().mean(-1).cpu(), counts.tolist())
+
+
+def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int = 0,
+                 device: str | None = None) -> dict:
+    """Extrapolation curves of a trained run, stored in its summary under ``extrapolation``."""
+    config, model, bank = load_run(run_dir, device=device)
+    result = accuracy_by_delay(model, bank, delays, n_trials or config.eval_trials, seed)
+    section = {**result.to_json(), "member_seeds": config.member_seeds, "seed": seed,
+               "checkpoint_step": store.checkpoint_steps(run_dir)[-1]}
+    store.update_summary(run_dir, extrapolation=section)
+    return section
+
+
+def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: list[int],
+           generator: torch.Generator) -> torch.Tensor:
+    """Correctness (E, n_delays, B) of probe trials with the given test images."""
+    E, B, device = model.n_members, len(trials), trials.device
+    off, on = torch.zeros(E, B, device=device), torch.ones(E, B, device=device)
+    targets = bank.test_labels[trials] + 1
+    correct = torch.zeros(E, len(delays), B, dtype=torch.bool, device=device)
+    state = model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)
+    wanted = {d: j for j, d in enumerate(delays)}
+    for t in range(1, delays[-1] + 1):
+        noise = (torch.randn(B, bank.dim, generator=generator, device=device) * bank.noise_std
+                 + bank.noise_mean).expand(E, B, -1)
+        if t in wanted:
+            logits = model.readout(model.step(state, noise, on))
+            correct[:, wanted[t]] = logits.argmax(-1) == targets
+        if t < delays[-1]:
+            state = model.step(state, noise, off)
+    return correct

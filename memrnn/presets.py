@@ -1,0 +1,103 @@
+"""Run configurations: one frozen dataclass, three presets, any field overridable.
+
+- ``smoke``: a full train + evaluate in seconds on a CPU (tests, CI, notebook checks).
+- ``cpu``: scientifically meaningful on two CPU cores; the full grid of one dataset
+  (GRU/LSTM x DeCu/VoCu/none x 5 seeds) trains in under an hour.
+- ``paper``: the reference hyperparameters (Adam lr 1e-5, 140k steps, batch 128, 200 units, lr / 10
+  at 120k for MNIST-like data; lr 1e-4, 300k steps, batch 64, 512 units, / 10 at 280k for
+  CIFAR-10). Meant for a GPU.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .data import DATASETS
+from .models import ARCHS
+from .protocols import PROTOCOLS
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Config:
+    preset: str = "smoke"
+    dataset: str = "synthetic"
+    arch: str = "gru"
+    protocol: str = "none"
+    seeds: int = 2                 # ensemble members; member k has seed first_seed + k
+    first_seed: int = 0
+    hidden_size: int = 32
+    batch_size: int = 16
+    steps: int = 60
+    lr: float = 3e-3
+    lr_drop_at: float = 120 / 140  # fraction of training after which lr is divided
+    lr_drop_factor: float = 10.0
+    n_frames: int = 20
+    min_delay: int = 4
+    report_weight: float = 20.0
+    checkpoint_every: int = 20
+    log_every: int = 10
+    eval_trials: int = 200         # held-out trials per accuracy estimate
+    device: str = "auto"
+
+    @property
+    def member_seeds(self) -> list[int]:
+        return [self.first_seed + k for k in range(self.seeds)]
+
+    def __post_init__(self):
+        choices = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES}
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{field}={getattr(self, field)!r} is not allowed; choose one of {allowed}")
+        for field in ("seeds", "hidden_size", "batch_size", "steps", "checkpoint_every", "log_every", "eval_trials"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"{field} must be a positive integer, got {getattr(self, field)}")
+        if not (self.lr > 0 and 0 < self.lr_drop_at <= 1 and self.lr_drop_factor >= 1):
+            raise ValueError("need lr > 0, 0 < lr_drop_at <= 1 and lr_drop_factor >= 1")
+        if self.checkpoint_every % self.log_every:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of log_every={self.log_every}")
+
+    def lr_at(self, step: int) -> float:
+        return self.lr / self.lr_drop_factor if step >= self.lr_drop_at * self.steps else self.lr
+
+
+_PRESETS: dict[str, dict] = {
+    "smoke": {},
+    "cpu": dict(dataset="mnist-5k", seeds=5, hidden_size=100, batch_size=32, steps=3000, lr=1e-3,
+                checkpoint_every=250, log_every=50, eval_trials=1000),
+    "paper": dict(dataset="mnist", seeds=10, hidden_size=200, batch_size=128, steps=140_000, lr=1e-5,
+                  checkpoint_every=5_000, log_every=500, eval_trials=10_000),
+}
+_PAPER_CIFAR = dict(seeds=5, hidden_size=512, batch_size=64, steps=300_000, lr=1e-4, lr_drop_at=280 / 300,
+                    checkpoint_every=10_000)
+PRESETS = tuple(_PRESETS)
+
+
+def make_config(preset: str = "smoke", **overrides) -> Config:
+    """The preset's configuration with ``overrides`` applied (None values are ignored)."""
+    if preset not in _PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+    fields = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(overrides) - fields)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(fields)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    values = dict(_PRESETS[preset], preset=preset)
+    if preset == "paper" and overrides.get("dataset") == "cifar10":
+        values.update(_PAPER_CIFAR)
+    values.update(overrides)
+    return Config(**values)
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """'key=value' with the value converted to the field's type."""
+    key, sep, value = text.partition("=")
+    types = {f.name: f.type for f in dataclasses.fields(Config)}
+    if not sep or key not in types:
+        raise ValueError(f"bad override {text!r}: expected key=value with key one of {sorted(types)}")
+    kind = {"int": int, "float": float}.get(types[key], str)
+    try:
+        return key, kind(value)
+    except ValueError:
+        raise ValueError(f"bad value {value!r} for {key}: expected {types[key]}") from None

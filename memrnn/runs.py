@@ -1,0 +1,50 @@
+"""Building a run's pieces from its configuration, and loading a stored run back."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import store
+from .data import ImageBank, load_dataset
+from .models import EnsembleRNN
+from .presets import Config
+from .task import TaskSpec
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but torch sees no CUDA device; use --device cpu or auto")
+    return torch.device(name)
+
+
+def task_spec(config: Config) -> TaskSpec:
+    return TaskSpec(config.n_frames, config.min_delay, config.report_weight)
+
+
+def build_model(config: Config, bank: ImageBank) -> EnsembleRNN:
+    return EnsembleRNN(config.arch, config.seeds, bank.dim, config.hidden_size, task_spec(config).n_outputs,
+                       bank.image_shape, conv=config.dataset == "cifar10", seeds=config.member_seeds)
+
+
+def data_generators(config: Config, device: torch.device) -> list[torch.Generator]:
+    """One generator per member, seeded from (member seed, 'data') so it differs from the init stream."""
+    seeds = [int(np.random.SeedSequence([s, 1]).generate_state(1)[0]) for s in config.member_seeds]
+    return [torch.Generator(device).manual_seed(s) for s in seeds]
+
+
+def load_run(run_dir: Path, step: int | None = None, device: str | None = None) -> tuple[Config, EnsembleRNN, ImageBank]:
+    """Configuration, model at checkpoint ``step`` (default: the last) and image bank of a run."""
+    config = store.read_config(run_dir)
+    device = resolve_device(device or config.device)
+    steps = store.checkpoint_steps(run_dir)
+    if not steps:
+        raise FileNotFoundError(f"{run_dir} has no checkpoints yet")
+    bank = load_dataset(config.dataset).to(device)
+    model = build_model(config, bank).to(device)
+    tensors = store.load_checkpoint(run_dir, steps[-1] if step is None else step)
+    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    return config, model, bank

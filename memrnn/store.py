@@ -1,0 +1,124 @@
+"""The run store: one directory per configuration, atomic writes, verified checkpoints.
+
+A run directory is named by a hash of every field that changes the result, so asking for the
+same configuration again finds the cached run. Every file is written to a temporary name and
+renamed, so a killed process never leaves a half-written file under a real name. Checkpoints
+are safetensors files (no pickle is ever executed on load) listed with their SHA-256 in
+``checkpoints/index.json``; a file that does not match is reported, never used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from safetensors.torch import load, save
+
+from .presets import Config
+
+# fields that do not change the trained weights
+_NOT_HASHED = ("device", "log_every", "preset", "eval_trials")
+CONFIG_FILE, SUMMARY_FILE, METRICS_FILE = "config.json", "summary.json", "metrics.json"
+
+
+class CorruptCheckpointError(RuntimeError):
+    pass
+
+
+def config_hash(config: Config) -> str:
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_HASHED}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_name(config: Config) -> str:
+    return f"{config.dataset}-{config.arch}-{config.protocol}-{config_hash(config)}"
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, obj) -> None:
+    atomic_write(path, json.dumps(obj, indent=1).encode())
+
+
+def read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise CorruptCheckpointError(f"{path} is not valid JSON ({e})") from None
+
+
+def read_config(run_dir: Path) -> Config:
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
+    return Config(**read_json(path))
+
+
+def _index_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "index.json"
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """Steps of all recorded checkpoints, oldest first."""
+    index = _index_path(run_dir)
+    return sorted(int(s) for s in read_json(index)) if index.exists() else []
+
+
+def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor]) -> Path:
+    """Write ``checkpoints/step_XXXXXXX.safetensors`` and record its hash."""
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={"step": str(step)})
+    path = Path(run_dir) / "checkpoints" / f"step_{step:07d}.safetensors"
+    atomic_write(path, data)
+    index = read_json(_index_path(run_dir)) if _index_path(run_dir).exists() else {}
+    index[str(step)] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
+    write_json(_index_path(run_dir), index)
+    return path
+
+
+def load_checkpoint(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
+    """Tensors of the checkpoint at ``step``, after checking its hash."""
+    entry = read_json(_index_path(run_dir)).get(str(step))
+    if entry is None:
+        raise KeyError(f"no checkpoint at step {step} in {run_dir}; have {checkpoint_steps(run_dir)}")
+    path = Path(run_dir) / "checkpoints" / entry["file"]
+    data = path.read_bytes() if path.exists() else b""
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise CorruptCheckpointError(f"checkpoint {path} is missing or does not match its recorded SHA-256")
+    return load(data)
+
+
+def latest_valid_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]] | None:
+    """The newest checkpoint that verifies, warning about any newer one that does not."""
+    for step in reversed(checkpoint_steps(run_dir)):
+        try:
+            return step, load_checkpoint(run_dir, step)
+        except CorruptCheckpointError as e:
+            warnings.warn(f"skipping corrupt checkpoint: {e}", stacklevel=2)
+    return None
+
+
+def update_summary(run_dir: Path, **sections) -> dict:
+    """Merge ``sections`` into the run's JSON summary."""
+    path = Path(run_dir) / SUMMARY_FILE
+    summary = read_json(path) if path.exists() else {}
+    summary.update(sections)
+    write_json(path, summary)
+    return summary

@@ -1,0 +1,114 @@
+"""The delayed classification task: an image shown once among noise frames, reported on a trigger.
+
+Training trials follow the reference exactly: ``T`` frames; stimulus time ``t_s ~ U{0..T_max-Δ-1}``,
+report time ``t_r ~ U{t_s+Δ..T_max-1}``; every frame but the stimulus is i.i.d. Gaussian pixel noise
+with the dataset's pixel statistics; a separate trigger channel is 1 only at ``t_r``. Output 0 is
+"null", output k+1 is image class k. The target is null at every step before ``T_max`` except the
+report step; the report step weighs ``report_weight`` times a null step; steps from ``T_max`` on
+carry no loss. Classes not yet introduced by a vocabulary curriculum are masked out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from .data import ImageBank
+
+NULL = 0
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    n_frames: int = 20
+    min_delay: int = 4
+    report_weight: float = 20.0
+    n_classes: int = 10
+
+    @property
+    def n_outputs(self) -> int:
+        return self.n_classes + 1
+
+    @property
+    def trained_delays(self) -> list[int]:
+        """Every delay a full-length training trial can contain."""
+        return list(range(self.min_delay, self.n_frames))
+
+    def check(self, t_max: int, n_active: int) -> None:
+        if not self.min_delay < t_max <= self.n_frames:
+            raise ValueError(f"T_max={t_max} must be in ({self.min_delay}, {self.n_frames}]")
+        if not 1 <= n_active <= self.n_classes:
+            raise ValueError(f"number of active classes {n_active} must be in [1, {self.n_classes}]")
+
+
+@dataclass
+class Batch:
+    frames: torch.Tensor       # (E, B, T, D) pixels
+    trigger: torch.Tensor      # (E, B, T) 0/1
+    targets: torch.Tensor      # (E, B, T) int64, 0 = null, k+1 = class k
+    weights: torch.Tensor      # (E, B, T) loss weight per step
+    labels: torch.Tensor       # (E, B) image class
+    stimulus_time: torch.Tensor  # (E, B)
+    report_time: torch.Tensor    # (E, B)
+    n_active: int              # classes 0..n_active-1 are in play
+
+
+class TrialSampler:
+    """Draws training batches on the bank's device, one generator per ensemble member."""
+
+    def __init__(self, bank: ImageBank, spec: TaskSpec):
+        self.bank, self.spec = bank, spec
+        order = torch.argsort(bank.train_labels.cpu(), stable=True).to(bank.train_labels.device)
+        self.images = bank.train_images[order]
+        self.labels = bank.train_labels[order]
+        # images of classes 0..n-1 form a prefix of the sorted bank
+        counts = torch.bincount(bank.train_labels.cpu(), minlength=spec.n_classes)
+        self.prefix = torch.cumsum(counts, 0).tolist()
+
+    def sample(self, generators: list[torch.Generator], batch_size: int, t_max: int, n_active: int) -> Batch:
+        self.spec.check(t_max, n_active)
+        parts = [self._member(g, batch_size, t_max, n_active) for g in generators]
+        stacked = [torch.stack(p) for p in zip(*parts)]
+        return Batch(*stacked, n_active=n_active)
+
+    def _member(self, g: torch.Generator, B: int, t_max: int, n_active: int):
+        spec, bank, device = self.spec, self.bank, self.images.device
+        T, delta = spec.n_frames, spec.min_delay
+        t_s = torch.randint(0, t_max - delta, (B,), generator=g, device=device)
+        span = t_max - t_s - delta  # number of allowed report times, >= 1
+        t_r = t_s + delta + (torch.rand(B, generator=g, device=device) * span).long()
+        index = torch.randint(0, self.prefix[n_active - 1], (B,), generator=g, device=device)
+        frames = torch.randn(B, T, bank.dim, generator=g, device=device)
+        frames = frames * bank.noise_std + bank.noise_mean
+        rows = torch.arange(B, device=device)
+        frames[rows, t_s] = self.images[index]
+        steps = torch.arange(T, device=device)
+        report = steps == t_r[:, None]
+        labels = self.labels[index]
+        targets = torch.where(report, labels[:, None] + 1, NULL)
+        weights = (steps < t_max).float() + (spec.report_weight - 1) * report.float()
+        return frames, report.float(), targets, weights, labels, t_s, t_r
+
+
+def mask_inactive(logits: torch.Tensor, n_active: int) -> torch.Tensor:
+    """Remove classes not yet introduced from the softmax (null stays)."""
+    if n_active + 1 >= logits.shape[-1]:
+        return logits
+    return logits.masked_fill(torch.arange(logits.shape[-1], device=logits.device) > n_active, float("-inf"))
+
+
+def trial_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Weighted cross-entropy per member (E,): sum of weighted step losses over total weight."""
+    logits = mask_inactive(logits, batch.n_active)
+    per_step = F.cross_entropy(logits.flatten(0, 2), batch.targets.flatten(), reduction="none")
+    per_step = per_step.reshape(batch.targets.shape) * batch.weights
+    return per_step.sum((1, 2)) / batch.weights.sum((1, 2))
+
+
+def report_accuracy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Fraction of trials whose report-step output is the right class, per member (E,)."""
+    logits = mask_inactive(logits, batch.n_active)
+    index = batch.report_time[:, :, None, None].expand(-1, -1, 1, logits.shape[-1])
+    at_report = logits.gather(2, index).squeeze(2)
+    return (at_report.argmax(-1) == batch.labels + 1).float().mean(1)

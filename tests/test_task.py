@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch.nn import functional as F
+
+from memrnn.data import make_synthetic
+from memrnn.task import TaskSpec, TrialSampler, mask_inactive, report_accuracy, trial_loss
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return make_synthetic(n_train=300, n_test=100, seed=1)
+
+
+def _gens(*seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def test_trial_structure_follows_reference(bank):
+    spec = TaskSpec()
+    batch = TrialSampler(bank, spec).sample(_gens(0, 1), 2000, t_max=14, n_active=10)
+    t_s, t_r = batch.stimulus_time, batch.report_time
+    assert t_s.min() == 0 and t_s.max() == 14 - 4 - 1
+    assert ((t_r - t_s) >= 4).all() and t_r.max() == 13
+    # stimulus time is uniform over its range
+    counts = torch.bincount(t_s.flatten(), minlength=10).numpy()
+    assert stats.chisquare(counts).pvalue > 1e-3
+    # given t_s, report time is uniform over t_s+4 .. 13
+    sel = t_s == 0
+    counts = torch.bincount(t_r[sel] - 4, minlength=10).numpy()
+    assert stats.chisquare(counts).pvalue > 1e-3
+    E, B, T = batch.targets.shape
+    assert (E, B, T) == (2, 2000, 20)
+    steps = torch.arange(T)
+    report = steps == t_r[..., None]
+    assert torch.equal(batch.trigger.bool(), report)
+    assert torch.equal(batch.targets, torch.where(report, batch.labels[..., None] + 1, 0))
+    expected_w = torch.where(report, 20.0, torch.where(steps < 14, 1.0, 0.0))
+    assert torch.equal(batch.weights, expected_w)
+
+
+def test_frames_are_image_then_noise_with_dataset_statistics(bank):
+    batch = TrialSampler(bank, TaskSpec()).sample(_gens(3), 500, t_max=20, n_active=10)
+    frames, t_s = batch.frames[0], batch.stimulus_time[0]
+    shown = frames[torch.arange(500), t_s]
+    # each stimulus frame is a clean training image of the labelled class
+    match = (shown[:, None, :] == bank.train_images[None]).all(-1)
+    assert match.any(1).all()
+    first = match.float().argmax(1)
+    assert torch.equal(bank.train_labels[first], batch.labels[0])
+    noise_mask = torch.ones(500, 20, dtype=torch.bool)
+    noise_mask[torch.arange(500), t_s] = False
+    noise = frames[noise_mask]
+    assert abs(noise.mean().item() - bank.noise_mean) < 0.01
+    assert abs(noise.std().item() - bank.noise_std) < 0.01
+
+
+def test_vocabulary_mask_and_active_classes(bank):
+    batch = TrialSampler(bank, TaskSpec()).sample(_gens(5), 400, t_max=20, n_active=3)
+    assert set(batch.labels.unique().tolist()) == {0, 1, 2}
+    logits = torch.zeros(1, 1, 1, 11)
+    masked = mask_inactive(logits, 3)
+    assert torch.isinf(masked[..., 4:]).all() and torch.isfinite(masked[..., :4]).all()
+    with pytest.raises(ValueError, match="T_max=3"):
+        TrialSampler(bank, TaskSpec()).sample(_gens(0), 4, t_max=3, n_active=10)
+
+
+def test_member_streams_are_independent_and_deterministic(bank):
+    sampler = TrialSampler(bank, TaskSpec())
+    a = sampler.sample(_gens(7, 8), 16, 20, 10)
+    b = sampler.sample(_gens(8), 16, 20, 10)
+    assert torch.equal(a.frames[1], b.frames[0]) and torch.equal(a.labels[1], b.labels[0])
+    assert not torch.equal(a.frames[0], a.frames[1])
+
+
+def test_loss_and_accuracy_by_hand(bank):
+    batch = TrialSampler(bank, TaskSpec()).sample(_gens(2), 3, t_max=12, n_active=4)
+    logits = torch.randn(1, 3, 20, 11, generator=torch.Generator().manual_seed(0))
+    total, weight = 0.0, 0.0
+    for b in range(3):
+        for t in range(20):
+            w = float(batch.weights[0, b, t])
+            z = logits[0, b, t, :5]  # null + 4 active classes
+            total += w * F.cross_entropy(z[None], batch.targets[0, b, t][None]).item()
+            weight += w
+    assert np.isclose(trial_loss(logits, batch).item(), total / weight, rtol=1e-5)
+    # perfect report outputs give accuracy 1
+    perfect = torch.zeros_like(logits)
+    perfect[0, torch.arange(3), batch.report_time[0], batch.labels[0] + 1] = 5.0
+    assert report_accuracy(perfect, batch).item() == 1.0

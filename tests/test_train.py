@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+
+from memrnn import store, train as train_module
+from memrnn.presets import make_config
+from memrnn.train import train
+
+
+def _weights(run_dir, step=None):
+    step = step or store.checkpoint_steps(run_dir)[-1]
+    return store.load_checkpoint(run_dir, step)
+
+
+def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
+    config = make_config("smoke", steps=40, checkpoint_every=10, log_every=5, protocol="decu")
+    full = train(config, tmp_path / "a", progress=False)
+    killed = train(config, tmp_path / "b", progress=False, stop_after=23)
+    assert store.checkpoint_steps(killed) == [10, 20]
+    assert not (killed / store.SUMMARY_FILE).exists()
+    resumed = train(config, tmp_path / "b", progress=False)
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys() and any(k.startswith("optim/") for k in a) and any(k.startswith("rng/") for k in a)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert store.read_json(full / store.METRICS_FILE) == store.read_json(resumed / store.METRICS_FILE)
+
+
+def test_member_of_ensemble_trains_like_the_network_alone(tmp_path):
+    pair = train(make_config("smoke", steps=20, seeds=2, first_seed=5), tmp_path, progress=False)
+    alone = train(make_config("smoke", steps=20, seeds=1, first_seed=6), tmp_path, progress=False)
+    a, b = _weights(pair), _weights(alone)
+    for key in (k for k in a if k.startswith("model/")):
+        torch.testing.assert_close(a[key][1], b[key][0], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_finished_run_is_reused(tmp_path):
+    config = make_config("smoke", steps=10, checkpoint_every=10)
+    run_dir = train(config, tmp_path, progress=False)
+    stamp = (run_dir / store.SUMMARY_FILE).stat().st_mtime_ns
+    assert train(config, tmp_path, progress=False) == run_dir
+    assert (run_dir / store.SUMMARY_FILE).stat().st_mtime_ns == stamp
+    summary = json.loads((run_dir / store.SUMMARY_FILE).read_text())["train"]
+    assert len(summary["trained_delay_accuracy"]) == 2 and summary["trained_delays"] == list(range(4, 20))
+
+
+def test_corrupt_checkpoint_is_detected_and_skipped_on_resume(tmp_path):
+    config = make_config("smoke", steps=30, checkpoint_every=10)
+    run_dir = train(config, tmp_path, progress=False, stop_after=20)
+    path = run_dir / "checkpoints" / "step_0000020.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(store.CorruptCheckpointError, match="step_0000020"):
+        store.load_checkpoint(run_dir, 20)
+    with pytest.warns(UserWarning, match="skipping corrupt checkpoint"):
+        step, _ = store.latest_valid_checkpoint(run_dir)
+    assert step == 10
+
+
+def test_nan_loss_names_step_and_member(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train_module.trial_loss
+
+    def poisoned(logits, batch):
+        loss = real(logits, batch)
+        calls["n"] += 1
+        if calls["n"] > 7:  # step index 7 onwards
+            loss = loss.clone()
+            loss[1] = float("nan")
+        return loss
+
+    monkeypatch.setattr(train_module, "trial_loss", poisoned)
+    config = make_config("smoke", steps=20, checkpoint_every=10, log_every=5)
+    with pytest.raises(FloatingPointError, match="step 7 in member 1"):
+        train(config, tmp_path, progress=False)
+    assert store.checkpoint_steps(tmp_path / store.run_name(config)) == []
+
+
+def test_smoke_network_learns_the_task(tmp_path):
+    config = make_config("smoke", steps=600, hidden_size=48, batch_size=32, checkpoint_every=100)
+    run_dir = train(config, tmp_path, progress=False)
+    accuracy = json.loads((run_dir / store.SUMMARY_FILE).read_text())["train"]["trained_delay_accuracy"]
+    assert min(accuracy) > 0.7  # chance is 0.1; measured 0.83-0.86
