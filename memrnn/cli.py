@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from .campaign import DEFAULT_DELAYS
 from .data import DATASETS
 from .models import ARCHS
 from .presets import DEVICES, PRESETS, make_config, parse_override
@@ -20,6 +21,16 @@ def _delays(text: str) -> list[int]:
     if not delays or min(delays) < 1:
         raise argparse.ArgumentTypeError(f"delays must be positive, got {text!r}")
     return delays
+
+
+def _names(allowed):
+    def parse(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        bad = [n for n in names if n not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(allowed)}")
+        return names
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -42,10 +53,22 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("evaluate", help="accuracy versus delay on held-out images for a trained run")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--delays", type=_delays, default=_delays("4,10,20,50,100,200,500,1000"))
+    p.add_argument("--delays", type=_delays, default=list(DEFAULT_DELAYS))
     p.add_argument("--trials", type=int, help="held-out probe trials (default: the run's eval_trials)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe images and noise")
     p.add_argument("--device", choices=DEVICES)
+
+    p = commands.add_parser("grid", help="train and evaluate architectures x protocols at a preset")
+    p.add_argument("--preset", default="smoke", choices=PRESETS)
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--archs", type=_names(ARCHS), default=["gru", "lstm"])
+    p.add_argument("--protocols", type=_names(PROTOCOLS), default=list(PROTOCOLS))
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--delays", type=_delays, default=list(DEFAULT_DELAYS))
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
+    p.add_argument("--out", default="runs")
+    p.add_argument("--quiet", action="store_true")
 
     p = commands.add_parser("config", help="print the configuration a preset resolves to")
     p.add_argument("--preset", default="smoke", choices=PRESETS)
@@ -82,6 +105,12 @@ def _run(args) -> int:
         for j, d in enumerate(section["delays"]):
             mean = sum(member[j] for member in section["overall"]) / len(section["overall"])
             print(f"  delay {d:>6}: {mean:.3f}")
+    elif args.command == "grid":
+        from .campaign import format_table, run_grid
+
+        rows = run_grid(args.preset, args.archs, args.protocols, args.delays, args.out, not args.quiet,
+                        dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
+        print(format_table(rows))
     return 0
 
 

@@ -142,8 +142,9 @@ class EnsembleRNN(nn.Module):
     def project(self, frames: torch.Tensor, trigger: torch.Tensor) -> torch.Tensor:
         """Input projection of any number of frames: frames (E, N, D), trigger (E, N) -> (E, N, G)."""
         features = frames if self.frontend is None else self.frontend(frames)
-        x = torch.cat([features, trigger.unsqueeze(-1).to(features.dtype)], dim=-1)
-        return _ensemble_linear(x, self.weight_ih, self.bias_ih)
+        # the trigger row is applied separately: concatenating it would copy every frame
+        pixels = _ensemble_linear(features, self.weight_ih[:, :-1], self.bias_ih)
+        return pixels + trigger.unsqueeze(-1).to(pixels.dtype) * self.weight_ih[:, -1:]
 
     def recur(self, state: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
         """One recurrent update from a projected input: state (E, B, S), projected (E, B, G)."""
@@ -151,11 +152,8 @@ class EnsembleRNN(nn.Module):
         h = state[..., :H]
         recurrent = _ensemble_linear(h, self.weight_hh, self.bias_hh)
         if self.arch == "gru":
-            i_r, i_z, i_n = projected.chunk(3, dim=-1)
-            h_r, h_z, h_n = recurrent.chunk(3, dim=-1)
-            r = torch.sigmoid(i_r + h_r)
-            z = torch.sigmoid(i_z + h_z)
-            n = torch.tanh(i_n + r * h_n)
+            r, z = torch.sigmoid(projected[..., : 2 * H] + recurrent[..., : 2 * H]).chunk(2, dim=-1)
+            n = torch.tanh(projected[..., 2 * H:] + r * recurrent[..., 2 * H:])
             return n + z * (h - n)
         if self.arch == "lstm":
             i, f, g, o = (projected + recurrent).chunk(4, dim=-1)

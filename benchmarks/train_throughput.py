@@ -1,0 +1,101 @@
+"""Training throughput: one ensemble of E networks versus a loop over E separate torch.nn networks.
+
+Both sides do the same work per network-step (forward over T frames, weighted loss on every step,
+backward, Adam) on the same pre-generated batches, measured in this one run. Prints
+network-steps per second and the ratio ensemble / loop.
+
+    python benchmarks/train_throughput.py --members 1,5,20 --hidden 100 --batch 32
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from memrnn.models import EnsembleRNN
+
+
+def _batch(E, B, T, D, device):
+    g = torch.Generator(device).manual_seed(0)
+    frames = torch.randn(E, B, T, D, generator=g, device=device)
+    trigger = (torch.rand(E, B, T, generator=g, device=device) < 0.05).float()
+    targets = torch.randint(0, 11, (E, B, T), generator=g, device=device)
+    return frames, trigger, targets
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ensemble(arch, E, H, frames, trigger, targets, steps):
+    model = EnsembleRNN(arch, E, frames.shape[-1], H).to(frames.device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def one_step():
+        logits = model(frames, trigger)
+        loss = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(E, -1).mean(1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.sum().backward()
+        optimizer.step()
+
+    return _timed(one_step, steps, frames.device) * E
+
+
+def time_loop(arch, E, H, frames, trigger, targets, steps):
+    cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[arch]
+    device = frames.device
+    nets = [(cls(frames.shape[-1] + 1, H, batch_first=True).to(device), nn.Linear(H, 11).to(device)) for _ in range(E)]
+    optimizers = [torch.optim.Adam([*rnn.parameters(), *lin.parameters()], lr=1e-4) for rnn, lin in nets]
+    inputs = torch.cat([frames, trigger[..., None]], -1)
+
+    def one_step():
+        for k, ((rnn, lin), optimizer) in enumerate(zip(nets, optimizers)):
+            out, _ = rnn(inputs[k])
+            loss = F.cross_entropy(lin(out).flatten(0, 1), targets[k].flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+    return _timed(one_step, steps, device) * E
+
+
+def _timed(one_step, steps, device) -> float:
+    """Steps per second after two warm-up steps."""
+    for _ in range(2):
+        one_step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    _sync(device)
+    return steps / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="gru", choices=["gru", "lstm", "rnn"])
+    parser.add_argument("--members", default="1,5,20", help="comma-separated ensemble sizes")
+    parser.add_argument("--hidden", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--frames", type=int, default=20)
+    parser.add_argument("--input", type=int, default=784, help="pixels per frame (trigger added)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"{args.arch.upper()} H={args.hidden} batch={args.batch} T={args.frames} input={args.input}+1 on {name}")
+    print(f"{'E':>5} {'loop net-steps/s':>18} {'ensemble net-steps/s':>22} {'ratio':>7}")
+    for E in (int(e) for e in args.members.split(",")):
+        data = _batch(E, args.batch, args.frames, args.input, device)
+        loop = time_loop(args.arch, E, args.hidden, *data, args.steps)
+        ensemble = time_ensemble(args.arch, E, args.hidden, *data, args.steps)
+        print(f"{E:>5} {loop:>18.1f} {ensemble:>22.1f} {ensemble / loop:>7.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""A grid of conditions (architecture x protocol), each trained as one ensemble and evaluated."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .evaluate import evaluate_run
+from .presets import make_config
+from .train import train
+
+DEFAULT_DELAYS = (4, 10, 20, 50, 100, 200, 500, 1000)
+
+
+def run_grid(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str | Path = "runs",
+             progress: bool = True, **overrides) -> list[dict]:
+    """Train and evaluate every (arch, protocol); cached runs and evaluations are reused."""
+    rows = []
+    for arch in archs:
+        for protocol in protocols:
+            config = make_config(preset, arch=arch, protocol=protocol, **overrides)
+            run_dir = train(config, out, progress=progress)
+            summary = store.read_json(run_dir / store.SUMMARY_FILE)
+            done = summary.get("extrapolation", {})
+            if done.get("delays") != sorted(set(delays)) or len(done.get("member_seeds", [])) != config.seeds:
+                done = evaluate_run(run_dir, delays)
+            rows.append({"run": run_dir.name, "arch": arch, "protocol": protocol, "dataset": config.dataset,
+                         "trained_delay_accuracy": summary["train"]["trained_delay_accuracy"],
+                         "delays": done["delays"], "overall": done["overall"]})
+    store.write_json(Path(out) / f"grid-{preset}.json", rows)
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """Mean (and across-seed sd) accuracy per condition: trained delays, then each probe delay."""
+    delays = rows[0]["delays"]
+    head = f"{'condition':<24}{'trained':>14}" + "".join(f"{'d=' + str(d):>8}" for d in delays)
+    lines = [head]
+    for row in rows:
+        trained = np.asarray(row["trained_delay_accuracy"])
+        by_delay = np.asarray(row["overall"]).mean(0)
+        lines.append(f"{row['dataset'] + '/' + row['arch'] + '/' + row['protocol']:<24}"
+                     f"{trained.mean():>8.3f}±{trained.std(ddof=1) if len(trained) > 1 else 0:.3f}"
+                     + "".join(f"{a:>8.3f}" for a in by_delay))
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from memrnn.cli import main
+from memrnn.data import DEBIAN_FASHION_MNIST
+
+
+def test_help_lists_commands():
+    out = subprocess.run([sys.executable, "-m", "memrnn", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "evaluate", "grid", "config"):
+        assert command in out
+
+
+def _datasets():
+    names = ["synthetic", "mnist-5k"]
+    if DEBIAN_FASHION_MNIST.exists():
+        names.append("fashion-mnist")
+    return names
+
+
+@pytest.mark.parametrize("dataset", _datasets())
+def test_train_then_evaluate_end_to_end(tmp_path, capsys, dataset):
+    assert main(["train", "--preset", "smoke", "--dataset", dataset, "--arch", "lstm", "--protocol", "vocu",
+                 "--seeds", "2", "--steps", "20", "--out", str(tmp_path), "--quiet"]) == 0
+    run_dir = next(tmp_path.iterdir())
+    assert run_dir.name.startswith(f"{dataset}-lstm-vocu-")
+    assert main(["evaluate", str(run_dir), "--delays", "4,10,60", "--trials", "50"]) == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["config"]["dataset"] == dataset
+    assert len(summary["train"]["trained_delay_accuracy"]) == 2
+    extrapolation = summary["extrapolation"]
+    assert extrapolation["delays"] == [4, 10, 60]
+    assert len(extrapolation["accuracy"]) == 2 and len(extrapolation["accuracy"][0]) == 3
+    assert len(extrapolation["accuracy"][0][0]) == 10
+    assert "delay     60" in capsys.readouterr().out
+
+
+def test_bad_input_is_reported(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(tmp_path), "--delays", "4,x"])
+    assert main(["train", "--set", "lr=-1", "--out", str(tmp_path)]) == 2
+    assert "lr > 0" in capsys.readouterr().err

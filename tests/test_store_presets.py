@@ -1,0 +1,60 @@
+import os
+
+import pytest
+import torch
+
+from memrnn import store
+from memrnn.presets import make_config, parse_override
+
+
+def test_config_hash_tracks_fields_that_change_results():
+    base = make_config("smoke")
+    assert store.config_hash(base) == store.config_hash(make_config("smoke", device="cpu", log_every=5))
+    assert store.config_hash(base) != store.config_hash(make_config("smoke", lr=1e-4))
+    assert store.run_name(base).startswith("synthetic-gru-none-")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    store.write_json(target, {"a": 1})
+
+    def boom(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError, match="disk full"):
+        store.write_json(target, {"a": 2})
+    assert store.read_json(target) == {"a": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_checkpoint_round_trip_and_missing_file(tmp_path):
+    tensors = {"w": torch.arange(6.0).reshape(2, 3), "step": torch.tensor(3.0)}
+    store.save_checkpoint(tmp_path, 7, tensors)
+    loaded = store.load_checkpoint(tmp_path, 7)
+    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    (tmp_path / "checkpoints" / "step_0000007.safetensors").unlink()
+    with pytest.raises(store.CorruptCheckpointError, match="missing or does not match"):
+        store.load_checkpoint(tmp_path, 7)
+    with pytest.raises(KeyError, match="no checkpoint at step 8"):
+        store.load_checkpoint(tmp_path, 8)
+
+
+def test_presets_and_errors():
+    paper = make_config("paper")
+    assert (paper.hidden_size, paper.batch_size, paper.steps, paper.lr, paper.seeds) == (200, 128, 140_000, 1e-5, 10)
+    assert paper.lr_at(119_999) == 1e-5 and paper.lr_at(120_000) == pytest.approx(1e-6)
+    cifar = make_config("paper", dataset="cifar10")
+    assert (cifar.hidden_size, cifar.batch_size, cifar.steps, cifar.lr, cifar.seeds) == (512, 64, 300_000, 1e-4, 5)
+    assert cifar.lr_at(280_000) == pytest.approx(1e-5)
+    with pytest.raises(ValueError, match="unknown preset 'fast'.*smoke"):
+        make_config("fast")
+    with pytest.raises(ValueError, match=r"unknown config field\(s\) \['hidden'\]"):
+        make_config("smoke", hidden=3)
+    with pytest.raises(ValueError, match="arch='transformer' is not allowed"):
+        make_config("smoke", arch="transformer")
+    with pytest.raises(ValueError, match="checkpoint_every=15 must be a multiple of log_every=10"):
+        make_config("smoke", checkpoint_every=15)
+    assert parse_override("lr=1e-3") == ("lr", 1e-3) and parse_override("seeds=4") == ("seeds", 4)
+    with pytest.raises(ValueError, match="bad value 'x' for seeds"):
+        parse_override("seeds=x")
