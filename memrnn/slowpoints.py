@@ -1,0 +1,293 @@
+"""Slow points: nearly steady states of the hidden dynamics at which memories are kept.
+
+With the input held at the noise mean (trigger off), the network is an autonomous map
+``s -> F(s)``. Its speed at a state is ``q(s) = ||phi(F(s)) - phi(s)||^2`` (phi = identity for the
+full state; for LSTM the reference's metric uses phi(h, c) = (h, tanh c)); we report sqrt(q).
+Searches start from class centroids (states reached after showing an image and some noise frames)
+or from states sampled along trajectories, and minimise q for every ensemble member and every
+start point at once.
+
+Two methods: ``lm``, Levenberg-Marquardt on the residual phi(F(s)) - phi(s) with the exact
+Jacobian (the default: tens of iterations where Adam needs thousands, see benchmarks/), and
+``adam``, the reference's first-order descent on q. Both keep the hidden part inside (-1, 1)^H,
+the only region a GRU, LSTM or tanh network can visit: an LM step that would leave it is
+rejected, Adam's iterate is clipped, and any point found outside is flagged ``in_region=False``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .data import ImageBank
+from .models import EnsembleRNN
+
+METHODS = ("lm", "adam")
+METRICS = ("state", "reference")
+_EDGE = 1 - 1e-7  # clip for Adam's iterate: just inside (-1, 1)
+
+
+def rest_input(model: EnsembleRNN, bank: ImageBank, trigger: float = 0.0) -> torch.Tensor:
+    """Projected input (E, 1, G) of a frame at the noise mean, with the trigger off (or on)."""
+    device = model.weight_hh.device
+    frame = torch.full((model.n_members, 1, bank.dim), bank.noise_mean, device=device)
+    return model.project(frame, torch.full((model.n_members, 1), trigger, device=device))
+
+
+def _phi(model: EnsembleRNN, states: torch.Tensor, metric: str) -> torch.Tensor:
+    if metric == "state" or model.arch != "lstm":
+        return states
+    H = model.hidden_size
+    return torch.cat([states[..., :H], torch.tanh(states[..., H:])], -1)
+
+
+def residual(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor, metric: str = "state") -> torch.Tensor:
+    """phi(F(s)) - phi(s) for states (E, P, S)."""
+    following = model.recur(states, projected.expand(-1, states.shape[1], -1))
+    return _phi(model, following, metric) - _phi(model, states, metric)
+
+
+def speed_sq(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor, metric: str = "state") -> torch.Tensor:
+    """q(s) per state (E, P)."""
+    return residual(model, states, projected, metric).square().sum(-1)
+
+
+def jacobian(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+    """Exact dF/ds (E, P, S, S) of the one-step map at each state, written out per cell."""
+    E, P, S = states.shape
+    H = model.hidden_size
+    x = projected.expand(-1, P, -1)
+    h = states[..., :H]
+    rec = torch.baddbmm(model.bias_hh, h, model.weight_hh)
+    WT = model.weight_hh.transpose(1, 2).unsqueeze(1)  # (E, 1, G, H): row = output unit
+
+    def scaled(d, block):  # diag(d) @ W_block^T for every point
+        return d.unsqueeze(-1) * WT[:, :, block * H:(block + 1) * H]
+
+    if model.arch == "rnn":
+        return scaled(1 - torch.tanh(x + rec).square(), 0)
+    if model.arch == "gru":
+        r, z = torch.sigmoid(x[..., : 2 * H] + rec[..., : 2 * H]).chunk(2, -1)
+        h_n = rec[..., 2 * H:]
+        n = torch.tanh(x[..., 2 * H:] + r * h_n)
+        dn = (1 - z) * (1 - n.square())
+        return (torch.diag_embed(z) + scaled(dn * r, 2) + scaled(dn * h_n * r * (1 - r), 0)
+                + scaled((h - n) * z * (1 - z), 1))
+    c = states[..., H:]
+    i, f, g, o = (x + rec).chunk(4, -1)
+    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+    c_new = f * c + i * g
+    t = torch.tanh(c_new)
+    dc_dh = scaled(c * f * (1 - f), 1) + scaled(g * i * (1 - i), 0) + scaled(i * (1 - g.square()), 2)
+    dh_dh = scaled(t * o * (1 - o), 3) + (o * (1 - t.square())).unsqueeze(-1) * dc_dh
+    dh_dc = torch.diag_embed(o * (1 - t.square()) * f)
+    top = torch.cat([dh_dh, dh_dc], -1)
+    bottom = torch.cat([dc_dh, torch.diag_embed(f)], -1)
+    return torch.cat([top, bottom], -2)
+
+
+def residual_jacobian(model: EnsembleRNN, states, projected, metric: str = "state") -> torch.Tensor:
+    """d/ds of phi(F(s)) - phi(s)."""
+    J = jacobian(model, states, projected)
+    eye = torch.eye(J.shape[-1], device=J.device, dtype=J.dtype)
+    if metric == "state" or model.arch != "lstm":
+        return J - eye
+    H = model.hidden_size
+    following = model.recur(states, projected.expand(-1, states.shape[1], -1))
+    ones = torch.ones_like(states[..., :H])
+
+    def dphi(s):
+        return torch.cat([ones, 1 - torch.tanh(s[..., H:]).square()], -1)
+
+    return dphi(following).unsqueeze(-1) * J - torch.diag_embed(dphi(states))
+
+
+def in_region(model: EnsembleRNN, states: torch.Tensor) -> torch.Tensor:
+    """Whether the hidden part of each state lies in (-1, 1)^H."""
+    return (model.hidden(states).abs() < 1).all(-1)
+
+
+@dataclass
+class SlowPoints:
+    """Results of one search: one entry per (member, start point)."""
+
+    points: torch.Tensor      # (E, P, S) location
+    q: torch.Tensor           # (E, P) speed^2 at the point
+    q_start: torch.Tensor     # (E, P) speed^2 at the start state
+    iterations: torch.Tensor  # (E, P) iterations spent on the point
+    converged: torch.Tensor   # (E, P) q reached the tolerance
+    in_region: torch.Tensor   # (E, P) hidden part inside (-1, 1)^H
+    decoded: torch.Tensor     # (E, P) class the trigger readout reports at the point; -1 = null
+    method: str
+    tol: float
+
+    @property
+    def speed(self) -> torch.Tensor:
+        return self.q.sqrt()
+
+    def unique(self, member: int, distance: float = 1e-3) -> torch.Tensor:
+        """Indices of distinct points of one member (closer than ``distance`` counts as the same),
+        keeping the slowest of each group; points outside the region are dropped."""
+        order = torch.argsort(self.q[member])
+        kept: list[int] = []
+        for i in order.tolist():
+            if not self.in_region[member, i]:
+                continue
+            if all(torch.dist(self.points[member, i], self.points[member, j]) >= distance for j in kept):
+                kept.append(i)
+        return torch.tensor(kept, dtype=torch.long)
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        names = ("points", "q", "q_start", "iterations", "converged", "in_region", "decoded")
+        return {n: getattr(self, n) for n in names}
+
+
+def eigenvalues(model: EnsembleRNN, bank: ImageBank, points: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues (E, P, S) of the Jacobian at each point; |lambda| < 1 for all means stable."""
+    with torch.no_grad():
+        return torch.linalg.eigvals(jacobian(model, points, rest_input(model, bank)))
+
+
+def decode(model: EnsembleRNN, bank: ImageBank, states: torch.Tensor) -> torch.Tensor:
+    """Class (E, P) reported if the trigger arrived at these states (-1 for null)."""
+    with torch.no_grad():
+        reported = model.recur(states, rest_input(model, bank, trigger=1.0).expand(-1, states.shape[1], -1))
+        return model.readout(reported).argmax(-1) - 1
+
+
+def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, method: str = "lm",
+                     tol: float = 1e-12, max_iter: int | None = None, metric: str = "state",
+                     lr: float = 1e-3, patience: int = 200) -> SlowPoints:
+    """Minimise q from every start state (E, P, S); see the module docstring for the methods.
+
+    A point stops when q <= tol (converged) or when it stalls: for LM when no damping makes a
+    step that lowers q, for Adam when q has not improved by 0.1% in ``patience`` iterations.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    projected = rest_input(model, bank).detach()
+    with torch.no_grad():
+        q_start = speed_sq(model, starts, projected, metric)
+    if method == "lm":
+        points, q, iterations = _levenberg_marquardt(model, starts, projected, metric, tol, 200 if max_iter is None else max_iter)
+    else:
+        points, q, iterations = _adam(model, starts, projected, metric, tol, 20_000 if max_iter is None else max_iter, lr, patience)
+    return SlowPoints(points, q, q_start, iterations, q <= tol, in_region(model, points),
+                      decode(model, bank, points), method, tol)
+
+
+@torch.no_grad()
+def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, damping=1e-2, max_damping=1e10):
+    s = starts.clone()
+    r = residual(model, s, projected, metric)
+    q = r.square().sum(-1)
+    damping = torch.full_like(q, damping)
+    iterations = torch.zeros_like(q, dtype=torch.long)
+    stalled = torch.zeros_like(q, dtype=torch.bool)
+    eye = torch.eye(s.shape[-1], device=s.device, dtype=s.dtype)
+    for _ in range(max_iter):
+        active = (q > tol) & ~stalled
+        if not active.any():
+            break
+        A = residual_jacobian(model, s, projected, metric)
+        At = A.transpose(-1, -2)
+        normal = At @ A + damping[..., None, None] * eye
+        chol, info = torch.linalg.cholesky_ex(normal)
+        step = -torch.cholesky_solve((At @ r.unsqueeze(-1)), chol).squeeze(-1)
+        trial = s + step
+        r_trial = residual(model, trial, projected, metric)
+        q_trial = r_trial.square().sum(-1)
+        accept = active & (info == 0) & (q_trial < q) & in_region(model, trial) & torch.isfinite(q_trial)
+        s = torch.where(accept[..., None], trial, s)
+        r = torch.where(accept[..., None], r_trial, r)
+        q = torch.where(accept, q_trial, q)
+        damping = torch.where(accept, (damping / 10).clamp_min(1e-12), damping * 10)
+        stalled |= active & (damping > max_damping)
+        iterations += active.long()
+    return s, q, iterations
+
+
+def _adam(model, starts, projected, metric, tol, max_iter, lr, patience):
+    s = starts.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([s], lr=lr)
+    H = model.hidden_size
+    with torch.no_grad():
+        best = speed_sq(model, s, projected, metric)
+    best_s = s.detach().clone()
+    since = torch.zeros_like(best, dtype=torch.long)
+    iterations = torch.zeros_like(best, dtype=torch.long)
+    for _ in range(max_iter):
+        active = (best > tol) & (since < patience)
+        if not active.any():
+            break
+        q = speed_sq(model, s, projected, metric)
+        optimizer.zero_grad(set_to_none=True)
+        (q * active).sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            s[..., :H].clamp_(-_EDGE, _EDGE)
+            q = speed_sq(model, s, projected, metric)
+            better = active & (q < best * 0.999)
+            since = torch.where(better, 0, since + active.long())
+            improved = active & (q < best)
+            best = torch.where(improved, q, best)
+            best_s = torch.where(improved[..., None], s, best_s)
+            iterations += active.long()
+    return best_s, best, iterations
+
+
+@dataclass
+class Centroids:
+    states: torch.Tensor     # (E, n_classes, S)
+    n_correct: torch.Tensor  # (E, n_classes) trials decoded correctly (the ones averaged)
+    n_trials: torch.Tensor   # (n_classes,) trials shown per class
+
+
+@torch.no_grad()
+def class_centroids(model: EnsembleRNN, bank: ImageBank, n_trials: int = 1000, noise_frames: int = 14,
+                    seed: int = 0) -> Centroids:
+    """Mean state per class after a test image at t = 0 and ``noise_frames`` noise frames, over
+    the trials whose trigger readout at that moment reports the right class (all trials of the
+    class if none does, flagged by n_correct = 0)."""
+    states, labels = _trajectory_end(model, bank, n_trials, noise_frames, seed)
+    correct = decode(model, bank, states) == labels
+    means, counts = [], []
+    for c in range(bank.n_classes):
+        of_class = labels == c
+        use = correct & of_class
+        use = torch.where(use.any(-1, keepdim=True), use, of_class)
+        weights = use.float()
+        means.append((weights[..., None] * states).sum(1) / weights.sum(-1, keepdim=True).clamp_min(1))
+        counts.append((correct & of_class).sum(-1))
+    n_trials_per_class = torch.bincount(labels[0], minlength=bank.n_classes)
+    return Centroids(torch.stack(means, 1), torch.stack(counts, 1), n_trials_per_class)
+
+
+def _trajectory_end(model, bank, n_trials, noise_frames, seed):
+    """States after a test image and noise frames: (E, n, S) and labels broadcast to (E, n)."""
+    device = model.weight_hh.device
+    g = torch.Generator(device).manual_seed(seed)
+    trials = torch.randperm(len(bank.test_labels), generator=g, device=device)[:n_trials]
+    E, B = model.n_members, len(trials)
+    off = torch.zeros(E, B, device=device)
+    state = model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)
+    for _ in range(noise_frames):
+        noise = torch.randn(B, bank.dim, generator=g, device=device) * bank.noise_std + bank.noise_mean
+        state = model.step(state, noise.expand(E, B, -1), off)
+    return state, bank.test_labels[trials].expand(E, B)
+
+
+@torch.no_grad()
+def sample_states(model: EnsembleRNN, bank: ImageBank, n: int, max_frames: int = 50, seed: int = 0) -> torch.Tensor:
+    """States (E, n, S) visited by probe trials, each stopped after a random number of noise frames
+    in [0, max_frames]: a fuller map of the dynamics than the centroids."""
+    g = torch.Generator().manual_seed(seed)
+    stops = torch.randint(0, max_frames + 1, (n,), generator=g)
+    out = torch.empty(model.n_members, n, model.state_size, device=model.weight_hh.device)
+    for frames in stops.unique().tolist():
+        chosen = (stops == frames).nonzero().flatten()
+        states, _ = _trajectory_end(model, bank, len(chosen), frames, seed + 1 + frames)
+        out[:, chosen.to(out.device)] = states
+    return out

@@ -1,0 +1,116 @@
+import math
+
+import pytest
+import torch
+from scipy.optimize import brentq
+
+from memrnn.data import make_synthetic
+from memrnn.models import ARCHS, EnsembleRNN
+from memrnn.slowpoints import (class_centroids, eigenvalues, find_slow_points, jacobian, residual_jacobian,
+                               rest_input, sample_states, speed_sq)
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return make_synthetic(n_train=100, n_test=200, seed=4)
+
+
+def _model(arch, bank, E=2, H=6, scale=1.0, seeds=None):
+    model = EnsembleRNN(arch, E, bank.dim, H, seeds=seeds or list(range(E)))
+    with torch.no_grad():
+        model.weight_hh.mul_(scale)
+    return model
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_jacobian_is_exact(arch, bank):
+    model = _model(arch, bank, scale=3.0)
+    proj = rest_input(model, bank).detach()
+    states = torch.rand(2, 3, model.state_size, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+    J = jacobian(model, states, proj)
+    for e in range(2):
+        for p in range(3):
+            def f(s):
+                return model.recur(s.view(1, 1, -1).expand(2, 1, -1), proj)[e, 0]
+            torch.testing.assert_close(J[e, p], torch.func.jacrev(f)(states[e, p]), rtol=1e-5, atol=1e-6)
+
+
+def test_reference_lstm_metric_jacobian(bank):
+    model = _model("lstm", bank, scale=2.0)
+    proj = rest_input(model, bank).detach()
+    states = torch.rand(2, 2, model.state_size, generator=torch.Generator().manual_seed(2)) - 0.5
+    A = residual_jacobian(model, states, proj, "reference")
+    from memrnn.slowpoints import residual
+    for e in range(2):
+        def f(s):
+            return residual(model, s.view(1, 1, -1).expand(2, 1, -1), proj, "reference")[e, 0]
+        torch.testing.assert_close(A[e, 1], torch.func.jacrev(f)(states[e, 1]), rtol=1e-5, atol=1e-6)
+
+
+def _scalar_rnn(bank, w):
+    """h' = tanh(w h): the input is switched off, so fixed points solve h = tanh(w h) by hand."""
+    model = EnsembleRNN("rnn", 1, bank.dim, 1)
+    with torch.no_grad():
+        for p in (model.weight_ih, model.bias_ih, model.bias_hh):
+            p.zero_()
+        model.weight_hh.fill_(w)
+    return model
+
+
+def test_hand_computed_fixed_points_and_stability(bank):
+    model = _scalar_rnn(bank, 2.0)
+    h_star = brentq(lambda h: math.tanh(2 * h) - h, 0.5, 1.0)
+    starts = torch.tensor([[[-0.6], [0.02], [0.6]]])
+    found = find_slow_points(model, bank, starts, tol=1e-20)
+    torch.testing.assert_close(found.points[0, :, 0], torch.tensor([-h_star, 0.0, h_star]), atol=1e-7, rtol=0)
+    assert found.converged.all() and (found.q <= 1e-20).all()
+    eig = eigenvalues(model, bank, found.points)[0, :, 0]
+    torch.testing.assert_close(eig.real, torch.tensor([2 * (1 - h_star**2), 2.0, 2 * (1 - h_star**2)]))
+    # a start outside the reachable region is flagged there; the search moves it inside
+    outside = find_slow_points(model, bank, torch.tensor([[[1.5]]]), tol=1e-20, max_iter=0)
+    assert not outside.in_region.item()
+    moved = find_slow_points(model, bank, torch.tensor([[[1.5]]]), tol=1e-20)
+    assert moved.in_region.item() and moved.points.item() == pytest.approx(h_star)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_contractive_network_unique_fixed_point(arch, bank):
+    model = _model(arch, bank, E=2, H=8, scale=0.3)
+    proj = rest_input(model, bank).detach()
+    with torch.no_grad():  # iterate the map: it contracts to its unique fixed point
+        s = model.init_state(1)
+        for _ in range(500):
+            s = model.recur(s, proj)
+        assert (speed_sq(model, s, proj) < 1e-24).all()
+    starts = torch.rand(2, 4, model.state_size, generator=torch.Generator().manual_seed(0)) * 1.8 - 0.9
+    found = find_slow_points(model, bank, starts, tol=1e-12)
+    assert found.converged.all() and (found.q <= 1e-12).all() and found.in_region.all()
+    assert (found.iterations < 50).all()
+    torch.testing.assert_close(found.points, s.expand(-1, 4, -1), atol=1e-5, rtol=0)
+    assert len(found.unique(0)) == 1 and len(found.unique(1)) == 1
+    adam = find_slow_points(model, bank, starts, method="adam", tol=1e-8, lr=1e-2, max_iter=5000)
+    assert (adam.q <= 1e-8).all()
+
+
+@pytest.mark.parametrize("method", ["lm", "adam"])
+def test_batched_search_equals_one_at_a_time(method, bank):
+    model = _model("gru", bank, E=2, H=6, scale=2.5)
+    starts = torch.rand(2, 3, 6, generator=torch.Generator().manual_seed(3)) * 1.6 - 0.8
+    batched = find_slow_points(model, bank, starts, method=method, max_iter=300)
+    for e in range(2):
+        member = model.member(e)
+        for p in range(3):
+            alone = find_slow_points(member, bank, starts[e:e + 1, p:p + 1], method=method, max_iter=300)
+            torch.testing.assert_close(alone.points[0, 0], batched.points[e, p], atol=1e-5, rtol=0)
+            assert alone.iterations.item() == batched.iterations[e, p].item()
+
+
+def test_centroids_and_samples(bank):
+    model = _model("lstm", bank, E=2, H=5)
+    centroids = class_centroids(model, bank, n_trials=150, noise_frames=3)
+    assert centroids.states.shape == (2, 10, 10)
+    assert (centroids.n_correct <= centroids.n_trials).all() and centroids.n_trials.sum() == 150
+    samples = sample_states(model, bank, 40, max_frames=5)
+    assert samples.shape == (2, 40, 10) and torch.isfinite(samples).all()
+    with pytest.raises(ValueError, match="unknown method 'newton'"):
+        find_slow_points(model, bank, samples, method="newton")
