@@ -11,6 +11,7 @@ from .data import DATASETS
 from .models import ARCHS
 from .presets import DEVICES, PRESETS, make_config, parse_override
 from .protocols import PROTOCOLS
+from .slowpoints import METHODS, METRICS
 
 
 def _delays(text: str) -> list[int]:
@@ -57,6 +58,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, help="held-out probe trials (default: the run's eval_trials)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe images and noise")
     p.add_argument("--device", choices=DEVICES)
+
+    p = commands.add_parser("slowpoints", help="find each member's slow point per class (from class centroids)")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--method", default="lm", choices=METHODS)
+    p.add_argument("--tol", type=float, default=1e-12, help="stop a point when q <= tol")
+    p.add_argument("--max-iter", type=int)
+    p.add_argument("--metric", default="state", choices=METRICS, help="LSTM speed on (h, c) or (h, tanh c)")
+    p.add_argument("--step", type=int, help="checkpoint to analyse (default: the last)")
+    p.add_argument("--device", choices=DEVICES)
+
+    p = commands.add_parser("formation", help="trace the final slow points back through the training checkpoints")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--max-iter", type=int, default=50)
+    p.add_argument("--device", choices=DEVICES)
+
+    p = commands.add_parser("correlate", help="slow-point speed vs long-delay accuracy over runs")
+    p.add_argument("run_dirs", type=Path, nargs="+")
+    p.add_argument("--min-delay", type=int, default=100, help="long delays: evaluated delays >= this")
+    p.add_argument("--out", type=Path, help="also write rows and table as JSON here")
 
     p = commands.add_parser("grid", help="train and evaluate architectures x protocols at a preset")
     p.add_argument("--preset", default="smoke", choices=PRESETS)
@@ -105,6 +125,34 @@ def _run(args) -> int:
         for j, d in enumerate(section["delays"]):
             mean = sum(member[j] for member in section["overall"]) / len(section["overall"])
             print(f"  delay {d:>6}: {mean:.3f}")
+    elif args.command == "slowpoints":
+        from .slowpoints import analyse_run
+
+        sp = analyse_run(args.run_dir, args.step, args.method, args.tol, args.max_iter, args.metric, device=args.device)
+        print(f"{args.run_dir}: slow-point speed per member x class (* = decodes another class, ! = outside region)")
+        for m, seed in enumerate(sp["member_seeds"]):
+            cells = [f"{v:.1e}" + ("*" if sp["decoded_class"][m][c] != c else "") + ("!" if not sp["in_region"][m][c] else "")
+                     for c, v in enumerate(sp["speed"][m])]
+            print(f"  seed {seed}: " + " ".join(cells))
+    elif args.command == "formation":
+        from .formation import trace_run
+
+        result = trace_run(args.run_dir, args.max_iter, device=args.device)
+        print(f"{args.run_dir}: step at which each class's final slow point appears (per member)")
+        for m, seed in enumerate(result["member_seeds"]):
+            print(f"  seed {seed}: " + " ".join(str(s) for s in result["appears_at"][m]))
+        for split in result["splits"]:
+            print(f"  member {split['member']}: classes {split['classes']} split at step {split['step']}")
+    elif args.command == "correlate":
+        from .stats import correlation_table, format_correlations, speed_memory_rows
+
+        rows = speed_memory_rows(args.run_dirs, args.min_delay)
+        table = correlation_table(rows)
+        print(format_correlations(table))
+        if args.out:
+            from .store import write_json
+
+            write_json(args.out, {"min_delay": args.min_delay, "table": table, "rows": rows})
     elif args.command == "grid":
         from .campaign import format_table, run_grid
 

@@ -40,11 +40,22 @@ def load_run(run_dir: Path, step: int | None = None, device: str | None = None) 
     """Configuration, model at checkpoint ``step`` (default: the last) and image bank of a run."""
     config = store.read_config(run_dir)
     device = resolve_device(device or config.device)
+    bank = load_dataset(config.dataset).to(device)
+    model = build_model(config, bank).to(device)
+    load_weights(model, run_dir, step)
+    return config, model, bank
+
+
+def load_weights(model: EnsembleRNN, run_dir: Path, step: int | None = None) -> int:
+    """Load the weights of checkpoint ``step`` (default: the last) into ``model``; returns the step."""
     steps = store.checkpoint_steps(run_dir)
     if not steps:
         raise FileNotFoundError(f"{run_dir} has no checkpoints yet")
-    bank = load_dataset(config.dataset).to(device)
-    model = build_model(config, bank).to(device)
-    tensors = store.load_checkpoint(run_dir, steps[-1] if step is None else step)
-    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
-    return config, model, bank
+    step = steps[-1] if step is None else step
+    model.load_state_dict(model_weights(store.load_checkpoint(run_dir, step)))
+    return step
+
+
+def model_weights(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The model's state dict inside a checkpoint's tensors."""
+    return {k[len("model/"):]: v for k, v in checkpoint.items() if k.startswith("model/")}

@@ -10,17 +10,21 @@ start point at once.
 Two methods: ``lm``, Levenberg-Marquardt on the residual phi(F(s)) - phi(s) with the exact
 Jacobian (the default: tens of iterations where Adam needs thousands, see benchmarks/), and
 ``adam``, the reference's first-order descent on q. Both keep the hidden part inside (-1, 1)^H,
-the only region a GRU, LSTM or tanh network can visit: an LM step that would leave it is
-rejected, Adam's iterate is clipped, and any point found outside is flagged ``in_region=False``.
+the only region a GRU, LSTM or tanh network can visit: every iterate of both methods is clipped
+just inside it (a start outside is flagged ``in_region=False`` if it never moves).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save
 
+from . import store
 from .data import ImageBank
 from .models import EnsembleRNN
+from .runs import load_run
 
 METHODS = ("lm", "adam")
 METRICS = ("state", "reference")
@@ -157,11 +161,12 @@ def decode(model: EnsembleRNN, bank: ImageBank, states: torch.Tensor) -> torch.T
 
 def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, method: str = "lm",
                      tol: float = 1e-12, max_iter: int | None = None, metric: str = "state",
-                     lr: float = 1e-3, patience: int = 200) -> SlowPoints:
+                     lr: float = 1e-3, patience: int | None = None) -> SlowPoints:
     """Minimise q from every start state (E, P, S); see the module docstring for the methods.
 
-    A point stops when q <= tol (converged) or when it stalls: for LM when no damping makes a
-    step that lowers q, for Adam when q has not improved by 0.1% in ``patience`` iterations.
+    A point stops when q <= tol (converged), when q has not improved by 0.1% in ``patience``
+    iterations (default 20 for LM, 200 for Adam), or, for LM, when no damping gives a step that
+    lowers q; and at ``max_iter`` (default 200 for LM, 20,000 for Adam).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
@@ -171,21 +176,24 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
     with torch.no_grad():
         q_start = speed_sq(model, starts, projected, metric)
     if method == "lm":
-        points, q, iterations = _levenberg_marquardt(model, starts, projected, metric, tol, 200 if max_iter is None else max_iter)
+        points, q, iterations = _levenberg_marquardt(model, starts, projected, metric, tol,
+                                                     200 if max_iter is None else max_iter, patience or 20)
     else:
-        points, q, iterations = _adam(model, starts, projected, metric, tol, 20_000 if max_iter is None else max_iter, lr, patience)
+        points, q, iterations = _adam(model, starts, projected, metric, tol,
+                                      20_000 if max_iter is None else max_iter, lr, patience or 200)
     return SlowPoints(points, q, q_start, iterations, q <= tol, in_region(model, points),
                       decode(model, bank, points), method, tol)
 
 
 @torch.no_grad()
-def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, damping=1e-2, max_damping=1e10):
+def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patience, damping=1e-2, max_damping=1e10):
     s = starts.clone()
     r = residual(model, s, projected, metric)
     q = r.square().sum(-1)
     damping = torch.full_like(q, damping)
     iterations = torch.zeros_like(q, dtype=torch.long)
     stalled = torch.zeros_like(q, dtype=torch.bool)
+    reference, since = q.clone(), torch.zeros_like(iterations)  # progress check for stalls
     eye = torch.eye(s.shape[-1], device=s.device, dtype=s.dtype)
     for _ in range(max_iter):
         active = (q > tol) & ~stalled
@@ -196,23 +204,31 @@ def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, dampin
         normal = At @ A + damping[..., None, None] * eye
         chol, info = torch.linalg.cholesky_ex(normal)
         step = -torch.cholesky_solve((At @ r.unsqueeze(-1)), chol).squeeze(-1)
-        trial = s + step
+        trial = _clip_to_region(model, s + step)
         r_trial = residual(model, trial, projected, metric)
         q_trial = r_trial.square().sum(-1)
-        accept = active & (info == 0) & (q_trial < q) & in_region(model, trial) & torch.isfinite(q_trial)
+        accept = active & (info == 0) & (q_trial < q) & torch.isfinite(q_trial)
         s = torch.where(accept[..., None], trial, s)
         r = torch.where(accept[..., None], r_trial, r)
         q = torch.where(accept, q_trial, q)
         damping = torch.where(accept, (damping / 10).clamp_min(1e-12), damping * 10)
-        stalled |= active & (damping > max_damping)
+        progressed = q < reference * 0.999
+        reference = torch.where(progressed, q, reference)
+        since = torch.where(progressed, 0, since + active.long())
+        stalled |= active & ((damping > max_damping) | (since >= patience))
         iterations += active.long()
     return s, q, iterations
+
+
+def _clip_to_region(model, states):
+    """Project the hidden part just inside (-1, 1)^H."""
+    H = model.hidden_size
+    return torch.cat([states[..., :H].clamp(-_EDGE, _EDGE), states[..., H:]], -1)
 
 
 def _adam(model, starts, projected, metric, tol, max_iter, lr, patience):
     s = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([s], lr=lr)
-    H = model.hidden_size
     with torch.no_grad():
         best = speed_sq(model, s, projected, metric)
     best_s = s.detach().clone()
@@ -227,7 +243,7 @@ def _adam(model, starts, projected, metric, tol, max_iter, lr, patience):
         (q * active).sum().backward()
         optimizer.step()
         with torch.no_grad():
-            s[..., :H].clamp_(-_EDGE, _EDGE)
+            s.copy_(_clip_to_region(model, s))
             q = speed_sq(model, s, projected, metric)
             better = active & (q < best * 0.999)
             since = torch.where(better, 0, since + active.long())
@@ -291,3 +307,46 @@ def sample_states(model: EnsembleRNN, bank: ImageBank, n: int, max_frames: int =
         states, _ = _trajectory_end(model, bank, len(chosen), frames, seed + 1 + frames)
         out[:, chosen.to(out.device)] = states
     return out
+
+
+RESULTS_FILE = "slowpoints.safetensors"
+
+
+def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol: float = 1e-12,
+                max_iter: int | None = None, metric: str = "state", n_trials: int = 1000,
+                noise_frames: int = 14, device: str | None = None) -> dict:
+    """Slow points of every member and class of a run, started from the class centroids.
+
+    Full results go to ``slowpoints.safetensors`` (or ``slowpoints-stepN`` for an earlier
+    checkpoint), a per member x class summary to the run's summary.json under ``slowpoints``."""
+    config, model, bank = load_run(run_dir, step, device)
+    last = store.checkpoint_steps(run_dir)[-1]
+    step = last if step is None else step
+    centroids = class_centroids(model, bank, n_trials, noise_frames)
+    found = find_slow_points(model, bank, centroids.states, method, tol, max_iter, metric)
+    eig = eigenvalues(model, bank, found.points)
+    radius = eig.abs().amax(-1)
+    tensors = {**found.to_tensors(), "centroids": centroids.states, "n_correct": centroids.n_correct,
+               "eig_real": eig.real, "eig_imag": eig.imag}
+    name = RESULTS_FILE if step == last else f"slowpoints-step{step}.safetensors"
+    store.atomic_write(Path(run_dir) / name, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
+    section = {
+        "method": method, "tol": tol, "metric": metric, "checkpoint_step": step, "file": name,
+        "centroid_trials": n_trials, "noise_frames": noise_frames, "member_seeds": config.member_seeds,
+        "speed": found.speed.tolist(), "speed_at_centroid": found.q_start.sqrt().tolist(),
+        "converged": found.converged.tolist(), "in_region": found.in_region.tolist(),
+        "decoded_class": found.decoded.tolist(), "iterations": found.iterations.tolist(),
+        "centroid_correct_trials": centroids.n_correct.tolist(),
+        "centroid_trials_per_class": centroids.n_trials.tolist(),
+        "jacobian_spectral_radius": radius.tolist(), "stable": (radius < 1).tolist(),
+    }
+    if name == RESULTS_FILE:
+        store.update_summary(run_dir, slowpoints=section)
+    return section
+
+
+def load_results(run_dir: Path, name: str = RESULTS_FILE) -> dict[str, torch.Tensor]:
+    path = Path(run_dir) / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist: run `memrnn slowpoints {run_dir}` first")
+    return load_file(path)

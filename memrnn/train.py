@@ -19,7 +19,7 @@ from .data import load_dataset
 from .evaluate import accuracy_by_delay
 from .presets import Config
 from .protocols import schedule
-from .runs import build_model, data_generators, resolve_device, task_spec
+from .runs import build_model, data_generators, model_weights, resolve_device, task_spec
 from .task import TrialSampler, report_accuracy, trial_loss
 
 
@@ -32,7 +32,7 @@ def _state_tensors(model, optimizer, generators) -> dict[str, torch.Tensor]:
 
 
 def _restore(tensors, model, optimizer, generators) -> None:
-    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    model.load_state_dict(model_weights(tensors))
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):

@@ -48,3 +48,29 @@ def test_bad_input_is_reported(tmp_path, capsys):
         main(["evaluate", str(tmp_path), "--delays", "4,x"])
     assert main(["train", "--set", "lr=-1", "--out", str(tmp_path)]) == 2
     assert "lr > 0" in capsys.readouterr().err
+
+
+def test_slow_point_analysis_end_to_end(tmp_path, capsys):
+    out = tmp_path / "runs"
+    for protocol in ("decu", "none"):
+        assert main(["train", "--preset", "smoke", "--protocol", protocol, "--steps", "40", "--out", str(out),
+                     "--quiet"]) == 0
+    runs = sorted(out.iterdir())
+    for run in runs:
+        assert main(["evaluate", str(run), "--delays", "4,100,150", "--trials", "60"]) == 0
+        assert main(["slowpoints", str(run)]) == 0
+        assert main(["formation", str(run), "--max-iter", "10"]) == 0
+    summary = json.loads((runs[0] / "summary.json").read_text())["slowpoints"]
+    assert len(summary["speed"]) == 2 and len(summary["speed"][0]) == 10
+    assert all(isinstance(v, bool) for v in summary["stable"][0])
+    formation = json.loads((runs[0] / "formation.json").read_text())
+    assert formation["steps"] == [20, 40] and len(formation["speed"][0][0]) == 2
+    # the last checkpoint's traced speeds are the final analysis itself
+    final = [row[-1] for row in formation["speed"][0]]
+    assert final == pytest.approx(summary["speed"][0], rel=1e-3, abs=1e-9)
+    table_file = tmp_path / "corr.json"
+    assert main(["correlate", *map(str, runs), "--min-delay", "100", "--out", str(table_file)]) == 0
+    table = json.loads(table_file.read_text())
+    assert len(table["rows"]) == 2 * 2 * 10 and table["table"][0]["condition"] == "pooled"
+    assert "spearman" in capsys.readouterr().out
+    assert main(["correlate", str(runs[0]), "--min-delay", "1000"]) == 2

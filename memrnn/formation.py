@@ -1,0 +1,89 @@
+"""How slow points form during training: each final slow point traced back through the checkpoints.
+
+Continuation: the search on checkpoint t starts from the point found on the next later
+checkpoint, so a point is followed for as long as it exists. Read forward in time, a point
+*appears* at the first checkpoint from which it is followed without break (slow, inside the
+region, reporting its class, no jump); two classes' points that coincide at a checkpoint and are
+distinct later have *split* from a common point. Positions are shown on the two principal
+components of the member's final points.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import store
+from .runs import load_run, load_weights
+from .slowpoints import RESULTS_FILE, analyse_run, find_slow_points, load_results
+
+FORMATION_FILE = "formation.json"
+
+
+def trace_run(run_dir: Path, max_iter: int = 50, slow: float = 1e-6, jump: float = 0.5,
+              same: float = 1e-2, device: str | None = None) -> dict:
+    """Trace every (member, class) slow point back through all checkpoints; writes formation.json.
+
+    A traced point counts as the same memory at a checkpoint while q <= ``slow``, it lies in the
+    region, it reports its class, and it moved less than ``jump`` (Euclidean) from the later
+    checkpoint's point. Points closer than ``same`` are one point (for splits)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RESULTS_FILE).exists():
+        analyse_run(run_dir, device=device)
+    final = store.read_json(run_dir / store.SUMMARY_FILE)["slowpoints"]
+    steps = store.checkpoint_steps(run_dir)
+    _, model, bank = load_run(run_dir, device=device)
+    points = load_results(run_dir)["points"].to(model.weight_hh.device)
+    trace = []
+    for step in reversed(steps):
+        load_weights(model, run_dir, step)
+        found = find_slow_points(model, bank, points, max_iter=max_iter)
+        moved = (found.points - points).norm(dim=-1)
+        trace.append({"step": step, "points": found.points, "q": found.q, "decoded": found.decoded,
+                      "in_region": found.in_region, "moved": moved})
+        points = found.points
+    trace.reverse()
+    result = _summarise(trace, torch.tensor(final["decoded_class"]), slow, jump, same)
+    result.update(steps=steps, max_iter=max_iter, slow=slow, jump=jump, same=same,
+                  member_seeds=final["member_seeds"],
+                  curriculum_events=store.read_json(run_dir / store.SUMMARY_FILE)["train"]["curriculum_events"])
+    store.write_json(run_dir / FORMATION_FILE, result)
+    return result
+
+
+def _summarise(trace: list[dict], final_class: torch.Tensor, slow: float, jump: float, same: float) -> dict:
+    points = torch.stack([t["points"] for t in trace])           # (C, E, K, S) checkpoints first
+    q = torch.stack([t["q"] for t in trace]).cpu()
+    decoded = torch.stack([t["decoded"] for t in trace]).cpu()
+    moved = torch.stack([t["moved"] for t in trace]).cpu()
+    moved[-1] = 0  # the final checkpoint is where tracing starts
+    region = torch.stack([t["in_region"] for t in trace]).cpu()
+    same_memory = (q <= slow) & region & (decoded == final_class) & (moved < jump)
+    C, E, K = q.shape
+    # appears: first checkpoint from which the point is followed without break to the end
+    unbroken = torch.flip(torch.cumprod(torch.flip(same_memory, [0]).int(), 0), [0]).bool()
+    appears = torch.where(unbroken.any(0), unbroken.int().argmax(0), -1)
+    final_pts = points[-1]
+    centred = final_pts - final_pts.mean(1, keepdim=True)
+    _, _, V = torch.linalg.svd(centred.cpu(), full_matrices=False)  # per member
+    pcs = torch.einsum("ceks,eps->cekp", (points.cpu() - final_pts.mean(1, keepdim=True).cpu()), V[:, :2])
+    splits = []
+    distance = torch.cdist(points.cpu().flatten(0, 1), points.cpu().flatten(0, 1)).view(C, E, K, K)
+    for e in range(E):
+        for a in range(K):
+            for b in range(a + 1, K):
+                together = (distance[:, e, a, b] < same).tolist()
+                if together[-1] or not any(together):
+                    continue
+                last_together = max(i for i, t in enumerate(together) if t)
+                splits.append({"member": e, "classes": [a, b], "step": trace[last_together + 1]["step"]})
+    steps = [t["step"] for t in trace]
+    return {
+        "speed": q.sqrt().permute(1, 2, 0).tolist(),          # [member][class][checkpoint]
+        "decoded_class": decoded.permute(1, 2, 0).tolist(),
+        "moved": moved.permute(1, 2, 0).tolist(),
+        "pc": pcs.permute(1, 2, 0, 3).tolist(),               # [member][class][checkpoint][2]
+        "same_memory": same_memory.permute(1, 2, 0).tolist(),
+        "appears_at": [[steps[i] if i >= 0 else None for i in row] for row in appears.tolist()],
+        "splits": splits,
+    }

@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import torch
+
+from memrnn.formation import _summarise
+from memrnn.stats import correlate, correlation_table
+
+
+def _rows(n_networks=6, slope=-0.1, noise=0.0, seed=0, protocol="decu"):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for net in range(n_networks):
+        for c in range(10):
+            log_speed = rng.uniform(-4, -1)
+            rows.append({"run": f"r-{protocol}", "seed": net, "class": c, "dataset": "mnist", "arch": "gru",
+                         "protocol": protocol, "log10_speed": log_speed,
+                         "long_delay_accuracy": 0.5 + slope * log_speed + noise * rng.normal()})
+    return rows
+
+
+def test_monotone_relation_gives_rank_correlation_minus_one():
+    result = correlate(_rows(slope=0.1), n_resamples=200)
+    assert result["n"] == 60 and result["networks"] == 6
+    assert result["spearman"]["r"] == pytest.approx(1.0)
+    assert result["pearson"]["r"] == pytest.approx(1.0)
+    low, high = result["spearman"]["ci95"]
+    assert low == pytest.approx(1.0) and high == pytest.approx(1.0)
+
+
+def test_noisy_relation_ci_covers_estimate_and_conditions_split():
+    rows = _rows(slope=-0.1, noise=0.1) + _rows(slope=0.0, noise=0.1, seed=1, protocol="vocu")
+    table = correlation_table(rows, n_resamples=300)
+    assert [t["condition"] for t in table] == ["pooled", "mnist/gru/decu", "mnist/gru/vocu"]
+    decu = table[1]["spearman"]
+    assert decu["r"] < -0.5 and decu["ci95"][0] <= decu["r"] <= decu["ci95"][1] and decu["ci95"][1] < 0
+    vocu = table[2]["spearman"]
+    assert vocu["ci95"][0] < 0 < vocu["ci95"][1] or abs(vocu["r"]) < 0.3
+
+
+def test_degenerate_input_gives_no_correlation():
+    rows = _rows(slope=0.0)
+    assert correlate(rows)["spearman"]["r"] is None
+
+
+def _trace(points, q, decoded, moved, steps):
+    return [{"step": s, "points": torch.tensor(p, dtype=torch.float), "q": torch.tensor(qq), "decoded": torch.tensor(d),
+             "in_region": torch.ones(1, 2, dtype=torch.bool), "moved": torch.tensor(m)}
+            for s, p, qq, d, m in zip(steps, points, q, decoded, moved)]
+
+
+def test_formation_events_known_answer():
+    steps = [10, 20, 30]
+    # one member, two classes, 2-d states; class 1 is not slow at step 10, and both classes
+    # share one point at step 10 which splits by step 20
+    points = [[[[0.1, 0.1], [0.1, 0.1]]], [[[0.3, 0.0], [0.0, 0.3]]], [[[0.4, 0.0], [0.0, 0.4]]]]
+    q = [[[1e-9, 1e-2]], [[1e-9, 1e-9]], [[1e-9, 1e-9]]]
+    decoded = [[[0, 1]], [[0, 1]], [[0, 1]]]
+    moved = [[[0.2, 0.2]], [[0.1, 0.1]], [[0.0, 0.0]]]
+    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slow=1e-6, jump=0.5, same=1e-2)
+    assert result["appears_at"] == [[10, 20]]
+    assert result["splits"] == [{"member": 0, "classes": [0, 1], "step": 20}]
+    assert np.array(result["pc"]).shape == (1, 2, 3, 2)
+    # a jump larger than `jump` breaks the trace
+    moved[1] = [[0.9, 0.1]]
+    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slow=1e-6, jump=0.5, same=1e-2)
+    assert result["appears_at"] == [[30, 20]]
