@@ -10,8 +10,9 @@ start point at once.
 Two methods: ``lm``, Levenberg-Marquardt on the residual phi(F(s)) - phi(s) with the exact
 Jacobian (the default: tens of iterations where Adam needs thousands, see benchmarks/), and
 ``adam``, the reference's first-order descent on q. Both keep the hidden part inside (-1, 1)^H,
-the only region a GRU, LSTM or tanh network can visit: every iterate of both methods is clipped
-just inside it (a start outside is flagged ``in_region=False`` if it never moves).
+the only region a GRU, LSTM or tanh network can visit: LM works in coordinates v with h = tanh(v),
+so its iterates are inside by construction, and Adam's iterate is clipped just inside. Starts
+outside the region are first clipped into it; ``in_region`` is still checked on every result.
 """
 from __future__ import annotations
 
@@ -187,27 +188,37 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
 
 @torch.no_grad()
 def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patience, damping=1e-2, max_damping=1e10):
-    s = starts.clone()
+    """LM in coordinates v with h = tanh(v) (c unchanged for LSTM): every iterate is inside the
+    region by construction, and units that saturate at a slow point are approached smoothly."""
+    H = model.hidden_size
+    outside = ~in_region(model, starts)[..., None]  # moved just inside; starts inside are kept
+    v = _to_free(model, torch.where(outside, _clip_to_region(model, starts, 0.999), starts))
+    s = _from_free(model, v)
     r = residual(model, s, projected, metric)
     q = r.square().sum(-1)
     damping = torch.full_like(q, damping)
     iterations = torch.zeros_like(q, dtype=torch.long)
     stalled = torch.zeros_like(q, dtype=torch.bool)
     reference, since = q.clone(), torch.zeros_like(iterations)  # progress check for stalls
-    eye = torch.eye(s.shape[-1], device=s.device, dtype=s.dtype)
+    eye = torch.eye(s.shape[-1], device=s.device, dtype=torch.float64)
     for _ in range(max_iter):
         active = (q > tol) & ~stalled
         if not active.any():
             break
-        A = residual_jacobian(model, s, projected, metric)
+        # chain rule through h = tanh(v); the normal equations square the condition number of
+        # the Jacobian, so they are solved in double precision
+        chain = torch.cat([1 - s[..., :H].square(), torch.ones_like(s[..., H:])], -1)
+        A = (residual_jacobian(model, s, projected, metric) * chain.unsqueeze(-2)).double()
         At = A.transpose(-1, -2)
-        normal = At @ A + damping[..., None, None] * eye
+        normal = At @ A + damping.double()[..., None, None] * eye
         chol, info = torch.linalg.cholesky_ex(normal)
-        step = -torch.cholesky_solve((At @ r.unsqueeze(-1)), chol).squeeze(-1)
-        trial = _clip_to_region(model, s + step)
+        step = -torch.cholesky_solve((At @ r.double().unsqueeze(-1)), chol).squeeze(-1).to(s.dtype)
+        v_trial = v + step
+        trial = _from_free(model, v_trial)
         r_trial = residual(model, trial, projected, metric)
         q_trial = r_trial.square().sum(-1)
         accept = active & (info == 0) & (q_trial < q) & torch.isfinite(q_trial)
+        v = torch.where(accept[..., None], v_trial, v)
         s = torch.where(accept[..., None], trial, s)
         r = torch.where(accept[..., None], r_trial, r)
         q = torch.where(accept, q_trial, q)
@@ -220,10 +231,20 @@ def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patien
     return s, q, iterations
 
 
-def _clip_to_region(model, states):
-    """Project the hidden part just inside (-1, 1)^H."""
+def _to_free(model, states):
     H = model.hidden_size
-    return torch.cat([states[..., :H].clamp(-_EDGE, _EDGE), states[..., H:]], -1)
+    return torch.cat([torch.atanh(states[..., :H]), states[..., H:]], -1)
+
+
+def _from_free(model, free):
+    H = model.hidden_size
+    return torch.cat([torch.tanh(free[..., :H]), free[..., H:]], -1)
+
+
+def _clip_to_region(model, states, edge=_EDGE):
+    """Project the hidden part into [-edge, edge]^H, inside (-1, 1)^H."""
+    H = model.hidden_size
+    return torch.cat([states[..., :H].clamp(-edge, edge), states[..., H:]], -1)
 
 
 def _adam(model, starts, projected, metric, tol, max_iter, lr, patience):

@@ -6,8 +6,8 @@ from scipy.optimize import brentq
 
 from memrnn.data import make_synthetic
 from memrnn.models import ARCHS, EnsembleRNN
-from memrnn.slowpoints import (class_centroids, eigenvalues, find_slow_points, jacobian, residual_jacobian,
-                               rest_input, sample_states, speed_sq)
+from memrnn.slowpoints import (METHODS, class_centroids, eigenvalues, find_slow_points, in_region, jacobian,
+                               residual_jacobian, rest_input, sample_states, speed_sq)
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +66,11 @@ def test_hand_computed_fixed_points_and_stability(bank):
     assert found.converged.all() and (found.q <= 1e-20).all()
     eig = eigenvalues(model, bank, found.points)[0, :, 0]
     torch.testing.assert_close(eig.real, torch.tensor([2 * (1 - h_star**2), 2.0, 2 * (1 - h_star**2)]))
-    # a start outside the reachable region is flagged there; the search moves it inside
-    outside = find_slow_points(model, bank, torch.tensor([[[1.5]]]), tol=1e-20, max_iter=0)
-    assert not outside.in_region.item()
-    moved = find_slow_points(model, bank, torch.tensor([[[1.5]]]), tol=1e-20)
-    assert moved.in_region.item() and moved.points.item() == pytest.approx(h_star)
+    # a start outside the reachable region is flagged there; the search brings it inside
+    assert in_region(model, torch.tensor([[[1.5], [0.99]]])).tolist() == [[False, True]]
+    for method in METHODS:
+        moved = find_slow_points(model, bank, torch.tensor([[[1.5]]]), method, tol=1e-12, lr=1e-2)
+        assert moved.in_region.item() and moved.points.item() == pytest.approx(h_star, abs=1e-4)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
