@@ -11,6 +11,7 @@ from .data import DATASETS
 from .models import ARCHS
 from .presets import DEVICES, PRESETS, make_config, parse_override
 from .protocols import PROTOCOLS
+from .regularize import MODES
 from .slowpoints import METHODS, METRICS
 
 
@@ -77,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", type=Path, nargs="+")
     p.add_argument("--min-delay", type=int, default=100, help="long delays: evaluated delays >= this")
     p.add_argument("--out", type=Path, help="also write rows and table as JSON here")
+
+    p = commands.add_parser("regularize", help="fine-tune a trained run with a speed penalty and compare modes")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--mode", type=_names(MODES), default=list(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    p.add_argument("--lam", type=float, help="penalty strength (default: 1e-3, CIFAR-10 1e-2)")
+    p.add_argument("--steps", type=int, help="fine-tuning steps (default by preset: smoke 20, cpu 500, paper 5000)")
+    p.add_argument("--relocate", type=int, default=0, help="re-find the anchors every K steps (0: fixed)")
+    p.add_argument("--delays", type=_delays, help="evaluation delays (default: the parent's)")
+    p.add_argument("--min-delay", type=int, default=100, help="long delays: evaluated delays >= this")
+    p.add_argument("--quiet", action="store_true")
 
     p = commands.add_parser("grid", help="train and evaluate architectures x protocols at a preset")
     p.add_argument("--preset", default="smoke", choices=PRESETS)
@@ -153,6 +164,28 @@ def _run(args) -> int:
             from .store import write_json
 
             write_json(args.out, {"min_delay": args.min_delay, "table": table, "rows": rows})
+    elif args.command == "regularize":
+        from .evaluate import evaluate_run
+        from .regularize import compare, finetune
+        from .store import SUMMARY_FILE, read_json, write_json
+
+        parent = read_json(args.run_dir / SUMMARY_FILE)
+        delays = args.delays or parent.get("extrapolation", {}).get("delays") or list(DEFAULT_DELAYS)
+        if parent.get("extrapolation", {}).get("delays") != sorted(set(delays)):
+            evaluate_run(args.run_dir, delays)
+        children = []
+        for mode in args.mode:
+            child = finetune(args.run_dir, mode, args.lam, args.steps, args.relocate, progress=not args.quiet)
+            if read_json(child / SUMMARY_FILE).get("extrapolation", {}).get("delays") != sorted(set(delays)):
+                evaluate_run(child, delays)
+            children.append(child)
+        rows = compare(args.run_dir, children, args.min_delay)
+        write_json(args.run_dir / "regularization.json", {"min_delay": args.min_delay, "modes": rows})
+        print(f"{'mode':<12}{'long-delay acc before -> after (change, 95% CI)':<50}{'trained-delay acc before -> after'}")
+        for row in rows:
+            lo, tr = row["long"], row["trained"]
+            print(f"{row['mode']:<12}{lo['before']:.3f} -> {lo['after']:.3f} ({lo['change']:+.3f}, "
+                  f"[{lo['ci95'][0]:+.3f}, {lo['ci95'][1]:+.3f}])".ljust(62) + f"{tr['before']:.3f} -> {tr['after']:.3f}")
     elif args.command == "grid":
         from .campaign import format_table, run_grid
 

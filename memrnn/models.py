@@ -169,9 +169,10 @@ class EnsembleRNN(nn.Module):
         """Logits (E, B, n_outputs) of the linear readout of h."""
         return _ensemble_linear(self.hidden(state), self.readout_weight, self.readout_bias)
 
-    def forward(self, frames: torch.Tensor, trigger: torch.Tensor,
-                state: torch.Tensor | None = None) -> torch.Tensor:
-        """Unroll over frames (E, B, T, D) with trigger (E, B, T); returns logits (E, B, T, O)."""
+    def forward(self, frames: torch.Tensor, trigger: torch.Tensor, state: torch.Tensor | None = None,
+                return_hidden: bool = False):
+        """Unroll over frames (E, B, T, D) with trigger (E, B, T); returns logits (E, B, T, O)
+        and, with ``return_hidden``, the hidden states h (E, B, T, H) after each frame."""
         E, B, T, D = frames.shape
         projected = self.project(frames.reshape(E, B * T, D), trigger.reshape(E, B * T)).reshape(E, B, T, -1)
         state = self.init_state(B) if state is None else state
@@ -179,8 +180,10 @@ class EnsembleRNN(nn.Module):
         for t in range(T):
             state = self.recur(state, projected[:, :, t])
             hiddens.append(self.hidden(state))
-        hidden = torch.stack(hiddens, dim=2).reshape(E, B * T, self.hidden_size)
-        return _ensemble_linear(hidden, self.readout_weight, self.readout_bias).reshape(E, B, T, -1)
+        hidden = torch.stack(hiddens, dim=2)
+        logits = _ensemble_linear(hidden.reshape(E, B * T, -1), self.readout_weight, self.readout_bias)
+        logits = logits.reshape(E, B, T, -1)
+        return (logits, hidden) if return_hidden else logits
 
     def member(self, k: int) -> "EnsembleRNN":
         """Member k as an ensemble of one (a copy)."""

@@ -8,6 +8,7 @@ traced back through them.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from . import store
-from .data import load_dataset
+from .data import ImageBank, load_dataset
 from .evaluate import accuracy_by_delay
+from .models import EnsembleRNN
 from .presets import Config
 from .protocols import schedule
 from .runs import build_model, data_generators, model_weights, resolve_device, task_spec
@@ -43,6 +45,89 @@ def _restore(tensors, model, optimizer, generators) -> None:
         g.set_state(tensors[f"rng/{k}"])
 
 
+@dataclass
+class Trainer:
+    """What a training loop changes (model, Adam, the members' data streams), built from a config."""
+
+    config: Config
+    bank: ImageBank
+    model: EnsembleRNN
+    optimizer: torch.optim.Optimizer
+    generators: list[torch.Generator]
+
+    @classmethod
+    def build(cls, config: Config) -> "Trainer":
+        device = resolve_device(config.device)
+        bank = load_dataset(config.dataset).to(device)
+        model = build_model(config, bank).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        return cls(config, bank, model, optimizer, data_generators(config, device))
+
+    def resume(self, run_dir: Path) -> tuple[int, list[dict], dict[str, torch.Tensor]]:
+        """Restore the newest valid checkpoint of ``run_dir``; returns its step, metrics and tensors."""
+        found = store.latest_valid_checkpoint(run_dir)
+        if not found:
+            return 0, [], {}
+        step, tensors = found
+        _restore(tensors, self.model, self.optimizer, self.generators)
+        return step, [m for m in store.read_json(run_dir / store.METRICS_FILE) if m["step"] <= step], tensors
+
+    def fit(self, run_dir: Path, start: int, end: int, metrics: list[dict], task_at, lr_at,
+            penalty=None, stop_after: int | None = None, progress: bool = True) -> bool:
+        """Train from step ``start`` to ``end``, logging into ``metrics`` and checkpointing.
+
+        ``task_at(step)`` gives (T_max, active classes), ``lr_at(step)`` the learning rate, and
+        ``penalty(step, model, hidden)``, if given, a per-member term added to the loss. Returns
+        False when stopped early by ``stop_after``."""
+        config, model, optimizer = self.config, self.model, self.optimizer
+        sampler = TrialSampler(self.bank, task_spec(config))
+        device = model.weight_hh.device
+        sums = torch.zeros(3, config.seeds, device=device)  # loss, accuracy, penalty since last log
+        first_bad = torch.full((config.seeds,), -1, device=device)
+        bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=run_dir.name, unit="step")
+        for step in bar:
+            t_max, n_active = task_at(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            batch = sampler.sample(self.generators, config.batch_size, t_max, n_active)
+            logits, hidden = model(batch.frames, batch.trigger, return_hidden=True)
+            loss = trial_loss(logits, batch)
+            extra = penalty(step, model, hidden) if penalty else torch.zeros_like(loss)
+            optimizer.zero_grad(set_to_none=True)
+            (loss + extra).sum().backward()
+            optimizer.step()
+            total = (loss + extra).detach()
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total), step, first_bad)
+            sums += torch.stack([loss.detach(), report_accuracy(logits.detach(), batch), extra.detach()])
+            done = step + 1
+            if done % config.log_every == 0 or done == end:
+                _check_finite(first_bad, config)
+                n = done - (metrics[-1]["step"] if metrics else start)
+                loss_mean, acc_mean, penalty_mean = (sums / n).tolist()
+                entry = {"step": done, "t_max": t_max, "n_classes": n_active, "lr": lr_at(step),
+                         "loss": loss_mean, "accuracy": acc_mean}
+                metrics.append({**entry, "penalty": penalty_mean} if penalty else entry)
+                sums.zero_()
+                bar.set_postfix(loss=f"{np.mean(loss_mean):.3f}", acc=f"{np.mean(acc_mean):.3f}")
+            if done % config.checkpoint_every == 0 or done == end:
+                _check_finite(first_bad, config)
+                tensors = _state_tensors(model, optimizer, self.generators)
+                if hasattr(penalty, "state"):
+                    tensors.update({f"penalty/{k}": v for k, v in penalty.state().items()})
+                store.save_checkpoint(run_dir, done, tensors)
+                store.write_json(run_dir / store.METRICS_FILE, metrics)
+            if stop_after is not None and done >= stop_after:
+                bar.close()
+                return False
+        bar.close()
+        return True
+
+    def trained_delay_accuracy(self) -> list[float]:
+        spec = task_spec(self.config)
+        result = accuracy_by_delay(self.model, self.bank, spec.trained_delays, self.config.eval_trials)
+        return result.overall.mean(1).tolist()
+
+
 def train(config: Config, out: str | Path = "runs", resume: bool = True, stop_after: int | None = None,
           progress: bool = True) -> Path:
     """Train (or resume, or reuse) the run of ``config`` under ``out``; returns its directory.
@@ -53,62 +138,17 @@ def train(config: Config, out: str | Path = "runs", resume: bool = True, stop_af
     summary_path = run_dir / store.SUMMARY_FILE
     if resume and summary_path.exists() and "train" in store.read_json(summary_path):
         return run_dir
-    device = resolve_device(config.device)
-    bank = load_dataset(config.dataset).to(device)
-    spec, plan = task_spec(config), schedule(config.protocol, config.dataset, config.steps, config.n_frames)
-    sampler = TrialSampler(bank, spec)
-    model = build_model(config, bank).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generators = data_generators(config, device)
-    start, metrics = 0, []
-    found = store.latest_valid_checkpoint(run_dir) if resume else None
-    if found:
-        start, tensors = found
-        _restore(tensors, model, optimizer, generators)
-        metrics = [m for m in store.read_json(run_dir / store.METRICS_FILE) if m["step"] <= start]
+    trainer = Trainer.build(config)
+    start, metrics, _ = trainer.resume(run_dir) if resume else (0, [], {})
     store.write_json(run_dir / store.CONFIG_FILE, {**vars(config)})
-
-    loss_sum = torch.zeros(config.seeds, device=device)
-    acc_sum = torch.zeros(config.seeds, device=device)
-    first_bad = torch.full((config.seeds,), -1, device=device)
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not progress,
-               desc=store.run_name(config), unit="step")
-    for step in bar:
-        t_max, n_active = plan.at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr_at(step)
-        batch = sampler.sample(generators, config.batch_size, t_max, n_active)
-        logits = model(batch.frames, batch.trigger)
-        loss = trial_loss(logits, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.sum().backward()
-        optimizer.step()
-        loss = loss.detach()
-        first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), step, first_bad)
-        loss_sum += loss
-        acc_sum += report_accuracy(logits.detach(), batch)
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            _check_finite(first_bad, config)
-            n = done - (metrics[-1]["step"] if metrics else 0)
-            metrics.append({"step": done, "t_max": t_max, "n_classes": n_active, "lr": config.lr_at(step),
-                            "loss": (loss_sum / n).tolist(), "accuracy": (acc_sum / n).tolist()})
-            loss_sum.zero_(), acc_sum.zero_()
-            bar.set_postfix(loss=f"{np.mean(metrics[-1]['loss']):.3f}", acc=f"{np.mean(metrics[-1]['accuracy']):.3f}")
-        if done % config.checkpoint_every == 0 or done == config.steps:
-            _check_finite(first_bad, config)
-            store.save_checkpoint(run_dir, done, _state_tensors(model, optimizer, generators))
-            store.write_json(run_dir / store.METRICS_FILE, metrics)
-        if stop_after is not None and done >= stop_after:
-            bar.close()
-            return run_dir
-    bar.close()
-    trained = accuracy_by_delay(model, bank, spec.trained_delays, config.eval_trials)
+    plan = schedule(config.protocol, config.dataset, config.steps, config.n_frames)
+    if not trainer.fit(run_dir, start, config.steps, metrics, plan.at, config.lr_at, None, stop_after, progress):
+        return run_dir
     store.update_summary(run_dir, run=run_dir.name, config=vars(config), train={
         "steps": config.steps, "member_seeds": config.member_seeds,
         "final_loss": metrics[-1]["loss"], "final_batch_accuracy": metrics[-1]["accuracy"],
-        "trained_delays": spec.trained_delays, "eval_trials": config.eval_trials,
-        "trained_delay_accuracy": trained.overall.mean(1).tolist(),
+        "trained_delays": task_spec(config).trained_delays, "eval_trials": config.eval_trials,
+        "trained_delay_accuracy": trainer.trained_delay_accuracy(),
         "curriculum_events": plan.events()})
     return run_dir
 

@@ -74,3 +74,15 @@ def test_slow_point_analysis_end_to_end(tmp_path, capsys):
     assert len(table["rows"]) == 2 * 2 * 10 and table["table"][0]["condition"] == "pooled"
     assert "spearman" in capsys.readouterr().out
     assert main(["correlate", str(runs[0]), "--min-delay", "1000"]) == 2
+
+
+def test_regularize_compares_modes(tmp_path, capsys):
+    assert main(["train", "--preset", "smoke", "--steps", "20", "--out", str(tmp_path), "--quiet"]) == 0
+    run = next(tmp_path.iterdir())
+    assert main(["regularize", str(run), "--steps", "10", "--delays", "4,120", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for mode in ("control", "slowpoints", "centermass", "tar"):
+        assert mode in out
+    report = json.loads((run / "regularization.json").read_text())
+    assert [r["mode"] for r in report["modes"]] == ["control", "slowpoints", "centermass", "tar"]
+    assert len(list(tmp_path.iterdir())) == 5
