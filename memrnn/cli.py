@@ -171,13 +171,11 @@ def _run(args) -> int:
 
         parent = read_json(args.run_dir / SUMMARY_FILE)
         delays = args.delays or parent.get("extrapolation", {}).get("delays") or list(DEFAULT_DELAYS)
-        if parent.get("extrapolation", {}).get("delays") != sorted(set(delays)):
-            evaluate_run(args.run_dir, delays)
+        evaluate_run(args.run_dir, delays)
         children = []
         for mode in args.mode:
             child = finetune(args.run_dir, mode, args.lam, args.steps, args.relocate, progress=not args.quiet)
-            if read_json(child / SUMMARY_FILE).get("extrapolation", {}).get("delays") != sorted(set(delays)):
-                evaluate_run(child, delays)
+            evaluate_run(child, delays)
             children.append(child)
         rows = compare(args.run_dir, children, args.min_delay)
         write_json(args.run_dir / "regularization.json", {"min_delay": args.min_delay, "modes": rows})

@@ -15,7 +15,7 @@ import torch
 
 from . import store
 from .runs import load_run, load_weights
-from .slowpoints import RESULTS_FILE, analyse_run, find_slow_points, load_results
+from .slowpoints import analyse_run, find_slow_points, load_results
 
 FORMATION_FILE = "formation.json"
 
@@ -28,10 +28,13 @@ def trace_run(run_dir: Path, max_iter: int = 50, slow: float = 1e-6, jump: float
     region, it reports its class, and it moved less than ``jump`` (Euclidean) from the later
     checkpoint's point. Points closer than ``same`` are one point (for splits)."""
     run_dir = Path(run_dir)
-    if not (run_dir / RESULTS_FILE).exists():
-        analyse_run(run_dir, device=device)
-    final = store.read_json(run_dir / store.SUMMARY_FILE)["slowpoints"]
+    final = analyse_run(run_dir, device=device)
     steps = store.checkpoint_steps(run_dir)
+    settings = {"steps": steps, "max_iter": max_iter, "slow": slow, "jump": jump, "same": same}
+    if (run_dir / FORMATION_FILE).exists():
+        cached = store.read_json(run_dir / FORMATION_FILE)
+        if all(cached.get(k) == v for k, v in settings.items()):
+            return cached
     _, model, bank = load_run(run_dir, device=device)
     points = load_results(run_dir)["points"].to(model.weight_hh.device)
     trace = []
@@ -44,8 +47,7 @@ def trace_run(run_dir: Path, max_iter: int = 50, slow: float = 1e-6, jump: float
         points = found.points
     trace.reverse()
     result = _summarise(trace, torch.tensor(final["decoded_class"]), slow, jump, same)
-    result.update(steps=steps, max_iter=max_iter, slow=slow, jump=jump, same=same,
-                  member_seeds=final["member_seeds"],
+    result.update(**settings, member_seeds=final["member_seeds"],
                   curriculum_events=store.read_json(run_dir / store.SUMMARY_FILE)["train"]["curriculum_events"])
     store.write_json(run_dir / FORMATION_FILE, result)
     return result

@@ -25,7 +25,7 @@ import torch
 from scipy import stats
 
 from . import store
-from .slowpoints import RESULTS_FILE, analyse_run, class_centroids, find_slow_points, load_results
+from .slowpoints import analyse_run, class_centroids, find_slow_points, load_results
 from .train import Trainer
 
 MODES = ("control", "slowpoints", "centermass", "tar")
@@ -145,8 +145,7 @@ def _penalty(spec: Finetune, parent_dir: Path, trainer: Trainer, first_step: int
         return None
     if spec.mode == "tar":
         return tar_penalty(spec.lam)
-    if not (parent_dir / RESULTS_FILE).exists():
-        analyse_run(parent_dir)
+    analyse_run(parent_dir)
     results = load_results(parent_dir)
     device = trainer.model.weight_hh.device
     anchors = (results["points"] if spec.mode == "slowpoints" else results["centroids"]).to(device)

@@ -340,9 +340,14 @@ def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol:
 
     Full results go to ``slowpoints.safetensors`` (or ``slowpoints-stepN`` for an earlier
     checkpoint), a per member x class summary to the run's summary.json under ``slowpoints``."""
-    config, model, bank = load_run(run_dir, step, device)
     last = store.checkpoint_steps(run_dir)[-1]
     step = last if step is None else step
+    settings = {"method": method, "tol": tol, "metric": metric, "checkpoint_step": step,
+                "centroid_trials": n_trials, "noise_frames": noise_frames, "max_iter": max_iter}
+    cached = store.read_json(Path(run_dir) / store.SUMMARY_FILE).get("slowpoints", {})
+    if step == last and all(cached.get(k) == v for k, v in settings.items()) and (Path(run_dir) / RESULTS_FILE).exists():
+        return cached
+    config, model, bank = load_run(run_dir, step, device)
     centroids = class_centroids(model, bank, n_trials, noise_frames)
     found = find_slow_points(model, bank, centroids.states, method, tol, max_iter, metric)
     eig = eigenvalues(model, bank, found.points)
@@ -352,8 +357,7 @@ def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol:
     name = RESULTS_FILE if step == last else f"slowpoints-step{step}.safetensors"
     store.atomic_write(Path(run_dir) / name, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
     section = {
-        "method": method, "tol": tol, "metric": metric, "checkpoint_step": step, "file": name,
-        "centroid_trials": n_trials, "noise_frames": noise_frames, "member_seeds": config.member_seeds,
+        **settings, "file": name, "member_seeds": config.member_seeds,
         "speed": found.speed.tolist(), "speed_at_centroid": found.q_start.sqrt().tolist(),
         "converged": found.converged.tolist(), "in_region": found.in_region.tolist(),
         "decoded_class": found.decoded.tolist(), "iterations": found.iterations.tolist(),
