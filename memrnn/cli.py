@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 from .campaign import DEFAULT_DELAYS
+from .book import CHAPTERS
 from .data import DATASETS
 from .models import ARCHS
 from .presets import DEVICES, PRESETS, make_config, parse_override
@@ -33,6 +35,19 @@ def _names(allowed):
             raise argparse.ArgumentTypeError(f"{text!r}: choose from {', '.join(allowed)}")
         return names
     return parse
+
+
+def _parameter(text: str) -> tuple[str, object]:
+    """'key=value' for a chapter parameter: ints and floats are converted, the rest stays text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"bad parameter {text!r}: expected key=value")
+    for kind in (int, float):
+        try:
+            return key, kind(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -101,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs")
     p.add_argument("--quiet", action="store_true")
 
+    p = commands.add_parser("book", help="execute the book's chapters with papermill and/or build its HTML")
+    book = p.add_subparsers(dest="book_command", required=True, metavar="ACTION")
+    q = book.add_parser("run", help="execute chapters at a preset, then build the HTML")
+    q.add_argument("--preset", default="cpu", choices=PRESETS)
+    q.add_argument("--chapters", type=_names(CHAPTERS), help=f"comma-separated, from {', '.join(CHAPTERS)}")
+    q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_parameter,
+                   help="a chapter parameter, e.g. --set archs=gru (repeatable)")
+    q.add_argument("--no-build", action="store_true", help="execute only")
+    q.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: .)")
+    q = book.add_parser("build", help="render the HTML from the stored outputs, executing nothing")
+    q.add_argument("--root", type=Path, default=Path("."))
+
     p = commands.add_parser("config", help="print the configuration a preset resolves to")
     p.add_argument("--preset", default="smoke", choices=PRESETS)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
@@ -111,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as e:
         print(f"memrnn {args.command}: error: {e}", file=sys.stderr)
         return 2
 
@@ -184,6 +211,14 @@ def _run(args) -> int:
             lo, tr = row["long"], row["trained"]
             print(f"{row['mode']:<12}{lo['before']:.3f} -> {lo['after']:.3f} ({lo['change']:+.3f}, "
                   f"[{lo['ci95'][0]:+.3f}, {lo['ci95'][1]:+.3f}])".ljust(62) + f"{tr['before']:.3f} -> {tr['after']:.3f}")
+    elif args.command == "book":
+        from .book import build, run
+
+        if args.book_command == "run":
+            run(args.root, args.preset, args.chapters, dict(args.set))
+            if args.no_build:
+                return 0
+        print(f"HTML: {build(args.root)}/index.html")
     elif args.command == "grid":
         from .campaign import format_table, run_grid
 

@@ -109,7 +109,8 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
     config = store.read_config(parent_dir)
     if "train" not in store.read_json(parent_dir / store.SUMMARY_FILE):
         raise ValueError(f"{parent_dir} has not finished training")
-    spec = Finetune(parent_dir.name, mode, default_lam(config.dataset) if lam is None else lam,
+    lam = 0.0 if mode == "control" else default_lam(config.dataset) if lam is None else lam
+    spec = Finetune(parent_dir.name, mode, lam,
                     steps or DEFAULT_STEPS.get(config.preset, 500), relocate, n_noise, seed)
     run_dir = parent_dir.parent / spec.name
     summary_path = run_dir / store.SUMMARY_FILE
@@ -162,6 +163,8 @@ def compare(parent_dir: Path, children: list[Path], min_delay: int = 100, n_resa
     """Per fine-tuning mode: long-delay and trained-delay accuracy before and after, and the mean
     change across seeds with a 95% bootstrap CI (paired by seed)."""
     before = _accuracies(parent_dir, min_delay)
+    modes = {store.read_json(Path(c) / store.SUMMARY_FILE)["finetune"]["mode"]: c for c in children}
+    control = _accuracies(modes["control"], min_delay) if "control" in modes else None
     rows = []
     for child in children:
         summary = store.read_json(Path(child) / store.SUMMARY_FILE)
@@ -170,13 +173,22 @@ def compare(parent_dir: Path, children: list[Path], min_delay: int = 100, n_resa
                "relocate": summary["finetune"]["relocate"]}
         for key in ("long", "trained"):
             diff = after[key] - before[key]
-            ci = (stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile",
-                                  random_state=np.random.default_rng(0)).confidence_interval
-                  if len(diff) > 1 and np.ptp(diff) > 0 else (float(diff.mean()),) * 2)
             row[key] = {"before": float(before[key].mean()), "after": float(after[key].mean()),
-                        "change": float(diff.mean()), "ci95": [float(ci[0]), float(ci[1])]}
+                        "change": float(diff.mean()), "ci95": _mean_ci(diff, n_resamples)}
+            if control is not None:
+                vs = after[key] - control[key]
+                row[key]["vs_control"] = {"change": float(vs.mean()), "ci95": _mean_ci(vs, n_resamples)}
         rows.append(row)
     return rows
+
+
+def _mean_ci(diff: np.ndarray, n_resamples: int) -> list[float]:
+    """95% bootstrap CI of the mean of paired differences (one per seed)."""
+    if len(diff) < 2 or np.ptp(diff) == 0:
+        return [float(diff.mean())] * 2
+    ci = stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile",
+                         random_state=np.random.default_rng(0)).confidence_interval
+    return [float(ci[0]), float(ci[1])]
 
 
 def _accuracies(run_dir: Path, min_delay: int) -> dict[str, np.ndarray]:

@@ -304,16 +304,25 @@ def class_centroids(model: EnsembleRNN, bank: ImageBank, n_trials: int = 1000, n
 
 def _trajectory_end(model, bank, n_trials, noise_frames, seed):
     """States after a test image and noise frames: (E, n, S) and labels broadcast to (E, n)."""
+    states, labels = probe_trajectories(model, bank, n_trials, noise_frames, seed)
+    return states[:, :, -1], labels
+
+
+@torch.no_grad()
+def probe_trajectories(model: EnsembleRNN, bank: ImageBank, n_trials: int, noise_frames: int,
+                       seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """States (E, n, noise_frames + 1, S) after a test image at t = 0 and after each following
+    noise frame (trigger off), and the image labels (E, n)."""
     device = model.weight_hh.device
     g = torch.Generator(device).manual_seed(seed)
     trials = torch.randperm(len(bank.test_labels), generator=g, device=device)[:n_trials]
     E, B = model.n_members, len(trials)
     off = torch.zeros(E, B, device=device)
-    state = model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)
+    states = [model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)]
     for _ in range(noise_frames):
         noise = torch.randn(B, bank.dim, generator=g, device=device) * bank.noise_std + bank.noise_mean
-        state = model.step(state, noise.expand(E, B, -1), off)
-    return state, bank.test_labels[trials].expand(E, B)
+        states.append(model.step(states[-1], noise.expand(E, B, -1), off))
+    return torch.stack(states, 2), bank.test_labels[trials].expand(E, B)
 
 
 @torch.no_grad()
