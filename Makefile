@@ -6,7 +6,7 @@ TORCH ?= torch==2.13.0
 PRESET ?= cpu
 BIN = $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: book run test bench clean
 
 $(BIN)/memrnn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(BIN)/memrnn: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-run: $(BIN)/memrnn  ## train and evaluate the GRU/LSTM x DeCu/VoCu/none grid
+book: $(BIN)/memrnn  ## execute every chapter at PRESET (cached runs are reused), then build the HTML
+	$(BIN)/memrnn book run --preset $(PRESET)
+
+run: $(BIN)/memrnn  ## train and evaluate the GRU/LSTM x DeCu/VoCu/none grid only
 	$(BIN)/memrnn grid --preset $(PRESET) --out runs
 
 test: $(BIN)/memrnn
@@ -24,4 +27,4 @@ bench: $(BIN)/memrnn
 	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs _build
