@@ -39,6 +39,7 @@ class Config:
     checkpoint_every: int = 20
     log_every: int = 10
     eval_trials: int = 200         # held-out trials per accuracy estimate
+    fast: bool = False             # compiled bf16 step, fused Adam, one data stream for all members (GPU)
     device: str = "auto"
 
     @property
@@ -90,13 +91,19 @@ def make_config(preset: str = "smoke", **overrides) -> Config:
     return Config(**values)
 
 
+def _boolean(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(text)
+    return text.lower() in ("true", "1")
+
+
 def parse_override(text: str) -> tuple[str, object]:
     """'key=value' with the value converted to the field's type."""
     key, sep, value = text.partition("=")
     types = {f.name: f.type for f in dataclasses.fields(Config)}
     if not sep or key not in types:
         raise ValueError(f"bad override {text!r}: expected key=value with key one of {sorted(types)}")
-    kind = {"int": int, "float": float}.get(types[key], str)
+    kind = {"int": int, "float": float, "bool": _boolean}.get(types[key], str)
     try:
         return key, kind(value)
     except ValueError:

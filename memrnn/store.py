@@ -30,8 +30,13 @@ class CorruptCheckpointError(RuntimeError):
     pass
 
 
+# fields added after runs existed: hashed only when set away from this value, so older runs keep their names
+_HASHED_WHEN_SET = {"fast": False}
+
+
 def config_hash(config: Config) -> str:
-    fields = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_HASHED}
+    fields = {k: v for k, v in dataclasses.asdict(config).items()
+              if k not in _NOT_HASHED and _HASHED_WHEN_SET.get(k, object()) != v}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -55,7 +55,11 @@ class Batch:
 
 
 class TrialSampler:
-    """Draws training batches on the bank's device, one generator per ensemble member."""
+    """Draws training batches on the bank's device.
+
+    With one generator per ensemble member, member k's trials depend on its own generator only (so
+    it equals the network trained alone); with a single generator, all members' trials are drawn
+    in one vectorised call (the fast path on GPUs, where E small draws cost E kernel launches)."""
 
     def __init__(self, bank: ImageBank, spec: TaskSpec):
         self.bank, self.spec = bank, spec
@@ -66,27 +70,30 @@ class TrialSampler:
         counts = torch.bincount(bank.train_labels.cpu(), minlength=spec.n_classes)
         self.prefix = torch.cumsum(counts, 0).tolist()
 
-    def sample(self, generators: list[torch.Generator], batch_size: int, t_max: int, n_active: int) -> Batch:
+    def sample(self, generators: list[torch.Generator], batch_size: int, t_max: int, n_active: int,
+               n_members: int | None = None) -> Batch:
+        """A batch (E, B, ...): E = len(generators), or ``n_members`` from a single generator."""
         self.spec.check(t_max, n_active)
-        parts = [self._member(g, batch_size, t_max, n_active) for g in generators]
-        stacked = [torch.stack(p) for p in zip(*parts)]
-        return Batch(*stacked, n_active=n_active)
+        if n_members is not None and len(generators) == 1:
+            return Batch(*self._draw(generators[0], (n_members, batch_size), t_max, n_active), n_active=n_active)
+        parts = [self._draw(g, (batch_size,), t_max, n_active) for g in generators]
+        return Batch(*[torch.stack(p) for p in zip(*parts)], n_active=n_active)
 
-    def _member(self, g: torch.Generator, B: int, t_max: int, n_active: int):
+    def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
         spec, bank, device = self.spec, self.bank, self.images.device
         T, delta = spec.n_frames, spec.min_delay
-        t_s = torch.randint(0, t_max - delta, (B,), generator=g, device=device)
+        t_s = torch.randint(0, t_max - delta, shape, generator=g, device=device)
         span = t_max - t_s - delta  # number of allowed report times, >= 1
-        t_r = t_s + delta + (torch.rand(B, generator=g, device=device) * span).long()
-        index = torch.randint(0, self.prefix[n_active - 1], (B,), generator=g, device=device)
-        frames = torch.randn(B, T, bank.dim, generator=g, device=device)
+        t_r = t_s + delta + (torch.rand(shape, generator=g, device=device) * span).long()
+        index = torch.randint(0, self.prefix[n_active - 1], shape, generator=g, device=device)
+        frames = torch.randn(*shape, T, bank.dim, generator=g, device=device)
         frames = frames * bank.noise_std + bank.noise_mean
-        rows = torch.arange(B, device=device)
-        frames[rows, t_s] = self.images[index]
         steps = torch.arange(T, device=device)
-        report = steps == t_r[:, None]
+        stimulus = (steps == t_s[..., None]).unsqueeze(-1)
+        frames = torch.where(stimulus, self.images[index].unsqueeze(-2), frames)
+        report = steps == t_r[..., None]
         labels = self.labels[index]
-        targets = torch.where(report, labels[:, None] + 1, NULL)
+        targets = torch.where(report, labels[..., None] + 1, NULL)
         weights = (steps < t_max).float() + (spec.report_weight - 1) * report.float()
         return frames, report.float(), targets, weights, labels, t_s, t_r
 

@@ -60,8 +60,20 @@ class Trainer:
         device = resolve_device(config.device)
         bank = load_dataset(config.dataset).to(device)
         model = build_model(config, bank).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=config.fast or None)
         return cls(config, bank, model, optimizer, data_generators(config, device))
+
+    def unroll(self, batch):
+        """Logits and hidden states of a batch; on the fast path compiled, under bf16 autocast
+        (float32 master weights, logits cast back to float32 for the loss)."""
+        if not self.config.fast:
+            return self.model(batch.frames, batch.trigger, return_hidden=True)
+        if not hasattr(self, "_compiled"):
+            self._compiled = torch.compile(self.model)
+        device = self.model.weight_hh.device
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            logits, hidden = self._compiled(batch.frames, batch.trigger, return_hidden=True)
+        return logits.float(), hidden.float()
 
     def resume(self, run_dir: Path) -> tuple[int, list[dict], dict[str, torch.Tensor]]:
         """Restore the newest valid checkpoint of ``run_dir``; returns its step, metrics and tensors."""
@@ -89,8 +101,8 @@ class Trainer:
             t_max, n_active = task_at(step)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            batch = sampler.sample(self.generators, config.batch_size, t_max, n_active)
-            logits, hidden = model(batch.frames, batch.trigger, return_hidden=True)
+            batch = sampler.sample(self.generators, config.batch_size, t_max, n_active, config.seeds)
+            logits, hidden = self.unroll(batch)
             loss = trial_loss(logits, batch)
             extra = penalty(step, model, hidden) if penalty else torch.zeros_like(loss)
             optimizer.zero_grad(set_to_none=True)

@@ -12,6 +12,9 @@ def test_config_hash_tracks_fields_that_change_results():
     assert store.config_hash(base) == store.config_hash(make_config("smoke", device="cpu", log_every=5))
     assert store.config_hash(base) != store.config_hash(make_config("smoke", lr=1e-4))
     assert store.run_name(base).startswith("synthetic-gru-none-")
+    # cached runs keep their names when fields are added later at their default
+    assert store.run_name(make_config("cpu", protocol="decu")) == "mnist-5k-gru-decu-3076eb7abf6c"
+    assert store.config_hash(make_config("cpu", fast=True)) != store.config_hash(make_config("cpu"))
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
@@ -56,5 +59,6 @@ def test_presets_and_errors():
     with pytest.raises(ValueError, match="checkpoint_every=15 must be a multiple of log_every=10"):
         make_config("smoke", checkpoint_every=15)
     assert parse_override("lr=1e-3") == ("lr", 1e-3) and parse_override("seeds=4") == ("seeds", 4)
+    assert parse_override("fast=true") == ("fast", True)
     with pytest.raises(ValueError, match="bad value 'x' for seeds"):
         parse_override("seeds=x")

@@ -89,3 +89,12 @@ def test_loss_and_accuracy_by_hand(bank):
     perfect = torch.zeros_like(logits)
     perfect[0, torch.arange(3), batch.report_time[0], batch.labels[0] + 1] = 5.0
     assert report_accuracy(perfect, batch).item() == 1.0
+
+
+def test_single_generator_draws_all_members_at_once(bank):
+    batch = TrialSampler(bank, TaskSpec()).sample(_gens(9), 300, t_max=16, n_active=10, n_members=3)
+    assert batch.frames.shape == (3, 300, 20, bank.dim)
+    assert batch.stimulus_time.max() == 16 - 4 - 1 and ((batch.report_time - batch.stimulus_time) >= 4).all()
+    assert not torch.equal(batch.frames[0], batch.frames[1])
+    again = TrialSampler(bank, TaskSpec()).sample(_gens(9), 300, t_max=16, n_active=10, n_members=3)
+    assert torch.equal(batch.frames, again.frames)
