@@ -31,12 +31,15 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_ensemble(arch, E, H, frames, trigger, targets, steps):
+def time_ensemble(arch, E, H, frames, trigger, targets, steps, fast=False):
+    """The ensemble in eager float32, or (fast) compiled under bf16 autocast with fused Adam."""
     model = EnsembleRNN(arch, E, frames.shape[-1], H).to(frames.device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fast or None)
+    forward = torch.compile(model) if fast else model
 
     def one_step():
-        logits = model(frames, trigger)
+        with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=fast):
+            logits = forward(frames, trigger).float()
         loss = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), reduction="none").view(E, -1).mean(1)
         optimizer.zero_grad(set_to_none=True)
         loss.sum().backward()
@@ -64,8 +67,8 @@ def time_loop(arch, E, H, frames, trigger, targets, steps):
 
 
 def _timed(one_step, steps, device) -> float:
-    """Steps per second after two warm-up steps."""
-    for _ in range(2):
+    """Steps per second after three warm-up steps (which also compile the fast path)."""
+    for _ in range(3):
         one_step()
     _sync(device)
     start = time.perf_counter()
@@ -85,16 +88,22 @@ def main():
     parser.add_argument("--input", type=int, default=784, help="pixels per frame (trigger added)")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per measurement")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--fast", action="store_true", help="also time the compiled bf16 fast path")
     args = parser.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     print(f"{args.arch.upper()} H={args.hidden} batch={args.batch} T={args.frames} input={args.input}+1 on {name}")
-    print(f"{'E':>5} {'loop net-steps/s':>18} {'ensemble net-steps/s':>22} {'ratio':>7}")
+    header = f"{'E':>5} {'loop net-steps/s':>18} {'ensemble net-steps/s':>22} {'ratio':>7}"
+    print(header + (f" {'fast net-steps/s':>18} {'ratio':>7}" if args.fast else ""))
     for E in (int(e) for e in args.members.split(",")):
         data = _batch(E, args.batch, args.frames, args.input, device)
         loop = time_loop(args.arch, E, args.hidden, *data, args.steps)
         ensemble = time_ensemble(args.arch, E, args.hidden, *data, args.steps)
-        print(f"{E:>5} {loop:>18.1f} {ensemble:>22.1f} {ensemble / loop:>7.2f}", flush=True)
+        line = f"{E:>5} {loop:>18.1f} {ensemble:>22.1f} {ensemble / loop:>7.2f}"
+        if args.fast:
+            fast = time_ensemble(args.arch, E, args.hidden, *data, args.steps, fast=True)
+            line += f" {fast:>18.1f} {fast / loop:>7.2f}"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

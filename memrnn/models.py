@@ -152,8 +152,10 @@ class EnsembleRNN(nn.Module):
         h = state[..., :H]
         recurrent = _ensemble_linear(h, self.weight_hh, self.bias_hh)
         if self.arch == "gru":
-            r, z = torch.sigmoid(projected[..., : 2 * H] + recurrent[..., : 2 * H]).chunk(2, dim=-1)
-            n = torch.tanh(projected[..., 2 * H:] + r * recurrent[..., 2 * H:])
+            p_rz, p_n = projected.split([2 * H, H], dim=-1)
+            h_rz, h_n = recurrent.split([2 * H, H], dim=-1)
+            r, z = torch.sigmoid(p_rz + h_rz).chunk(2, dim=-1)
+            n = torch.tanh(p_n + r * h_n)
             return n + z * (h - n)
         if self.arch == "lstm":
             i, f, g, o = (projected + recurrent).chunk(4, dim=-1)
@@ -177,8 +179,8 @@ class EnsembleRNN(nn.Module):
         projected = self.project(frames.reshape(E, B * T, D), trigger.reshape(E, B * T)).reshape(E, B, T, -1)
         state = self.init_state(B) if state is None else state
         hiddens = []
-        for t in range(T):
-            state = self.recur(state, projected[:, :, t])
+        for step_input in projected.unbind(2):  # unbind: one gradient buffer, not one per step
+            state = self.recur(state, step_input)
             hiddens.append(self.hidden(state))
         hidden = torch.stack(hiddens, dim=2)
         logits = _ensemble_linear(hidden.reshape(E, B * T, -1), self.readout_weight, self.readout_bias)
