@@ -75,6 +75,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the probe images and noise")
     p.add_argument("--device", choices=DEVICES)
 
+    p = commands.add_parser("campaign", help="grid, slow points, formation and every fine-tuning mode, resumable")
+    p.add_argument("--preset", default="smoke", choices=PRESETS)
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--archs", type=_names(ARCHS), default=["gru", "lstm"])
+    p.add_argument("--protocols", type=_names(PROTOCOLS), default=list(PROTOCOLS))
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
+    p.add_argument("--out", default="runs")
+    p.add_argument("--quiet", action="store_true")
+
     p = commands.add_parser("slowpoints", help="find each member's slow point per class (from class centroids)")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--method", default="lm", choices=METHODS)
@@ -219,6 +230,17 @@ def _run(args) -> int:
             if args.no_build:
                 return 0
         print(f"HTML: {build(args.root)}/index.html")
+    elif args.command == "campaign":
+        from .campaign import format_table, run_campaign
+        from .stats import format_correlations
+
+        result = run_campaign(args.preset, args.archs, args.protocols, out=args.out, progress=not args.quiet,
+                              dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
+        print(format_table(result["grid"]))
+        print(format_correlations(result["correlations"]))
+        for run, rows in result["regularization"].items():
+            print(run + ": " + ", ".join(f"{r['mode']} {r['long']['change']:+.3f}" for r in rows)
+                  + " (change in long-delay accuracy)")
     elif args.command == "grid":
         from .campaign import format_table, run_grid
 

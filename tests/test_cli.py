@@ -86,3 +86,13 @@ def test_regularize_compares_modes(tmp_path, capsys):
     report = json.loads((run / "regularization.json").read_text())
     assert [r["mode"] for r in report["modes"]] == ["control", "slowpoints", "centermass", "tar"]
     assert len(list(tmp_path.iterdir())) == 5
+
+
+def test_campaign_runs_every_stage(tmp_path, capsys):
+    assert main(["campaign", "--preset", "smoke", "--archs", "gru", "--protocols", "none", "--set", "steps=20",
+                 "--out", str(tmp_path), "--quiet"]) == 0
+    result = json.loads((tmp_path / "campaign-smoke.json").read_text())
+    (run,) = result["regularization"]
+    assert (tmp_path / run / "formation.json").exists() and (tmp_path / run / "slowpoints.safetensors").exists()
+    assert [r["mode"] for r in result["regularization"][run]] == ["control", "slowpoints", "centermass", "tar"]
+    assert "change in long-delay accuracy" in capsys.readouterr().out
