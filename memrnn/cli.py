@@ -50,6 +50,19 @@ def _parameter(text: str) -> tuple[str, object]:
     return key, value
 
 
+def _grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--preset", default="smoke", choices=PRESETS)
+    p.add_argument("--dataset", choices=DATASETS)
+    p.add_argument("--archs", type=_names(ARCHS), default=["gru", "lstm"])
+    p.add_argument("--protocols", type=_names(PROTOCOLS), default=list(PROTOCOLS))
+    p.add_argument("--seeds", type=int)
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
+    p.add_argument("--out", default="runs")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memrnn", description=__doc__.strip())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -75,16 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the probe images and noise")
     p.add_argument("--device", choices=DEVICES)
 
-    p = commands.add_parser("campaign", help="grid, slow points, formation and every fine-tuning mode, resumable")
-    p.add_argument("--preset", default="smoke", choices=PRESETS)
-    p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--archs", type=_names(ARCHS), default=["gru", "lstm"])
-    p.add_argument("--protocols", type=_names(PROTOCOLS), default=list(PROTOCOLS))
-    p.add_argument("--seeds", type=int)
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
-    p.add_argument("--out", default="runs")
-    p.add_argument("--quiet", action="store_true")
+    _grid_arguments(commands.add_parser(
+        "campaign", help="grid, slow points, formation and every fine-tuning mode, resumable"))
 
     p = commands.add_parser("slowpoints", help="find each member's slow point per class (from class centroids)")
     p.add_argument("run_dir", type=Path)
@@ -115,17 +120,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--min-delay", type=int, default=100, help="long delays: evaluated delays >= this")
     p.add_argument("--quiet", action="store_true")
 
-    p = commands.add_parser("grid", help="train and evaluate architectures x protocols at a preset")
-    p.add_argument("--preset", default="smoke", choices=PRESETS)
-    p.add_argument("--dataset", choices=DATASETS)
-    p.add_argument("--archs", type=_names(ARCHS), default=["gru", "lstm"])
-    p.add_argument("--protocols", type=_names(PROTOCOLS), default=list(PROTOCOLS))
-    p.add_argument("--seeds", type=int)
+    p = _grid_arguments(commands.add_parser("grid", help="train and evaluate architectures x protocols at a preset"))
     p.add_argument("--delays", type=_delays, default=list(DEFAULT_DELAYS))
-    p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
-    p.add_argument("--out", default="runs")
-    p.add_argument("--quiet", action="store_true")
 
     p = commands.add_parser("book", help="execute the book's chapters with papermill and/or build its HTML")
     book = p.add_subparsers(dest="book_command", required=True, metavar="ACTION")
