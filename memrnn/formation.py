@@ -2,8 +2,8 @@
 
 Continuation: the search on checkpoint t starts from the point found on the next later
 checkpoint, so a point is followed for as long as it exists. Read forward in time, a point
-*appears* at the first checkpoint from which it is followed without break (slow, inside the
-region, reporting its class, no jump); two classes' points that coincide at a checkpoint and are
+*appears* at the first checkpoint from which it is followed without break (at most ``slower``
+times faster than at the end of training, inside the region, reporting its class, no jump); two classes' points that coincide at a checkpoint and are
 distinct later have *split* from a common point. Positions are shown on the two principal
 components of the member's final points.
 """
@@ -20,17 +20,19 @@ from .slowpoints import analyse_run, find_slow_points, load_results
 FORMATION_FILE = "formation.json"
 
 
-def trace_run(run_dir: Path, max_iter: int = 50, slow: float = 1e-6, jump: float = 0.5,
+def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump: float = 0.5,
               same: float = 1e-2, device: str | None = None) -> dict:
     """Trace every (member, class) slow point back through all checkpoints; writes formation.json.
 
-    A traced point counts as the same memory at a checkpoint while q <= ``slow``, it lies in the
+    A traced point counts as the same memory at a checkpoint while its speed is at most ``slower``
+    times its speed at the end of training (slow points of trained networks need not be exact
+    fixed points, so the bar is relative), it lies in the
     region, it reports its class, and it moved less than ``jump`` (Euclidean) from the later
     checkpoint's point. Points closer than ``same`` are one point (for splits)."""
     run_dir = Path(run_dir)
     final = analyse_run(run_dir, device=device)
     steps = store.checkpoint_steps(run_dir)
-    settings = {"steps": steps, "max_iter": max_iter, "slow": slow, "jump": jump, "same": same}
+    settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump": jump, "same": same}
     if (run_dir / FORMATION_FILE).exists():
         cached = store.read_json(run_dir / FORMATION_FILE)
         if all(cached.get(k) == v for k, v in settings.items()):
@@ -46,21 +48,22 @@ def trace_run(run_dir: Path, max_iter: int = 50, slow: float = 1e-6, jump: float
                       "in_region": found.in_region, "moved": moved})
         points = found.points
     trace.reverse()
-    result = _summarise(trace, torch.tensor(final["decoded_class"]), slow, jump, same)
+    result = _summarise(trace, torch.tensor(final["decoded_class"]), slower, jump, same)
     result.update(**settings, member_seeds=final["member_seeds"],
                   curriculum_events=store.read_json(run_dir / store.SUMMARY_FILE)["train"]["curriculum_events"])
     store.write_json(run_dir / FORMATION_FILE, result)
     return result
 
 
-def _summarise(trace: list[dict], final_class: torch.Tensor, slow: float, jump: float, same: float) -> dict:
+def _summarise(trace: list[dict], final_class: torch.Tensor, slower: float, jump: float, same: float) -> dict:
     points = torch.stack([t["points"] for t in trace])           # (C, E, K, S) checkpoints first
     q = torch.stack([t["q"] for t in trace]).cpu()
     decoded = torch.stack([t["decoded"] for t in trace]).cpu()
     moved = torch.stack([t["moved"] for t in trace]).cpu()
     moved[-1] = 0  # the final checkpoint is where tracing starts
     region = torch.stack([t["in_region"] for t in trace]).cpu()
-    same_memory = (q <= slow) & region & (decoded == final_class) & (moved < jump)
+    slow = q <= slower**2 * q[-1].clamp_min(1e-24)
+    same_memory = slow & region & (decoded == final_class) & (moved < jump)
     C, E, K = q.shape
     # appears: first checkpoint from which the point is followed without break to the end
     unbroken = torch.flip(torch.cumprod(torch.flip(same_memory, [0]).int(), 0), [0]).bool()

@@ -50,17 +50,17 @@ def _trace(points, q, decoded, moved, steps):
 
 def test_formation_events_known_answer():
     steps = [10, 20, 30]
-    # one member, two classes, 2-d states; class 1 is not slow at step 10, and both classes
+    # one member, two classes, 2-d states; class 1 is 100x faster at step 10 than at the end, and both classes
     # share one point at step 10 which splits by step 20
     points = [[[[0.1, 0.1], [0.1, 0.1]]], [[[0.3, 0.0], [0.0, 0.3]]], [[[0.4, 0.0], [0.0, 0.4]]]]
     q = [[[1e-9, 1e-2]], [[1e-9, 1e-9]], [[1e-9, 1e-9]]]
     decoded = [[[0, 1]], [[0, 1]], [[0, 1]]]
     moved = [[[0.2, 0.2]], [[0.1, 0.1]], [[0.0, 0.0]]]
-    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slow=1e-6, jump=0.5, same=1e-2)
+    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0, jump=0.5, same=1e-2)
     assert result["appears_at"] == [[10, 20]]
     assert result["splits"] == [{"member": 0, "classes": [0, 1], "step": 20}]
     assert np.array(result["pc"]).shape == (1, 2, 3, 2)
     # a jump larger than `jump` breaks the trace
     moved[1] = [[0.9, 0.1]]
-    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slow=1e-6, jump=0.5, same=1e-2)
+    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0, jump=0.5, same=1e-2)
     assert result["appears_at"] == [[30, 20]]

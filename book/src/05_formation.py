@@ -6,8 +6,9 @@
 # **Measured here.** Every checkpoint of every run is kept. Each final slow point is traced *backwards*
 # through them by continuation: the search on checkpoint t starts from the point found on the next
 # later checkpoint. Read forward in time, a point *appears* at the first checkpoint from which it is
-# followed without a break (slow, q ≤ 10⁻⁶; reporting its class; moving less than 0.5 between
-# checkpoints). Two classes whose points coincide and later separate have *split* from one point.
+# followed without a break (at most 10× faster than at the end of training — trained networks' slow
+# points are rarely exact fixed points, so the bar is relative; reporting its class; moving less than
+# 0.5 between checkpoints). Two classes whose points coincide and later separate have *split* from one point.
 #
 # **Runtime:** about a minute per run at `cpu` (12 checkpoints × 5 networks × 10 classes).
 
