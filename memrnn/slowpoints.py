@@ -200,19 +200,22 @@ def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patien
     iterations = torch.zeros_like(q, dtype=torch.long)
     stalled = torch.zeros_like(q, dtype=torch.bool)
     reference, since = q.clone(), torch.zeros_like(iterations)  # progress check for stalls
-    eye = torch.eye(s.shape[-1], device=s.device, dtype=torch.float64)
+    eye = torch.eye(s.shape[-1], device=s.device, dtype=s.dtype)
     for _ in range(max_iter):
         active = (q > tol) & ~stalled
         if not active.any():
             break
-        # chain rule through h = tanh(v); the normal equations square the condition number of
-        # the Jacobian, so they are solved in double precision
+        # chain rule through h = tanh(v); the O(S^3) solves are done for the active points only
         chain = torch.cat([1 - s[..., :H].square(), torch.ones_like(s[..., H:])], -1)
-        A = (residual_jacobian(model, s, projected, metric) * chain.unsqueeze(-2)).double()
-        At = A.transpose(-1, -2)
-        normal = At @ A + damping.double()[..., None, None] * eye
-        chol, info = torch.linalg.cholesky_ex(normal)
-        step = -torch.cholesky_solve((At @ r.double().unsqueeze(-1)), chol).squeeze(-1).to(s.dtype)
+        A = residual_jacobian(model, s, projected, metric) * chain.unsqueeze(-2)
+        index = active.flatten().nonzero().squeeze(1)
+        A_active = A.flatten(0, 1)[index]
+        At = A_active.transpose(-1, -2)
+        normal = At @ A_active + damping.flatten()[index, None, None] * eye
+        chol, info_active = torch.linalg.cholesky_ex(normal)
+        solved = -torch.cholesky_solve(At @ r.flatten(0, 1)[index].unsqueeze(-1), chol).squeeze(-1)
+        step = torch.zeros_like(s).flatten(0, 1).index_copy(0, index, solved).view_as(s)
+        info = torch.ones_like(iterations).flatten().index_copy(0, index, info_active.long()).view_as(q)
         v_trial = v + step
         trial = _from_free(model, v_trial)
         r_trial = residual(model, trial, projected, metric)

@@ -101,7 +101,8 @@ def test_batched_search_equals_one_at_a_time(method, bank):
         member = model.member(e)
         for p in range(3):
             alone = find_slow_points(member, bank, starts[e:e + 1, p:p + 1], method=method, max_iter=300)
-            torch.testing.assert_close(alone.points[0, 0], batched.points[e, p], atol=1e-5, rtol=0)
+            # float32 reductions differ with the batch shape; 1e-4 is well inside one point (unique: 1e-3)
+            torch.testing.assert_close(alone.points[0, 0], batched.points[e, p], atol=1e-4, rtol=0)
             assert alone.converged.item() == batched.converged[e, p].item()
             assert alone.q.item() == pytest.approx(batched.q[e, p].item(), rel=1e-2, abs=1e-10)
 
