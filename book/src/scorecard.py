@@ -9,7 +9,7 @@
 preset: str = "cpu"     # the preset the chapters ran at
 runs: str = "../runs"   # where the chapters recorded their verdicts
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown
 
 from memrnn.book import read_verdicts
