@@ -201,21 +201,24 @@ def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patien
     stalled = torch.zeros_like(q, dtype=torch.bool)
     reference, since = q.clone(), torch.zeros_like(iterations)  # progress check for stalls
     eye = torch.eye(s.shape[-1], device=s.device, dtype=s.dtype)
+    members = [model] if model.n_members == 1 else [model.member(e) for e in range(model.n_members)]
     for _ in range(max_iter):
         active = (q > tol) & ~stalled
         if not active.any():
             break
-        # chain rule through h = tanh(v); the O(S^3) solves are done for the active points only
-        chain = torch.cat([1 - s[..., :H].square(), torch.ones_like(s[..., H:])], -1)
-        A = residual_jacobian(model, s, projected, metric) * chain.unsqueeze(-2)
-        index = active.flatten().nonzero().squeeze(1)
-        A_active = A.flatten(0, 1)[index]
-        At = A_active.transpose(-1, -2)
-        normal = At @ A_active + damping.flatten()[index, None, None] * eye
-        chol, info_active = torch.linalg.cholesky_ex(normal)
-        solved = -torch.cholesky_solve(At @ r.flatten(0, 1)[index].unsqueeze(-1), chol).squeeze(-1)
-        step = torch.zeros_like(s).flatten(0, 1).index_copy(0, index, solved).view_as(s)
-        info = torch.ones_like(iterations).flatten().index_copy(0, index, info_active.long()).view_as(q)
+        # Jacobians (chain rule through h = tanh(v)) and O(S^3) solves for the active points only
+        step = torch.zeros_like(s)
+        info = torch.ones_like(iterations, dtype=torch.int32)
+        for e, member in enumerate(members):
+            index = active[e].nonzero().squeeze(1)
+            if len(index) == 0:
+                continue
+            s_e = s[e:e + 1, index]
+            chain = torch.cat([1 - s_e[..., :H].square(), torch.ones_like(s_e[..., H:])], -1)
+            A = (residual_jacobian(member, s_e, projected[e:e + 1], metric) * chain.unsqueeze(-2))[0]
+            At = A.transpose(-1, -2)
+            chol, info[e, index] = torch.linalg.cholesky_ex(At @ A + damping[e, index, None, None] * eye)
+            step[e, index] = -torch.cholesky_solve(At @ r[e, index].unsqueeze(-1), chol).squeeze(-1)
         v_trial = v + step
         trial = _from_free(model, v_trial)
         r_trial = residual(model, trial, projected, metric)
