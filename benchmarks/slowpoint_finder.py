@@ -15,7 +15,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from memrnn.runs import load_run

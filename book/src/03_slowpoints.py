@@ -36,7 +36,7 @@ runs: str = "../runs"             # cache of trained runs
 # %%
 import numpy as np
 
-from memrnn import plots, store
+from memrnn import plots
 from memrnn.book import record_verdict
 from memrnn.campaign import run_grid
 from memrnn.presets import make_config

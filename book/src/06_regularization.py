@@ -37,8 +37,6 @@ modes: str = "control,slowpoints,centermass,tar"
 lam: float = 0.0                  # penalty strength; 0: the reference value (1e-3, CIFAR-10 1e-2)
 
 # %%
-import numpy as np
-
 from memrnn import plots, store
 from memrnn.book import record_verdict
 from memrnn.campaign import run_grid

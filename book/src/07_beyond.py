@@ -36,8 +36,7 @@ lams: str = "1e-4,1e-3,1e-2,1e-1"  # penalty strengths of the sweep
 # %%
 import numpy as np
 
-from memrnn import plots, store
-from memrnn.book import record_verdict
+from memrnn import plots
 from memrnn.campaign import run_grid
 from memrnn.presets import make_config
 
