@@ -196,9 +196,10 @@ class EnsembleRNN(nn.Module):
         image_shape = self.frontend.image_shape if self.frontend is not None else None
         sub = EnsembleRNN(self.arch, len(members), self.input_dim, self.hidden_size, self.n_outputs,
                           image_shape, self.frontend is not None, [self.seeds[k] for k in members])
+        sub = sub.to(device=self.weight_hh.device, dtype=self.weight_hh.dtype)
         index = torch.as_tensor(members, device=self.weight_hh.device)
         sub.load_state_dict({name: p.detach().index_select(0, index) for name, p in self.state_dict().items()})
-        return sub.to(self.weight_hh.device)
+        return sub
 
     def to_torch(self, k: int) -> tuple[nn.Module, nn.Linear]:
         """Member k as ``torch.nn.GRU/LSTM/RNN`` (batch_first) plus ``nn.Linear`` readout.

@@ -34,9 +34,9 @@ _EDGE = 1 - 1e-7  # clip for Adam's iterate: just inside (-1, 1)
 
 def rest_input(model: EnsembleRNN, bank: ImageBank, trigger: float = 0.0) -> torch.Tensor:
     """Projected input (E, 1, G) of a frame at the noise mean, with the trigger off (or on)."""
-    device = model.weight_hh.device
-    frame = torch.full((model.n_members, 1, bank.dim), bank.noise_mean, device=device)
-    return model.project(frame, torch.full((model.n_members, 1), trigger, device=device))
+    like = dict(device=model.weight_hh.device, dtype=model.weight_hh.dtype)
+    frame = torch.full((model.n_members, 1, bank.dim), bank.noise_mean, **like)
+    return model.project(frame, torch.full((model.n_members, 1), trigger, **like))
 
 
 def _phi(model: EnsembleRNN, states: torch.Tensor, metric: str) -> torch.Tensor:

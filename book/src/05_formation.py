@@ -10,7 +10,7 @@
 # points are rarely exact fixed points, so the bar is relative; reporting its class; moving less than
 # 0.5 between checkpoints). Two classes whose points coincide and later separate have *split* from one point.
 #
-# **Runtime:** about a minute per run at `cpu` (12 checkpoints × 5 networks × 10 classes).
+# **Runtime:** about 20 seconds per run at `cpu` (12 checkpoints × 5 networks × 10 classes).
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
