@@ -65,6 +65,10 @@ def main():
     print(_describe("lm→adam's q", lm_to_adam, match_time, args.tol))
     print(f"at equal final q (Adam's): adam {adam_time:.1f} s / lm {match_time:.1f} s = {adam_time / match_time:.1f}x; "
           f"LM matched Adam at {int((lm_to_adam.q <= adam.q).sum())}/{args.points} points")
+    behind = lm_to_adam.q > adam.q
+    if behind.any():
+        print(f"where LM stopped above Adam's q: median q lm {lm_to_adam.q[behind].median():.2e}, adam "
+              f"{adam.q[behind].median():.2e}; lm iterations {lm_to_adam.iterations[behind].tolist()}")
 
 
 if __name__ == "__main__":

@@ -57,8 +57,13 @@ def speed_sq(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor, 
     return residual(model, states, projected, metric).square().sum(-1)
 
 
+@torch.no_grad()
 def jacobian(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
-    """Exact dF/ds (E, P, S, S) of the one-step map at each state, written out per cell."""
+    """Exact dF/ds (E, P, S, S) of the one-step map at each state, written out per cell.
+
+    Every block is a sum of row-scaled recurrent weight blocks, diag(d) @ W_k^T, accumulated in
+    place: at H = 200 and a thousand points each pass touches 160 MB, so temporaries cost more
+    than the arithmetic."""
     E, P, S = states.shape
     H = model.hidden_size
     x = projected.expand(-1, P, -1)
@@ -66,37 +71,45 @@ def jacobian(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor) 
     rec = torch.baddbmm(model.bias_hh, h, model.weight_hh)
     WT = model.weight_hh.transpose(1, 2).unsqueeze(1)  # (E, 1, G, H): row = output unit
 
-    def scaled(d, block):  # diag(d) @ W_block^T for every point
-        return d.unsqueeze(-1) * WT[:, :, block * H:(block + 1) * H]
+    def rows(terms, out):  # out = sum over (d, block) of diag(d) @ W_block^T, for every point
+        (d, block), *rest = terms
+        torch.mul(d.unsqueeze(-1), WT[:, :, block * H:(block + 1) * H], out=out)
+        for d, block in rest:
+            out.addcmul_(d.unsqueeze(-1), WT[:, :, block * H:(block + 1) * H])
+        return out
 
+    J = states.new_empty(E, P, S, S)
     if model.arch == "rnn":
-        return scaled(1 - torch.tanh(x + rec).square(), 0)
+        return rows([(1 - torch.tanh(x + rec).square(), 0)], J)
     if model.arch == "gru":
         r, z = torch.sigmoid(x[..., : 2 * H] + rec[..., : 2 * H]).chunk(2, -1)
         h_n = rec[..., 2 * H:]
         n = torch.tanh(x[..., 2 * H:] + r * h_n)
         dn = (1 - z) * (1 - n.square())
-        return (torch.diag_embed(z) + scaled(dn * r, 2) + scaled(dn * h_n * r * (1 - r), 0)
-                + scaled((h - n) * z * (1 - z), 1))
+        rows([(dn * r, 2), (dn * h_n * r * (1 - r), 0), ((h - n) * z * (1 - z), 1)], J)
+        J.diagonal(dim1=-2, dim2=-1).add_(z)
+        return J
     c = states[..., H:]
     i, f, g, o = (x + rec).chunk(4, -1)
     i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    c_new = f * c + i * g
-    t = torch.tanh(c_new)
-    dc_dh = scaled(c * f * (1 - f), 1) + scaled(g * i * (1 - i), 0) + scaled(i * (1 - g.square()), 2)
-    dh_dh = scaled(t * o * (1 - o), 3) + (o * (1 - t.square())).unsqueeze(-1) * dc_dh
-    dh_dc = torch.diag_embed(o * (1 - t.square()) * f)
-    top = torch.cat([dh_dh, dh_dc], -1)
-    bottom = torch.cat([dc_dh, torch.diag_embed(f)], -1)
-    return torch.cat([top, bottom], -2)
+    t = torch.tanh(f * c + i * g)
+    dh_dc = o * (1 - t.square())  # d h_new / d c_new
+    dc_dh = rows([(c * f * (1 - f), 1), (g * i * (1 - i), 0), (i * (1 - g.square()), 2)], J[..., H:, :H])
+    torch.mul(dc_dh, dh_dc.unsqueeze(-1), out=J[..., :H, :H]).addcmul_((t * o * (1 - o)).unsqueeze(-1), WT[:, :, 3 * H:])
+    J[..., H:].zero_()
+    J[..., :H, H:].diagonal(dim1=-2, dim2=-1).copy_(dh_dc * f)
+    J[..., H:, H:].diagonal(dim1=-2, dim2=-1).copy_(f)
+    return J
 
 
+@torch.no_grad()
 def residual_jacobian(model: EnsembleRNN, states, projected, metric: str = "state") -> torch.Tensor:
-    """d/ds of phi(F(s)) - phi(s)."""
-    J = jacobian(model, states, projected)
-    eye = torch.eye(J.shape[-1], device=J.device, dtype=J.dtype)
+    """d/ds of phi(F(s)) - phi(s), built in place on dF/ds."""
+    A = jacobian(model, states, projected)
+    diagonal = A.diagonal(dim1=-2, dim2=-1)
     if metric == "state" or model.arch != "lstm":
-        return J - eye
+        diagonal.sub_(1)
+        return A
     H = model.hidden_size
     following = model.recur(states, projected.expand(-1, states.shape[1], -1))
     ones = torch.ones_like(states[..., :H])
@@ -104,7 +117,9 @@ def residual_jacobian(model: EnsembleRNN, states, projected, metric: str = "stat
     def dphi(s):
         return torch.cat([ones, 1 - torch.tanh(s[..., H:]).square()], -1)
 
-    return dphi(following).unsqueeze(-1) * J - torch.diag_embed(dphi(states))
+    A.mul_(dphi(following).unsqueeze(-1))
+    diagonal.sub_(dphi(states))
+    return A
 
 
 def in_region(model: EnsembleRNN, states: torch.Tensor) -> torch.Tensor:
@@ -189,52 +204,72 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
 @torch.no_grad()
 def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patience, damping=1e-2, max_damping=1e10):
     """LM in coordinates v with h = tanh(v) (c unchanged for LSTM): every iterate is inside the
-    region by construction, and units that saturate at a slow point are approached smoothly."""
-    H = model.hidden_size
+    region by construction, and units that saturate at a slow point are approached smoothly.
+
+    A^T A and A^T r (A = dr/dv) are kept per point and rebuilt only after an accepted step, so a
+    rejected step costs one Cholesky factorisation; the damping follows Nielsen's gain-ratio rule."""
     outside = ~in_region(model, starts)[..., None]  # moved just inside; starts inside are kept
     v = _to_free(model, torch.where(outside, _clip_to_region(model, starts, 0.999), starts))
     s = _from_free(model, v)
     r = residual(model, s, projected, metric)
     q = r.square().sum(-1)
+    E, P, S = s.shape
+    normal, gradient = s.new_empty(E, P, S, S), s.new_empty(E, P, S)
+    stale = torch.ones_like(q, dtype=torch.bool)  # normal and gradient not yet built at the iterate
     damping = torch.full_like(q, damping)
+    growth = torch.full_like(q, 2.0)  # damping factor after a rejected step; doubles on each rejection
     iterations = torch.zeros_like(q, dtype=torch.long)
     stalled = torch.zeros_like(q, dtype=torch.bool)
     reference, since = q.clone(), torch.zeros_like(iterations)  # progress check for stalls
-    eye = torch.eye(s.shape[-1], device=s.device, dtype=s.dtype)
     members = [model] if model.n_members == 1 else [model.member(e) for e in range(model.n_members)]
     for _ in range(max_iter):
         active = (q > tol) & ~stalled
         if not active.any():
             break
-        # Jacobians (chain rule through h = tanh(v)) and O(S^3) solves for the active points only
         step = torch.zeros_like(s)
         info = torch.ones_like(iterations, dtype=torch.int32)
         for e, member in enumerate(members):
+            rebuild = (active[e] & stale[e]).nonzero().squeeze(1)
+            if len(rebuild):
+                s_e = s[e:e + 1, rebuild]
+                A = residual_jacobian(member, s_e, projected[e:e + 1], metric)[0]
+                A.mul_(_free_chain(model, s_e)[0].unsqueeze(-2))
+                normal[e, rebuild] = A.mT @ A
+                gradient[e, rebuild] = (r[e, rebuild].unsqueeze(-2) @ A).squeeze(-2)
             index = active[e].nonzero().squeeze(1)
-            if len(index) == 0:
-                continue
-            s_e = s[e:e + 1, index]
-            chain = torch.cat([1 - s_e[..., :H].square(), torch.ones_like(s_e[..., H:])], -1)
-            A = (residual_jacobian(member, s_e, projected[e:e + 1], metric) * chain.unsqueeze(-2))[0]
-            At = A.transpose(-1, -2)
-            chol, info[e, index] = torch.linalg.cholesky_ex(At @ A + damping[e, index, None, None] * eye)
-            step[e, index] = -torch.cholesky_solve(At @ r[e, index].unsqueeze(-1), chol).squeeze(-1)
+            system = normal[e, index]
+            system.diagonal(dim1=-2, dim2=-1).add_(damping[e, index, None])
+            chol, info[e, index] = torch.linalg.cholesky_ex(system)
+            half = torch.linalg.solve_triangular(chol, gradient[e, index].unsqueeze(-1), upper=False)
+            step[e, index] = -torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(-1)
+        stale &= ~active
         v_trial = v + step
         trial = _from_free(model, v_trial)
         r_trial = residual(model, trial, projected, metric)
         q_trial = r_trial.square().sum(-1)
         accept = active & (info == 0) & (q_trial < q) & torch.isfinite(q_trial)
+        # gain ratio: the decrease of q over the decrease the linear model predicted
+        gain = (q - q_trial) / (step * (damping[..., None] * step - gradient)).sum(-1)
         v = torch.where(accept[..., None], v_trial, v)
         s = torch.where(accept[..., None], trial, s)
         r = torch.where(accept[..., None], r_trial, r)
         q = torch.where(accept, q_trial, q)
-        damping = torch.where(accept, (damping / 10).clamp_min(1e-12), damping * 10)
+        shrink = (1 - (2 * gain - 1) ** 3).clamp(1 / 3, 1)
+        damping = torch.where(accept, damping * shrink, torch.where(active, damping * growth, damping))
+        growth = torch.where(accept, 2.0, torch.where(active, growth * 2, growth))
+        stale |= accept
         progressed = q < reference * 0.999
         reference = torch.where(progressed, q, reference)
         since = torch.where(progressed, 0, since + active.long())
         stalled |= active & ((damping > max_damping) | (since >= patience))
         iterations += active.long()
     return s, q, iterations
+
+
+def _free_chain(model, states):
+    """ds/dv for the coordinates of ``_to_free``."""
+    H = model.hidden_size
+    return torch.cat([1 - states[..., :H].square(), torch.ones_like(states[..., H:])], -1)
 
 
 def _to_free(model, states):
