@@ -73,6 +73,17 @@ def test_hand_computed_fixed_points_and_stability(bank):
         assert moved.in_region.item() and moved.points.item() == pytest.approx(h_star, abs=1e-4)
 
 
+def test_stall_rule_stops_slow_progress(bank):
+    # Adam at lr 1e-3 moves h by 1e-3 a step: q cannot halve within 5 steps, so the strict rule
+    # stops the point after exactly 5, while the default rule lets it go on to the cap
+    model = _scalar_rnn(bank, 2.0)
+    starts = torch.tensor([[[0.3]]])
+    strict = find_slow_points(model, bank, starts, "adam", patience=5, progress=0.5)
+    lenient = find_slow_points(model, bank, starts, "adam", max_iter=300)
+    assert strict.iterations.item() == 5 and not strict.converged.item()
+    assert lenient.iterations.item() == 300 and lenient.q.item() < strict.q.item()
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_contractive_network_unique_fixed_point(arch, bank):
     model = _model(arch, bank, E=2, H=8, scale=0.3)
