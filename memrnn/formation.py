@@ -32,7 +32,8 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump: flo
     run_dir = Path(run_dir)
     final = analyse_run(run_dir, device=device)
     steps = store.checkpoint_steps(run_dir)
-    settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump": jump, "same": same}
+    settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump": jump, "same": same,
+                "stall": final["stall"]}
     if (run_dir / FORMATION_FILE).exists():
         cached = store.read_json(run_dir / FORMATION_FILE)
         if all(cached.get(k) == v for k, v in settings.items()):

@@ -103,6 +103,26 @@ def speed_histogram(at_centroid, at_point):
     return fig
 
 
+def valley_drift(curves: dict):
+    """Per condition, against extra search iterations along the slow valleys: the fraction of points
+    that still report their class, the median speed and the median distance from the stopping point.
+    ``curves``: label -> {"iterations", "own_class", "speed", "distance"} (lists of equal length)."""
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3))
+    for label, c in curves.items():
+        for ax, key in zip(axes, ("own_class", "speed", "distance")):
+            ax.plot(c["iterations"], c[key], marker="o", ms=3, label=label)
+    axes[0].set_ylabel("points reporting their class (fraction)")
+    axes[0].set_ylim(0, 1.02)
+    axes[1].set_ylabel(r"median speed $\sqrt{q}$ (state units per frame)")
+    axes[1].set_yscale("log")
+    axes[2].set_ylabel("median distance from the slow point (state units)")
+    for ax in axes:
+        ax.set_xlabel("extra LM iterations along the valley")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def state_space(trajectories, labels, points, centroids):
     """Trajectories (n, T, S) after an image, coloured by class, with centroids and slow points,
     on the first two principal components of the trajectory states."""

@@ -213,6 +213,20 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
                       decode(model, bank, points), method, tol)
 
 
+def follow_valleys(model: EnsembleRNN, bank: ImageBank, points: torch.Tensor,
+                   checkpoints: tuple[int, ...] = (25, 50, 100, 200)) -> list[SlowPoints]:
+    """Continue LM from slow points with a lenient stall rule (0.1% within 20 iterations): the
+    results after each cumulative number of extra iterations in ``checkpoints`` show how far the
+    points drift, how much slower they get and what they decode to when the search follows the slow
+    valleys instead of stopping at their floor."""
+    results, done = [], 0
+    for total in checkpoints:
+        found = find_slow_points(model, bank, points, max_iter=total - done, patience=20, progress=1e-3)
+        results.append(found)
+        points, done = found.points, total
+    return results
+
+
 @torch.no_grad()
 def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patience, progress, damping=1e-2, max_damping=1e10):
     """LM in coordinates v with h = tanh(v) (c unchanged for LSTM): every iterate is inside the
@@ -406,7 +420,8 @@ def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol:
     last = store.checkpoint_steps(run_dir)[-1]
     step = last if step is None else step
     settings = {"method": method, "tol": tol, "metric": metric, "checkpoint_step": step,
-                "centroid_trials": n_trials, "noise_frames": noise_frames, "max_iter": max_iter}
+                "centroid_trials": n_trials, "noise_frames": noise_frames, "max_iter": max_iter,
+                "stall": list(_STALL[method])}
     cached = store.read_json(Path(run_dir) / store.SUMMARY_FILE).get("slowpoints", {})
     if step == last and all(cached.get(k) == v for k, v in settings.items()) and (Path(run_dir) / RESULTS_FILE).exists():
         return cached
