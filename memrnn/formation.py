@@ -3,8 +3,9 @@
 Continuation: the search on checkpoint t starts from the point found on the next later
 checkpoint, so a point is followed for as long as it exists. Read forward in time, a point
 *appears* at the first checkpoint from which it is followed without break (at most ``slower``
-times faster than at the end of training, inside the region, reporting its class, no jump); two classes' points that coincide at a checkpoint and are
-distinct later have *split* from a common point. Positions are shown on the two principal
+times faster than at the end of training, inside the region, reporting its class, and no jump
+towards another memory); two classes' points that coincide at a checkpoint and are distinct later
+have *split* from a common point. Positions are shown on the two principal
 components of the member's final points.
 """
 from __future__ import annotations
@@ -20,19 +21,20 @@ from .slowpoints import analyse_run, find_slow_points, load_results
 FORMATION_FILE = "formation.json"
 
 
-def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump: float = 0.5,
+def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_fraction: float = 0.5,
               same: float = 1e-2, device: str | None = None) -> dict:
     """Trace every (member, class) slow point back through all checkpoints; writes formation.json.
 
     A traced point counts as the same memory at a checkpoint while its speed is at most ``slower``
     times its speed at the end of training (slow points of trained networks need not be exact
     fixed points, so the bar is relative), it lies in the
-    region, it reports its class, and it moved less than ``jump`` (Euclidean) from the later
-    checkpoint's point. Points closer than ``same`` are one point (for splits)."""
+    region, it reports its class, and it moved less than ``jump_fraction`` of the distance from the
+    later checkpoint's point to the nearest point of another class (the scale that separates
+    memories: a few units for GRUs, tens for LSTMs whose cell state is unbounded). Points closer than ``same`` are one point (for splits)."""
     run_dir = Path(run_dir)
     final = analyse_run(run_dir, device=device)
     steps = store.checkpoint_steps(run_dir)
-    settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump": jump, "same": same,
+    settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump_fraction": jump_fraction, "same": same,
                 "stall": final["stall"]}
     if (run_dir / FORMATION_FILE).exists():
         cached = store.read_json(run_dir / FORMATION_FILE)
@@ -49,14 +51,14 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump: flo
                       "in_region": found.in_region, "moved": moved})
         points = found.points
     trace.reverse()
-    result = _summarise(trace, torch.tensor(final["decoded_class"]), slower, jump, same)
+    result = _summarise(trace, torch.tensor(final["decoded_class"]), slower, jump_fraction, same)
     result.update(**settings, member_seeds=final["member_seeds"],
                   curriculum_events=store.read_json(run_dir / store.SUMMARY_FILE)["train"]["curriculum_events"])
     store.write_json(run_dir / FORMATION_FILE, result)
     return result
 
 
-def _summarise(trace: list[dict], final_class: torch.Tensor, slower: float, jump: float, same: float) -> dict:
+def _summarise(trace: list[dict], final_class: torch.Tensor, slower: float, jump_fraction: float, same: float) -> dict:
     points = torch.stack([t["points"] for t in trace])           # (C, E, K, S) checkpoints first
     q = torch.stack([t["q"] for t in trace]).cpu()
     decoded = torch.stack([t["decoded"] for t in trace]).cpu()
@@ -64,7 +66,11 @@ def _summarise(trace: list[dict], final_class: torch.Tensor, slower: float, jump
     moved[-1] = 0  # the final checkpoint is where tracing starts
     region = torch.stack([t["in_region"] for t in trace]).cpu()
     slow = q <= slower**2 * q[-1].clamp_min(1e-24)
-    same_memory = slow & region & (decoded == final_class) & (moved < jump)
+    later = torch.cat([points[1:], points[-1:]]).cpu()  # where each continuation started
+    gaps = torch.cdist(later, later)
+    gaps.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
+    room = gaps.min(-1).values  # (C, E, K) distance to the nearest other class's point
+    same_memory = slow & region & (decoded == final_class) & (moved < jump_fraction * room)
     C, E, K = q.shape
     # appears: first checkpoint from which the point is followed without break to the end
     unbroken = torch.flip(torch.cumprod(torch.flip(same_memory, [0]).int(), 0), [0]).bool()

@@ -55,12 +55,18 @@ def test_formation_events_known_answer():
     points = [[[[0.1, 0.1], [0.1, 0.1]]], [[[0.3, 0.0], [0.0, 0.3]]], [[[0.4, 0.0], [0.0, 0.4]]]]
     q = [[[1e-9, 1e-2]], [[1e-9, 1e-9]], [[1e-9, 1e-9]]]
     decoded = [[[0, 1]], [[0, 1]], [[0, 1]]]
-    moved = [[[0.2, 0.2]], [[0.1, 0.1]], [[0.0, 0.0]]]
-    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0, jump=0.5, same=1e-2)
+    moved = [[[0.1, 0.1]], [[0.1, 0.1]], [[0.0, 0.0]]]
+    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0,
+                        jump_fraction=0.5, same=1e-2)
     assert result["appears_at"] == [[10, 20]]
     assert result["splits"] == [{"member": 0, "classes": [0, 1], "step": 20}]
     assert np.array(result["pc"]).shape == (1, 2, 3, 2)
-    # a jump larger than `jump` breaks the trace
-    moved[1] = [[0.9, 0.1]]
-    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0, jump=0.5, same=1e-2)
+    # a jump of more than half the distance to the other class's point (0.4 * sqrt(2) at step 30) breaks the trace
+    moved[1] = [[0.3, 0.1]]
+    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0,
+                        jump_fraction=0.5, same=1e-2)
     assert result["appears_at"] == [[30, 20]]
+    moved[1] = [[0.25, 0.1]]  # just under 0.5 * 0.566
+    result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0,
+                        jump_fraction=0.5, same=1e-2)
+    assert result["appears_at"] == [[10, 20]]

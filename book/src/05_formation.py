@@ -8,7 +8,8 @@
 # later checkpoint. Read forward in time, a point *appears* at the first checkpoint from which it is
 # followed without a break (at most 10× faster than at the end of training — trained networks' slow
 # points are rarely exact fixed points, so the bar is relative; reporting its class; moving less than
-# 0.5 between checkpoints). Two classes whose points coincide and later separate have *split* from one point.
+# half the distance to the nearest other class's point between checkpoints, the scale that separates
+# memories). Two classes whose points coincide and later separate have *split* from one point.
 #
 # **Runtime:** about 20 seconds per run at `cpu` (12 checkpoints × 5 networks × 10 classes).
 
