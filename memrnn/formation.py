@@ -35,7 +35,7 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
     final = analyse_run(run_dir, device=device)
     steps = store.checkpoint_steps(run_dir)
     settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump_fraction": jump_fraction, "same": same,
-                "stall": final["stall"]}
+                "finder_version": final["finder_version"]}
     if (run_dir / FORMATION_FILE).exists():
         cached = store.read_json(run_dir / FORMATION_FILE)
         if all(cached.get(k) == v for k, v in settings.items()):

@@ -25,7 +25,7 @@ import torch
 from scipy import stats
 
 from . import store
-from .slowpoints import analyse_run, class_centroids, find_slow_points, load_results
+from .slowpoints import FINDER_VERSION, analyse_run, class_centroids, find_slow_points, load_results
 from .train import Trainer
 
 MODES = ("control", "slowpoints", "centermass", "tar")
@@ -47,6 +47,7 @@ class Finetune:
     relocate: int = 0    # re-find the anchors every this many steps (0: fixed, as the reference)
     n_noise: int = 10    # noise frames per anchor per step
     seed: int = 0        # seed of the penalty's noise frames
+    anchors: str = ""    # which slow-point search gave the anchors (mode slowpoints only)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -56,7 +57,8 @@ class Finetune:
 
     @property
     def name(self) -> str:
-        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if v != ""}  # unset: not hashed
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         return f"{self.parent}--{self.mode}-{digest}"
 
 
@@ -110,8 +112,9 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
     if "train" not in store.read_json(parent_dir / store.SUMMARY_FILE):
         raise ValueError(f"{parent_dir} has not finished training")
     lam = 0.0 if mode == "control" else default_lam(config.dataset) if lam is None else lam
+    anchors = f"finder-v{FINDER_VERSION}" if mode == "slowpoints" else ""
     spec = Finetune(parent_dir.name, mode, lam,
-                    steps or DEFAULT_STEPS.get(config.preset, 500), relocate, n_noise, seed)
+                    steps or DEFAULT_STEPS.get(config.preset, 500), relocate, n_noise, seed, anchors)
     run_dir = parent_dir.parent / spec.name
     summary_path = run_dir / store.SUMMARY_FILE
     if summary_path.exists() and "train" in store.read_json(summary_path):

@@ -34,6 +34,9 @@ _EDGE = 1 - 1e-7  # clip for Adam's iterate: just inside (-1, 1)
 # ``progress`` within ``patience`` iterations. LM converges superlinearly towards a fixed point, so
 # an LM point that cannot halve q in 10 iterations is sliding along a slow valley.
 _STALL = {"lm": (10, 0.5), "adam": (200, 1e-3)}
+# Bumped whenever a change to the search changes its results: cached analyses, traces and fine-tunes
+# anchored on slow points record it, so they are redone rather than mixed with newer results.
+FINDER_VERSION = 2
 
 
 def rest_input(model: EnsembleRNN, bank: ImageBank, trigger: float = 0.0) -> torch.Tensor:
@@ -421,7 +424,7 @@ def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol:
     step = last if step is None else step
     settings = {"method": method, "tol": tol, "metric": metric, "checkpoint_step": step,
                 "centroid_trials": n_trials, "noise_frames": noise_frames, "max_iter": max_iter,
-                "stall": list(_STALL[method])}
+                "stall": list(_STALL[method]), "finder_version": FINDER_VERSION}
     cached = store.read_json(Path(run_dir) / store.SUMMARY_FILE).get("slowpoints", {})
     if step == last and all(cached.get(k) == v for k, v in settings.items()) and (Path(run_dir) / RESULTS_FILE).exists():
         return cached

@@ -83,3 +83,11 @@ def test_modes_change_the_weights_and_keep_the_record(tmp_path, mode):
 def test_bad_mode():
     with pytest.raises(ValueError, match="unknown mode 'slow'"):
         Finetune("p", "slow", 1e-3, 10)
+
+
+def test_run_names_follow_the_search_behind_the_anchors():
+    # names are the fine-tunes' cache keys: unchanged for specs without anchors, and new whenever the
+    # slow-point search that gave the anchors changes
+    assert Finetune("p", "control", 0.0, 10).name == "p--control-cb7ca2a2"
+    v2, v3 = (Finetune("p", "slowpoints", 1e-3, 10, anchors=f"finder-v{v}").name for v in (2, 3))
+    assert v2 != v3 and v2 != Finetune("p", "slowpoints", 1e-3, 10).name
