@@ -30,7 +30,8 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
     fixed points, so the bar is relative), it lies in the
     region, it reports its class, and it moved less than ``jump_fraction`` of the distance from the
     later checkpoint's point to the nearest point of another class (the scale that separates
-    memories: a few units for GRUs, tens for LSTMs whose cell state is unbounded). Points closer than ``same`` are one point (for splits)."""
+    memories: a few units for GRUs, tens for LSTMs whose cell state is unbounded). Points closer
+    than ``same`` are one point (for splits)."""
     run_dir = Path(run_dir)
     final = analyse_run(run_dir, device=device)
     steps = store.checkpoint_steps(run_dir)
