@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,6 +75,12 @@ def test_slow_point_analysis_end_to_end(tmp_path, capsys):
     assert len(table["rows"]) == 2 * 2 * 10 and table["table"][0]["condition"] == "pooled"
     assert "spearman" in capsys.readouterr().out
     assert main(["correlate", str(runs[0]), "--min-delay", "1000"]) == 2
+    # the README's Python example runs as written on a trained run
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("### Slow points from Python")[1].split("```python")[1].split("```")[0]
+    namespace = {}
+    exec(example.replace("runs/mnist-5k-gru-decu-<hash>", str(runs[0])), namespace)
+    assert namespace["found"].points.shape == (2, 10, 32) and len(namespace["walked"]) == 4
 
 
 def test_regularize_compares_modes(tmp_path, capsys):
