@@ -8,7 +8,9 @@ are safetensors files (no pickle is ever executed on load) listed with their SHA
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
@@ -119,6 +121,23 @@ def latest_valid_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]
         except CorruptCheckpointError as e:
             warnings.warn(f"skipping corrupt checkpoint: {e}", stacklevel=2)
     return None
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path):
+    """Hold an exclusive lock on a run directory (``.lock`` inside it) for the duration of the block.
+
+    Training, fine-tuning and analyses that write a run take it, so two processes (two CLI calls, two
+    campaign workers) never write one run at once: the second waits, then finds the first's results.
+    The lock is an OS file lock, released by the kernel if its holder dies."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield run_dir
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def update_summary(run_dir: Path, **sections) -> dict:

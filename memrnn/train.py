@@ -147,6 +147,11 @@ def train(config: Config, out: str | Path = "runs", resume: bool = True, stop_af
     ``stop_after`` ends training early after that step, as a kill would (used to test resuming).
     """
     run_dir = Path(out) / store.run_name(config)
+    with store.run_lock(run_dir):
+        return _train_locked(config, run_dir, resume, stop_after, progress)
+
+
+def _train_locked(config: Config, run_dir: Path, resume: bool, stop_after: int | None, progress: bool) -> Path:
     summary_path = run_dir / store.SUMMARY_FILE
     if resume and summary_path.exists() and "train" in store.read_json(summary_path):
         return run_dir
