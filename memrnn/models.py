@@ -8,6 +8,11 @@ Each model exposes one map, ``step(state, frame, trigger) -> state``, and the un
 ``forward`` is built from the same two pieces (``project`` then ``recur``), so the dynamics
 analysed by slow-point search, Jacobians and regularisers are exactly the dynamics trained.
 The state is one flat tensor: h for GRU and vanilla RNN, the concatenation (h, c) for LSTM.
+
+By default every piece has the reference's form (Haviv et al.'s code): one bias per gate, the GRU's
+reset gate applied to h before the recurrent matrix and h' = (1 - z) h + z n, sigmoid outputs read by
+a softmax, weights N(0, 1)/sqrt(fan_in) and biases 0.01 N(0, 1). PyTorch's forms stay available as
+switches (``cell="torch"``, ``readout="linear"``, ``init="uniform"``) so their effect can be measured.
 """
 from __future__ import annotations
 
@@ -18,9 +23,13 @@ from torch import nn
 from torch.nn import functional as F
 
 ARCHS = ("gru", "lstm", "rnn")
+CELLS = ("reference", "torch")            # one bias per gate, reference GRU | torch.nn's forms
+READOUTS = ("sigmoid-softmax", "linear")  # sigmoid outputs fed to the softmax | linear logits
+INITS = ("reference", "uniform")          # N(0,1)/sqrt(fan_in), biases 0.01 N(0,1) | U(+-1/sqrt(H))
 _GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 CONV_CHANNELS = 128
 CONV_FEATURES = 1024
+_CELL_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "readout_weight", "readout_bias")
 
 
 def _ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -31,7 +40,8 @@ def _ensemble_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
 class ConvFrontEnd(nn.Module):
     """The reference CIFAR-10 CNN, one per ensemble member, run as grouped convolutions.
 
-    3 x [3x3 conv, 128 filters, leaky-ReLU, 2x2 max-pool] -> 2048 -> FC 2048 -> FC 1024 (leaky-ReLU).
+    3 x [3x3 conv, 128 filters, leaky-ReLU, 2x2 max-pool] -> 2048 -> FC 2048 -> FC 2048 -> FC 1024
+    (leaky-ReLU).
     """
 
     def __init__(self, n_members: int, image_shape: tuple[int, int, int]):
@@ -47,18 +57,19 @@ class ConvFrontEnd(nn.Module):
         flat = C * (height // 8) * (width // 8)
         self.fc1_weight = nn.Parameter(torch.empty(E, flat, 2048))
         self.fc1_bias = nn.Parameter(torch.empty(E, 1, 2048))
-        self.fc2_weight = nn.Parameter(torch.empty(E, 2048, CONV_FEATURES))
-        self.fc2_bias = nn.Parameter(torch.empty(E, 1, CONV_FEATURES))
+        self.fc2_weight = nn.Parameter(torch.empty(E, 2048, 2048))
+        self.fc2_bias = nn.Parameter(torch.empty(E, 1, 2048))
+        self.fc3_weight = nn.Parameter(torch.empty(E, 2048, CONV_FEATURES))
+        self.fc3_bias = nn.Parameter(torch.empty(E, 1, CONV_FEATURES))
         self.out_features = CONV_FEATURES
 
-    def init_bounds(self) -> dict[str, float]:
-        bounds = {}
+    def fan_ins(self) -> dict[str, int]:
+        fans = {}
         for i, w in enumerate(self.conv_weights):
-            fan_in = w.shape[2] * 9
-            bounds[f"conv_weights.{i}"] = bounds[f"conv_biases.{i}"] = 1 / math.sqrt(fan_in)
-        bounds["fc1_weight"] = bounds["fc1_bias"] = 1 / math.sqrt(self.fc1_weight.shape[1])
-        bounds["fc2_weight"] = bounds["fc2_bias"] = 1 / math.sqrt(self.fc2_weight.shape[1])
-        return bounds
+            fans[f"conv_weights.{i}"] = fans[f"conv_biases.{i}"] = w.shape[2] * 9
+        for layer in ("fc1", "fc2", "fc3"):
+            fans[f"{layer}_weight"] = fans[f"{layer}_bias"] = getattr(self, f"{layer}_weight").shape[1]
+        return fans
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """frames (E, N, C*H*W) -> features (E, N, 1024)."""
@@ -68,24 +79,30 @@ class ConvFrontEnd(nn.Module):
             x = F.conv2d(x, w.reshape(-1, *w.shape[2:]), b.reshape(-1), padding=1, groups=E)
             x = F.max_pool2d(F.leaky_relu(x), 2)
         x = x.reshape(N, E, -1).transpose(0, 1)
-        x = F.leaky_relu(_ensemble_linear(x, self.fc1_weight, self.fc1_bias))
-        return F.leaky_relu(_ensemble_linear(x, self.fc2_weight, self.fc2_bias))
+        for layer in ("fc1", "fc2", "fc3"):
+            x = F.leaky_relu(_ensemble_linear(x, getattr(self, f"{layer}_weight"), getattr(self, f"{layer}_bias")))
+        return x
 
 
 class EnsembleRNN(nn.Module):
-    """E independent networks: (optional CNN) -> GRU / LSTM / tanh RNN -> linear readout.
+    """E independent networks: (optional CNN) -> GRU / LSTM / tanh RNN -> readout.
 
     The cell input is the frame (or its CNN features) with the trigger channel appended.
     Weight layout per member matches ``torch.nn.GRU/LSTM/RNN`` transposed (gate order r,z,n for
-    GRU and i,f,g,o for LSTM), so member k loads into a torch module with ``to_torch(k)``.
+    GRU and i,f,g,o for LSTM), so a torch-form member loads into a torch module with ``to_torch(k)``.
+    In the reference cell form ``bias_hh`` stays zero and is not trained (one bias per gate).
     """
 
     def __init__(self, arch: str, n_members: int, input_dim: int, hidden_size: int,
                  n_outputs: int = 11, image_shape: tuple[int, int, int] | None = None,
-                 conv: bool = False, seeds: list[int] | None = None):
+                 conv: bool = False, seeds: list[int] | None = None, cell: str = "reference",
+                 readout: str = "sigmoid-softmax", init: str = "reference"):
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown architecture {arch!r}; choose one of {ARCHS}")
+        for name, value, allowed in (("architecture", arch, ARCHS), ("cell", cell, CELLS),
+                                     ("readout", readout, READOUTS), ("init", init, INITS)):
+            if value not in allowed:
+                raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
+        self.cell, self.readout_form, self.init = cell, readout, init
         if conv and image_shape is None:
             raise ValueError("the CNN front end needs image_shape=(C, H, W)")
         self.arch, self.n_members, self.hidden_size = arch, n_members, hidden_size
@@ -104,32 +121,45 @@ class EnsembleRNN(nn.Module):
         if len(self.seeds) != n_members:
             raise ValueError(f"got {len(self.seeds)} seeds for {n_members} members")
         self._initialise()
+        self.bias_hh.requires_grad_(cell == "torch")
 
     @property
     def state_size(self) -> int:
         return 2 * self.hidden_size if self.arch == "lstm" else self.hidden_size
 
-    def _init_bounds(self) -> dict[str, float]:
-        """PyTorch's defaults: U(-1/sqrt(fan), 1/sqrt(fan)), fan = H for the cell."""
-        cell = 1 / math.sqrt(self.hidden_size)
-        bounds = {"weight_ih": cell, "weight_hh": cell, "bias_ih": cell, "bias_hh": cell,
-                  "readout_weight": cell, "readout_bias": cell}
+    def _fan_ins(self) -> dict[str, int]:
+        """fan_in of every parameter: the cell's input size for input weights, H for recurrent and
+        readout weights (biases share their weight's)."""
+        H, I = self.hidden_size, self.cell_input_size
+        fans = {"weight_ih": I, "bias_ih": I, "weight_hh": H, "bias_hh": H, "readout_weight": H, "readout_bias": H}
         if self.frontend is not None:
-            bounds.update({f"frontend.{k}": v for k, v in self.frontend.init_bounds().items()})
-        return bounds
+            fans.update({f"frontend.{k}": v for k, v in self.frontend.fan_ins().items()})
+        return fans
 
     @torch.no_grad()
     def _initialise(self) -> None:
         """Member k is drawn from its own generator seeded with seeds[k], so it equals the same
-        network built alone (or in any other ensemble) with that seed."""
-        bounds = self._init_bounds()
+        network built alone (or in any other ensemble) with that seed.
+
+        ``reference``: weights N(0, 1)/sqrt(fan_in), biases 0.01 N(0, 1), bias_hh 0 (the reference's
+        one bias per gate); ``uniform``: PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for the cell and readout,
+        U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the CNN."""
+        fans = self._fan_ins()
         params = dict(self.named_parameters())
         for k, seed in enumerate(self.seeds):
             generator = torch.Generator().manual_seed(int(seed))
             for name in sorted(params):
                 member = torch.empty(params[name].shape[1:])
-                member.uniform_(-bounds[name], bounds[name], generator=generator)
+                if self.init == "uniform":
+                    bound = 1 / math.sqrt(self.hidden_size if name in _CELL_PARAMS else fans[name])
+                    member.uniform_(-bound, bound, generator=generator)
+                elif "bias" in name:
+                    member.normal_(0, 0.01, generator=generator)
+                else:
+                    member.normal_(0, 1 / math.sqrt(fans[name]), generator=generator)
                 params[name][k] = member
+            if self.cell == "reference":
+                params["bias_hh"][k] = 0
 
     def init_state(self, batch_size: int) -> torch.Tensor:
         p = self.weight_hh
@@ -141,7 +171,10 @@ class EnsembleRNN(nn.Module):
 
     def project(self, frames: torch.Tensor, trigger: torch.Tensor) -> torch.Tensor:
         """Input projection of any number of frames: frames (E, N, D), trigger (E, N) -> (E, N, G)."""
-        features = frames if self.frontend is None else self.frontend(frames)
+        return self.project_features(frames if self.frontend is None else self.frontend(frames), trigger)
+
+    def project_features(self, features: torch.Tensor, trigger: torch.Tensor) -> torch.Tensor:
+        """Input projection of the cell's input features (the frame, or its CNN features)."""
         # the trigger row is applied separately: concatenating it would copy every frame
         pixels = _ensemble_linear(features, self.weight_ih[:, :-1], self.bias_ih)
         return pixels + trigger.unsqueeze(-1).to(pixels.dtype) * self.weight_ih[:, -1:]
@@ -150,7 +183,14 @@ class EnsembleRNN(nn.Module):
         """One recurrent update from a projected input: state (E, B, S), projected (E, B, G)."""
         H = self.hidden_size
         h = state[..., :H]
-        recurrent = _ensemble_linear(h, self.weight_hh, self.bias_hh)
+        recurrent = None if self.arch == "gru" and self.cell == "reference" else \
+            _ensemble_linear(h, self.weight_hh, self.bias_hh)
+        if self.arch == "gru" and self.cell == "reference":
+            # z = s(W_z x + U_z h + b_z), r = s(W_r x + U_r h + b_r), h' = (1-z) h + z tanh(W_n x + U_n (r h) + b_n)
+            p_rz, p_n = projected.split([2 * H, H], dim=-1)
+            r, z = torch.sigmoid(p_rz + torch.bmm(h, self.weight_hh[..., : 2 * H])).chunk(2, dim=-1)
+            n = torch.tanh(p_n + torch.bmm(r * h, self.weight_hh[..., 2 * H:]))
+            return h + z * (n - h)
         if self.arch == "gru":
             p_rz, p_n = projected.split([2 * H, H], dim=-1)
             h_rz, h_n = recurrent.split([2 * H, H], dim=-1)
@@ -168,8 +208,11 @@ class EnsembleRNN(nn.Module):
         return self.recur(state, self.project(frame, trigger))
 
     def readout(self, state: torch.Tensor) -> torch.Tensor:
-        """Logits (E, B, n_outputs) of the linear readout of h."""
-        return _ensemble_linear(self.hidden(state), self.readout_weight, self.readout_bias)
+        """Outputs (E, B, n_outputs) of the readout of h: what the softmax reads (``logits``)."""
+        return self._read(_ensemble_linear(self.hidden(state), self.readout_weight, self.readout_bias))
+
+    def _read(self, linear: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(linear) if self.readout_form == "sigmoid-softmax" else linear
 
     def forward(self, frames: torch.Tensor, trigger: torch.Tensor, state: torch.Tensor | None = None,
                 return_hidden: bool = False):
@@ -184,7 +227,7 @@ class EnsembleRNN(nn.Module):
             hiddens.append(self.hidden(state))
         hidden = torch.stack(hiddens, dim=2)
         logits = _ensemble_linear(hidden.reshape(E, B * T, -1), self.readout_weight, self.readout_bias)
-        logits = logits.reshape(E, B, T, -1)
+        logits = self._read(logits).reshape(E, B, T, -1)
         return (logits, hidden) if return_hidden else logits
 
     def member(self, k: int) -> "EnsembleRNN":
@@ -195,7 +238,8 @@ class EnsembleRNN(nn.Module):
         """A new ensemble holding copies of the given members."""
         image_shape = self.frontend.image_shape if self.frontend is not None else None
         sub = EnsembleRNN(self.arch, len(members), self.input_dim, self.hidden_size, self.n_outputs,
-                          image_shape, self.frontend is not None, [self.seeds[k] for k in members])
+                          image_shape, self.frontend is not None, [self.seeds[k] for k in members],
+                          self.cell, self.readout_form, self.init)
         sub = sub.to(device=self.weight_hh.device, dtype=self.weight_hh.dtype)
         index = torch.as_tensor(members, device=self.weight_hh.device)
         sub.load_state_dict({name: p.detach().index_select(0, index) for name, p in self.state_dict().items()})
@@ -204,9 +248,13 @@ class EnsembleRNN(nn.Module):
     def to_torch(self, k: int) -> tuple[nn.Module, nn.Linear]:
         """Member k as ``torch.nn.GRU/LSTM/RNN`` (batch_first) plus ``nn.Linear`` readout.
 
-        Only for networks without the CNN front end."""
+        Only for networks without the CNN front end, and for GRUs only in the torch cell form (the
+        reference GRU applies its reset gate elsewhere). With the sigmoid readout, apply
+        ``torch.sigmoid`` to the ``nn.Linear``'s output."""
         if self.frontend is not None:
             raise ValueError("to_torch covers pixel-input networks only")
+        if self.arch == "gru" and self.cell != "torch":
+            raise ValueError("to_torch needs cell='torch' for a GRU: torch.nn.GRU has no reference-form cell")
         cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[self.arch]
         rnn = cls(self.cell_input_size, self.hidden_size, batch_first=True)
         readout = nn.Linear(self.hidden_size, self.n_outputs)

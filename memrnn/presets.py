@@ -2,7 +2,10 @@
 
 - ``smoke``: a full train + evaluate in seconds on a CPU (tests, CI, notebook checks).
 - ``cpu``: scientifically meaningful on two CPU cores; the full grid of one dataset
-  (GRU/LSTM x DeCu/VoCu/none x 5 seeds) trains in under an hour.
+  (GRU/LSTM x DeCu/VoCu/none x 5 seeds) trains in about 20 minutes.
+
+Every preset uses the reference's model form (cell, readout, initialisation, loss, class sampling,
+slow-point search, centroids, LSTM speed, fine-tuning); presets differ only in scale.
 - ``paper``: the reference hyperparameters (Adam lr 1e-5, 140k steps, batch 128, 200 units, lr / 10
   at 120k for MNIST-like data; lr 1e-4, 300k steps, batch 64, 512 units, / 10 at 280k for
   CIFAR-10). Meant for a GPU.
@@ -13,10 +16,19 @@ import dataclasses
 from dataclasses import dataclass
 
 from .data import DATASETS
-from .models import ARCHS
+from .models import ARCHS, CELLS, INITS, READOUTS
 from .protocols import PROTOCOLS
+from .task import CLASS_SAMPLINGS, LOSSES
 
 DEVICES = ("auto", "cpu", "cuda")
+SEARCHES = ("reference", "lm")             # Adam as the reference runs it | Levenberg-Marquardt
+SPEED_METRICS = ("reference", "state")     # LSTM speed on (h, tanh c) | on the raw state (h, c)
+CENTROID_PROTOCOLS = ("reference", "heldout")
+FINETUNE_FORMS = ("reference", "continue")  # initial lr, fresh Adam | parent's final lr, Adam carried on
+# The model form: each field's first choice is the reference's (Haviv et al.'s code), the rest ours.
+MODEL_FORM = {"cell": CELLS, "readout": READOUTS, "init": INITS, "loss": LOSSES,
+              "class_sampling": CLASS_SAMPLINGS, "speed_metric": SPEED_METRICS, "search": SEARCHES,
+              "centroids": CENTROID_PROTOCOLS, "finetune": FINETUNE_FORMS}
 
 
 @dataclass(frozen=True)
@@ -41,17 +53,32 @@ class Config:
     eval_trials: int = 200         # held-out trials per accuracy estimate
     fast: bool = False             # compiled bf16 step, fused Adam, one data stream for all members (GPU)
     device: str = "auto"
+    # the model form; first choice = the reference's (see MODEL_FORM)
+    cell: str = "reference"             # one bias per gate, reset gate before U_h | "torch": torch.nn's cells
+    readout: str = "sigmoid-softmax"    # sigmoid outputs read by the softmax | "linear" logits
+    init: str = "reference"             # N(0,1)/sqrt(fan_in), biases 0.01 N(0,1) | "uniform": PyTorch's
+    loss: str = "mean"                  # mean over batch x outputs x frames | "weighted": sum w CE / sum w
+    class_sampling: str = "class"       # class uniform, then an image | "image": an image uniformly
+    # analysis and fine-tuning (they do not change the trained weights)
+    speed_metric: str = "reference"     # LSTM speed on (h, tanh c) | "state": on (h, c)
+    search: str = "reference"           # Adam lr 1e-3 (/10 at 40%), h clipped to [-1, 1] | "lm"
+    search_iterations: int = 100_000    # iterations of the reference search
+    centroids: str = "reference"        # 100 training images/class, 14 noise frames at sigma/3, one shared
+                                        # noise sequence | "heldout": 1,000 test trials, full sigma
+    finetune: str = "reference"         # initial lr, fresh Adam | "continue": final lr, Adam state kept
+    finetune_fraction: float = 5_000 / 140_000  # fine-tuning steps as a fraction of training steps
 
     @property
     def member_seeds(self) -> list[int]:
         return [self.first_seed + k for k in range(self.seeds)]
 
     def __post_init__(self):
-        choices = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES}
+        choices = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES, **MODEL_FORM}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field}={getattr(self, field)!r} is not allowed; choose one of {allowed}")
-        for field in ("seeds", "hidden_size", "batch_size", "steps", "checkpoint_every", "log_every", "eval_trials"):
+        for field in ("seeds", "hidden_size", "batch_size", "steps", "checkpoint_every", "log_every", "eval_trials",
+                      "search_iterations"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be a positive integer, got {getattr(self, field)}")
         if not (self.lr > 0 and 0 < self.lr_drop_at <= 1 and self.lr_drop_factor >= 1):
@@ -59,12 +86,26 @@ class Config:
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of log_every={self.log_every}")
 
+    @property
+    def finetune_steps(self) -> int:
+        """The reference fine-tunes 5,000 steps after 140,000: the same fraction of this run's training."""
+        return max(1, round(self.finetune_fraction * self.steps))
+
+    @property
+    def model_form(self) -> dict[str, str]:
+        """Every model-form field, and whether all of them are the reference's."""
+        return {field: getattr(self, field) for field in MODEL_FORM}
+
+    @property
+    def is_reference_form(self) -> bool:
+        return all(getattr(self, field) == choices[0] for field, choices in MODEL_FORM.items())
+
     def lr_at(self, step: int) -> float:
         return self.lr / self.lr_drop_factor if step >= self.lr_drop_at * self.steps else self.lr
 
 
 _PRESETS: dict[str, dict] = {
-    "smoke": {},
+    "smoke": dict(search_iterations=2_000),
     "cpu": dict(dataset="mnist-5k", seeds=5, hidden_size=100, batch_size=32, steps=3000, lr=1e-3,
                 checkpoint_every=250, log_every=50, eval_trials=1000),
     "paper": dict(dataset="mnist", seeds=10, hidden_size=200, batch_size=128, steps=140_000, lr=1e-5,

@@ -22,12 +22,14 @@ def resolve_device(name: str) -> torch.device:
 
 
 def task_spec(config: Config) -> TaskSpec:
-    return TaskSpec(config.n_frames, config.min_delay, config.report_weight)
+    return TaskSpec(config.n_frames, config.min_delay, config.report_weight, loss=config.loss,
+                    class_sampling=config.class_sampling, readout=config.readout)
 
 
 def build_model(config: Config, bank: ImageBank) -> EnsembleRNN:
     return EnsembleRNN(config.arch, config.seeds, bank.dim, config.hidden_size, task_spec(config).n_outputs,
-                       bank.image_shape, conv=config.dataset == "cifar10", seeds=config.member_seeds)
+                       bank.image_shape, conv=config.dataset == "cifar10", seeds=config.member_seeds,
+                       cell=config.cell, readout=config.readout, init=config.init)
 
 
 def data_generators(config: Config, device: torch.device) -> list[torch.Generator]:

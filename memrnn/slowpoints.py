@@ -39,11 +39,19 @@ _STALL = {"lm": (10, 0.5), "adam": (200, 1e-3)}
 FINDER_VERSION = 2
 
 
-def rest_input(model: EnsembleRNN, bank: ImageBank, trigger: float = 0.0) -> torch.Tensor:
-    """Projected input (E, 1, G) of a frame at the noise mean, with the trigger off (or on)."""
+def rest_input(model: EnsembleRNN, bank: ImageBank, trigger: float = 0.0, n_noise_images: int = 1000) -> torch.Tensor:
+    """Projected input (E, 1, G) at rest, with the trigger off (or on): a frame at the noise mean or,
+    for a CNN front end, as the reference does, the mean CNN features of ``n_noise_images`` noise
+    images (the CNN is nonlinear, so the features of the mean image are not the mean features)."""
     like = dict(device=model.weight_hh.device, dtype=model.weight_hh.dtype)
-    frame = torch.full((model.n_members, 1, bank.dim), bank.noise_mean, **like)
-    return model.project(frame, torch.full((model.n_members, 1), trigger, **like))
+    switch = torch.full((model.n_members, 1), trigger, **like)
+    if model.frontend is None:
+        return model.project(torch.full((model.n_members, 1, bank.dim), bank.noise_mean, **like), switch)
+    g = torch.Generator(like["device"]).manual_seed(0)
+    noise = torch.randn(n_noise_images, bank.dim, generator=g, **like) * bank.noise_std + bank.noise_mean
+    with torch.no_grad():
+        features = model.frontend(noise.expand(model.n_members, -1, -1)).mean(1, keepdim=True)
+    return model.project_features(features, switch)
 
 
 def _phi(model: EnsembleRNN, states: torch.Tensor, metric: str) -> torch.Tensor:
@@ -86,6 +94,16 @@ def jacobian(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor) 
         return out
 
     J = states.new_empty(E, P, S, S)
+    if model.arch == "gru" and model.cell == "reference":
+        # h' = h + z (n - h), n = tanh(x_n + U_n^T (r h)): dn/dh = diag(1 - n^2) U_n^T [diag(r) + diag(h r') U_r^T]
+        r, z = torch.sigmoid(x[..., : 2 * H] + rec[..., : 2 * H]).chunk(2, -1)
+        n = torch.tanh(x[..., 2 * H:] + torch.bmm(r * h, model.weight_hh[..., 2 * H:]))
+        U_n = WT[:, :, 2 * H:]
+        torch.matmul(U_n * (h * r * (1 - r)).unsqueeze(-2), WT[:, :, :H], out=J)
+        J.add_(U_n * r.unsqueeze(-2)).mul_((z * (1 - n.square())).unsqueeze(-1))
+        J.addcmul_(((n - h) * z * (1 - z)).unsqueeze(-1), WT[:, :, H:2 * H])
+        J.diagonal(dim1=-2, dim2=-1).add_(1 - z)
+        return J
     if model.arch == "rnn":
         return rows([(1 - torch.tanh(x + rec).square(), 0)], J)
     if model.arch == "gru":

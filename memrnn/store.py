@@ -24,7 +24,8 @@ from safetensors.torch import load, save
 from .presets import Config
 
 # fields that do not change the trained weights
-_NOT_HASHED = ("device", "log_every", "preset", "eval_trials")
+_NOT_HASHED = ("device", "log_every", "preset", "eval_trials", "speed_metric", "search", "search_iterations",
+               "centroids", "finetune", "finetune_fraction")
 CONFIG_FILE, SUMMARY_FILE, METRICS_FILE = "config.json", "summary.json", "metrics.json"
 
 

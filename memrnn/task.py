@@ -6,6 +6,13 @@ with the dataset's pixel statistics; a separate trigger channel is 1 only at ``t
 "null", output k+1 is image class k. The target is null at every step before ``T_max`` except the
 report step; the report step weighs ``report_weight`` times a null step; steps from ``T_max`` on
 carry no loss. Classes not yet introduced by a vocabulary curriculum are masked out.
+
+The reference's forms are the defaults: the class is drawn uniformly first, then one of its images
+(every class limited to as many images as the smallest has); the softmax reads sigmoid outputs, with
+the outputs of classes not yet introduced multiplied by -1000; the loss is the mean over
+batch x outputs x frames of the weighted log-likelihood. The alternatives (``class_sampling="image"``:
+an image uniformly; ``loss="weighted"``: sum of weighted losses over total weight; a linear readout,
+whose masked classes get -inf) are switches whose effect the book measures.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from torch.nn import functional as F
 from .data import ImageBank
 
 NULL = 0
+LOSSES = ("mean", "weighted")
+CLASS_SAMPLINGS = ("class", "image")
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,9 @@ class TaskSpec:
     min_delay: int = 4
     report_weight: float = 20.0
     n_classes: int = 10
+    loss: str = "mean"
+    class_sampling: str = "class"
+    readout: str = "sigmoid-softmax"
 
     @property
     def n_outputs(self) -> int:
@@ -52,6 +64,7 @@ class Batch:
     stimulus_time: torch.Tensor  # (E, B)
     report_time: torch.Tensor    # (E, B)
     n_active: int              # classes 0..n_active-1 are in play
+    spec: TaskSpec
 
 
 class TrialSampler:
@@ -63,21 +76,26 @@ class TrialSampler:
 
     def __init__(self, bank: ImageBank, spec: TaskSpec):
         self.bank, self.spec = bank, spec
+        if spec.class_sampling not in CLASS_SAMPLINGS:
+            raise ValueError(f"class_sampling={spec.class_sampling!r}; choose one of {CLASS_SAMPLINGS}")
         order = torch.argsort(bank.train_labels.cpu(), stable=True).to(bank.train_labels.device)
         self.images = bank.train_images[order]
         self.labels = bank.train_labels[order]
         # images of classes 0..n-1 form a prefix of the sorted bank
         counts = torch.bincount(bank.train_labels.cpu(), minlength=spec.n_classes)
         self.prefix = torch.cumsum(counts, 0).tolist()
+        self.class_start = (torch.cumsum(counts, 0) - counts).to(bank.train_labels.device)
+        self.per_class = int(counts.min())  # the reference balances classes to the smallest
 
     def sample(self, generators: list[torch.Generator], batch_size: int, t_max: int, n_active: int,
                n_members: int | None = None) -> Batch:
         """A batch (E, B, ...): E = len(generators), or ``n_members`` from a single generator."""
         self.spec.check(t_max, n_active)
         if n_members is not None and len(generators) == 1:
-            return Batch(*self._draw(generators[0], (n_members, batch_size), t_max, n_active), n_active=n_active)
+            return Batch(*self._draw(generators[0], (n_members, batch_size), t_max, n_active), n_active=n_active,
+                         spec=self.spec)
         parts = [self._draw(g, (batch_size,), t_max, n_active) for g in generators]
-        return Batch(*[torch.stack(p) for p in zip(*parts)], n_active=n_active)
+        return Batch(*[torch.stack(p) for p in zip(*parts)], n_active=n_active, spec=self.spec)
 
     def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
         spec, bank, device = self.spec, self.bank, self.images.device
@@ -85,7 +103,11 @@ class TrialSampler:
         t_s = torch.randint(0, t_max - delta, shape, generator=g, device=device)
         span = t_max - t_s - delta  # number of allowed report times, >= 1
         t_r = t_s + delta + (torch.rand(shape, generator=g, device=device) * span).long()
-        index = torch.randint(0, self.prefix[n_active - 1], shape, generator=g, device=device)
+        if spec.class_sampling == "class":
+            label = torch.randint(0, n_active, shape, generator=g, device=device)
+            index = self.class_start[label] + torch.randint(0, self.per_class, shape, generator=g, device=device)
+        else:
+            index = torch.randint(0, self.prefix[n_active - 1], shape, generator=g, device=device)
         frames = torch.randn(*shape, T, bank.dim, generator=g, device=device)
         frames = frames * bank.noise_std + bank.noise_mean
         steps = torch.arange(T, device=device)
@@ -98,24 +120,33 @@ class TrialSampler:
         return frames, report.float(), targets, weights, labels, t_s, t_r
 
 
-def mask_inactive(logits: torch.Tensor, n_active: int) -> torch.Tensor:
-    """Remove classes not yet introduced from the softmax (null stays)."""
+def mask_inactive(logits: torch.Tensor, n_active: int, readout: str = "sigmoid-softmax") -> torch.Tensor:
+    """Take classes not yet introduced out of the softmax (null stays): the reference multiplies their
+    sigmoid outputs by -1000; linear logits are set to -inf."""
     if n_active + 1 >= logits.shape[-1]:
         return logits
-    return logits.masked_fill(torch.arange(logits.shape[-1], device=logits.device) > n_active, float("-inf"))
+    inactive = torch.arange(logits.shape[-1], device=logits.device) > n_active
+    if readout == "sigmoid-softmax":
+        return logits * torch.where(inactive, -1000.0, 1.0).to(logits.dtype)
+    return logits.masked_fill(inactive, float("-inf"))
 
 
 def trial_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Weighted cross-entropy per member (E,): sum of weighted step losses over total weight."""
-    logits = mask_inactive(logits, batch.n_active)
+    """Weighted cross-entropy per member (E,): the reference's mean over batch x outputs x frames
+    (``loss="mean"``), or the sum of weighted step losses over the total weight (``"weighted"``)."""
+    spec = batch.spec
+    logits = mask_inactive(logits, batch.n_active, spec.readout)
     per_step = F.cross_entropy(logits.flatten(0, 2), batch.targets.flatten(), reduction="none")
     per_step = per_step.reshape(batch.targets.shape) * batch.weights
+    if spec.loss == "mean":
+        B, T = batch.targets.shape[1:]
+        return per_step.sum((1, 2)) / (B * T * logits.shape[-1])
     return per_step.sum((1, 2)) / batch.weights.sum((1, 2))
 
 
 def report_accuracy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     """Fraction of trials whose report-step output is the right class, per member (E,)."""
-    logits = mask_inactive(logits, batch.n_active)
+    logits = mask_inactive(logits, batch.n_active, batch.spec.readout)
     index = batch.report_time[:, :, None, None].expand(-1, -1, 1, logits.shape[-1])
     at_report = logits.gather(2, index).squeeze(2)
     return (at_report.argmax(-1) == batch.labels + 1).float().mean(1)

@@ -5,7 +5,7 @@ import torch
 from scipy.optimize import brentq
 
 from memrnn.data import make_synthetic
-from memrnn.models import ARCHS, EnsembleRNN
+from memrnn.models import ARCHS, CELLS, EnsembleRNN
 from memrnn.slowpoints import (METHODS, class_centroids, eigenvalues, find_slow_points, in_region, jacobian,
                                residual_jacobian, rest_input, sample_states, speed_sq)
 
@@ -15,16 +15,17 @@ def bank():
     return make_synthetic(n_train=100, n_test=200, seed=4)
 
 
-def _model(arch, bank, E=2, H=6, scale=1.0, seeds=None):
-    model = EnsembleRNN(arch, E, bank.dim, H, seeds=seeds or list(range(E)))
+def _model(arch, bank, E=2, H=6, scale=1.0, seeds=None, cell="reference"):
+    model = EnsembleRNN(arch, E, bank.dim, H, seeds=seeds or list(range(E)), cell=cell)
     with torch.no_grad():
         model.weight_hh.mul_(scale)
     return model
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_jacobian_is_exact(arch, bank):
-    model = _model(arch, bank, scale=3.0)
+def test_jacobian_is_exact(arch, cell, bank):
+    model = _model(arch, bank, scale=3.0, cell=cell)
     proj = rest_input(model, bank).detach()
     states = torch.rand(2, 3, model.state_size, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
     J = jacobian(model, states, proj)

@@ -4,7 +4,7 @@ import torch
 from scipy import stats
 from torch.nn import functional as F
 
-from memrnn.data import make_synthetic
+from memrnn.data import ImageBank, make_synthetic
 from memrnn.task import TaskSpec, TrialSampler, mask_inactive, report_accuracy, trial_loss
 
 
@@ -60,8 +60,11 @@ def test_vocabulary_mask_and_active_classes(bank):
     batch = TrialSampler(bank, TaskSpec()).sample(_gens(5), 400, t_max=20, n_active=3)
     assert set(batch.labels.unique().tolist()) == {0, 1, 2}
     logits = torch.zeros(1, 1, 1, 11)
-    masked = mask_inactive(logits, 3)
+    masked = mask_inactive(logits, 3, "linear")
     assert torch.isinf(masked[..., 4:]).all() and torch.isfinite(masked[..., :4]).all()
+    outputs = torch.full((1, 1, 1, 11), 0.5)  # sigmoid outputs: the reference multiplies inactive ones by -1000
+    masked = mask_inactive(outputs, 3, "sigmoid-softmax")
+    assert (masked[..., 4:] == -500).all() and (masked[..., :4] == 0.5).all()
     with pytest.raises(ValueError, match="T_max=3"):
         TrialSampler(bank, TaskSpec()).sample(_gens(0), 4, t_max=3, n_active=10)
 
@@ -74,8 +77,48 @@ def test_member_streams_are_independent_and_deterministic(bank):
     assert not torch.equal(a.frames[0], a.frames[1])
 
 
+def test_reference_loss_is_its_formula(bank):
+    """The reference: -mean over (batch, 11 outputs, 20 frames) of (t_max - 1) Z Y log p + Y log p, with
+    p = softmax over outputs of sigmoid outputs times W (1 for active outputs, -1000 for the rest)."""
+    batch = TrialSampler(bank, TaskSpec()).sample(_gens(3), 4, t_max=14, n_active=5)
+    outputs = torch.sigmoid(torch.randn(1, 4, 20, 11, generator=torch.Generator().manual_seed(1)))
+    B, T, O, n_active = 4, 20, 11, 5
+    Y = np.zeros((B, O, T))
+    Z = np.zeros((B, O, T))
+    W = np.where(np.arange(O) < n_active + 1, 1.0, -1000.0)[None, :, None] * np.ones((B, O, T))
+    for b in range(B):
+        Y[b, 0, :14] = 1
+        t_r, label = int(batch.report_time[0, b]), int(batch.labels[0, b])
+        Y[b, :, t_r] = 0
+        Y[b, label + 1, t_r] = 1
+        Z[b, : n_active + 1, t_r] = 1
+    logits = outputs[0].permute(0, 2, 1).double().numpy() * W
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    expected = -np.mean((20 - 1) * Z * Y * log_p + Y * log_p)
+    assert np.isclose(trial_loss(outputs, batch).item(), expected, rtol=1e-5)
+
+
+def test_class_sampling_reference_and_ours():
+    """Reference: class uniform, then an image among the smallest class's count; ours: image uniform."""
+    labels = torch.tensor([0] * 60 + [1] * 20 + [2] * 20)
+    images = torch.arange(100).float()[:, None].expand(100, 4).contiguous()
+    bank = ImageBank("toy", images, labels, images[:10], labels[:10], (1, 2, 2), 0.0, 1.0, "test", n_classes=3)
+    counts = {}
+    for sampling in ("class", "image"):
+        spec = TaskSpec(n_classes=3, class_sampling=sampling)
+        batch = TrialSampler(bank, spec).sample(_gens(1), 6000, t_max=20, n_active=3)
+        counts[sampling] = np.bincount(batch.labels[0].numpy(), minlength=3)
+        shown = batch.frames[0, torch.arange(6000), batch.stimulus_time[0], 0].long()
+        assert torch.equal(labels[shown], batch.labels[0])  # the image shown is of the label's class
+        if sampling == "class":  # only the first 20 images of class 0 (the smallest class has 20)
+            assert shown[batch.labels[0] == 0].max() < 20
+    assert stats.chisquare(counts["class"]).pvalue > 1e-3
+    assert stats.chisquare(counts["image"], [3600, 1200, 1200]).pvalue > 1e-3
+    assert stats.chisquare(counts["image"]).pvalue < 1e-6
+
+
 def test_loss_and_accuracy_by_hand(bank):
-    batch = TrialSampler(bank, TaskSpec()).sample(_gens(2), 3, t_max=12, n_active=4)
+    batch = TrialSampler(bank, TaskSpec(loss="weighted", readout="linear")).sample(_gens(2), 3, t_max=12, n_active=4)
     logits = torch.randn(1, 3, 20, 11, generator=torch.Generator().manual_seed(0))
     total, weight = 0.0, 0.0
     for b in range(3):
