@@ -14,7 +14,7 @@ from .models import ARCHS
 from .presets import DEVICES, PRESETS, make_config, parse_override
 from .protocols import PROTOCOLS
 from .regularize import MODES
-from .slowpoints import METHODS, METRICS
+from .slowpoints import CENTROID_PROTOCOLS, METHODS, METRICS
 
 
 def _delays(text: str) -> list[int]:
@@ -93,10 +93,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("slowpoints", help="find each member's slow point per class (from class centroids)")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--method", default="lm", choices=METHODS)
+    p.add_argument("--method", choices=METHODS, help="the search (default: the run's, i.e. the reference's Adam)")
+    p.add_argument("--centroids", choices=CENTROID_PROTOCOLS, help="start points (default: the run's)")
     p.add_argument("--tol", type=float, default=1e-12, help="stop a point when q <= tol")
     p.add_argument("--max-iter", type=int)
-    p.add_argument("--metric", default="state", choices=METRICS, help="LSTM speed on (h, c) or (h, tanh c)")
+    p.add_argument("--metric", choices=METRICS, help="LSTM speed on (h, c) or (h, tanh c) (default: the run's)")
     p.add_argument("--step", type=int, help="checkpoint to analyse (default: the last)")
     p.add_argument("--device", choices=DEVICES)
 
@@ -114,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--mode", type=_names(MODES), default=list(MODES), help=f"comma-separated, from {', '.join(MODES)}")
     p.add_argument("--lam", type=float, help="penalty strength (default: 1e-3, CIFAR-10 1e-2)")
-    p.add_argument("--steps", type=int, help="fine-tuning steps (default by preset: smoke 20, cpu 500, paper 5000)")
+    p.add_argument("--steps", type=int, help="fine-tuning steps (default: the run's finetune_fraction of its training)")
     p.add_argument("--relocate", type=int, default=0, help="re-find the anchors every K steps (0: fixed)")
     p.add_argument("--delays", type=_delays, help="evaluation delays (default: the parent's)")
     p.add_argument("--min-delay", type=int, default=100, help="long delays: evaluated delays >= this")
@@ -173,7 +174,8 @@ def _run(args) -> int:
     elif args.command == "slowpoints":
         from .slowpoints import analyse_run
 
-        sp = analyse_run(args.run_dir, args.step, args.method, args.tol, args.max_iter, args.metric, device=args.device)
+        sp = analyse_run(args.run_dir, args.step, args.method, args.centroids, args.metric, args.tol, args.max_iter,
+                         device=args.device)
         print(f"{args.run_dir}: slow-point speed per member x class (* = decodes another class, ! = outside region)")
         for m, seed in enumerate(sp["member_seeds"]):
             cells = [f"{v:.1e}" + ("*" if sp["decoded_class"][m][c] != c else "") + ("!" if not sp["in_region"][m][c] else "")

@@ -46,7 +46,7 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
     trace = []
     for step in reversed(steps):
         load_weights(model, run_dir, step)
-        found = find_slow_points(model, bank, points, max_iter=max_iter)
+        found = find_slow_points(model, bank, points, "lm", max_iter=max_iter, metric=final["metric"])
         moved = (found.points - points).norm(dim=-1)
         trace.append({"step": step, "points": found.points, "q": found.q, "decoded": found.decoded,
                       "in_region": found.in_region, "moved": moved})

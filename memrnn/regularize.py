@@ -1,16 +1,19 @@
 """Controlling memory: fine-tune a trained run with a penalty on hidden-state speed.
 
-The reference fine-tunes a trained network with ``loss = CE + lam * sum_k ||F(p_k, xi) - p_k||^2``
-where the anchors p_k are the slow points (mode ``slowpoints``) or the class centroids
-(``centermass``), each evaluated with ``n_noise`` fresh pixel-noise frames xi every step, and
-compares with the same fine-tuning at lam = 0 (``control``). Beyond the reference: anchors can be
-re-found every ``relocate`` steps as the weights move, and ``tar`` (temporal activation
-regularisation, ``lam * mean_t ||h_t - h_{t-1}||^2`` along the training trajectories) asks
-whether targeting the memories matters.
+The reference fine-tunes a trained network with ``loss = CE + lam * sum_k sum_j ||F(p_k, xi_kj) - p_k||^2``
+(a sum over anchors and noise frames, not a mean) where the anchors p_k are the slow points (mode
+``slowpoints``) or the class centroids (``centermass``), each evaluated with ``n_noise`` fresh
+pixel-noise frames xi every step, and compares with the same fine-tuning at lam = 0 (``control``).
+LSTM speed is measured on (h, tanh c), as the finder's reference metric. Beyond the reference: anchors
+can be re-found every ``relocate`` steps as the weights move, and ``tar`` (temporal activation
+regularisation, ``lam * mean_t ||h_t - h_{t-1}||^2`` along the training trajectories) asks whether
+targeting the memories matters.
 
-Fine-tuning continues the parent's training state (weights, Adam moments, data streams) on the
-full task at the parent's final learning rate, so ``control`` is exactly plain continued
-training. The result is a new run directory next to the parent, with the same files.
+Fine-tuning has two forms (the run's ``finetune`` field): ``reference`` starts a fresh Adam at the
+parent's *initial* learning rate, as the reference does (5,000 steps after 140,000: the configuration's
+``finetune_fraction`` of training); ``continue`` carries on the parent's Adam state at its final
+learning rate, so that ``control`` is exactly plain continued training. Both continue the parent's data
+streams on the full task. The result is a new run directory next to the parent, with the same files.
 """
 from __future__ import annotations
 
@@ -25,12 +28,12 @@ import torch
 from scipy import stats
 
 from . import store
-from .slowpoints import FINDER_VERSION, analyse_run, class_centroids, find_slow_points, load_results
+from .presets import FINETUNE_FORMS
+from .slowpoints import FINDER_VERSION, analyse_run, class_centroids, find_slow_points, load_results, speed_coordinates
 from .train import Trainer
 
 MODES = ("control", "slowpoints", "centermass", "tar")
 FINETUNE_FILE = "finetune.json"
-DEFAULT_STEPS = {"smoke": 20, "cpu": 500, "paper": 5_000}
 
 
 def default_lam(dataset: str) -> float:
@@ -48,10 +51,13 @@ class Finetune:
     n_noise: int = 10    # noise frames per anchor per step
     seed: int = 0        # seed of the penalty's noise frames
     anchors: str = ""    # which slow-point search gave the anchors (mode slowpoints only)
+    form: str = "reference"  # fresh Adam at the initial lr | "continue": the parent's Adam at its final lr
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose one of {MODES}")
+        if self.form not in FINETUNE_FORMS:
+            raise ValueError(f"unknown fine-tuning form {self.form!r}; choose one of {FINETUNE_FORMS}")
         if self.steps < 1 or self.lam < 0 or self.relocate < 0 or self.n_noise < 1:
             raise ValueError("need steps >= 1, lam >= 0, relocate >= 0 and n_noise >= 1")
 
@@ -63,11 +69,11 @@ class Finetune:
 
 
 class SpeedPenalty:
-    """lam * sum over anchors and noise frames of ||F(p, xi) - p||^2, per member (E,)."""
+    """lam * sum over anchors and noise frames of ||phi(F(p, xi)) - phi(p)||^2, per member (E,)."""
 
     def __init__(self, anchors: torch.Tensor, lam: float, n_noise: int, bank, seed: int, relocate_fn=None,
-                 relocate: int = 0, first_step: int = 0):
-        self.anchors, self.lam, self.n_noise, self.bank = anchors, lam, n_noise, bank
+                 relocate: int = 0, first_step: int = 0, metric: str = "reference"):
+        self.anchors, self.lam, self.n_noise, self.bank, self.metric = anchors, lam, n_noise, bank, metric
         self.generator = torch.Generator(anchors.device).manual_seed(seed)
         self.relocate_fn, self.relocate, self.first_step = relocate_fn, relocate, first_step
 
@@ -83,18 +89,20 @@ class SpeedPenalty:
         done = step - self.first_step
         if self.relocate and done and done % self.relocate == 0:
             self.anchors = self.relocate_fn(model, self.anchors)
-        return self.lam * speed_penalty(model, self.anchors, self.bank, self.n_noise, self.generator)
+        return self.lam * speed_penalty(model, self.anchors, self.bank, self.n_noise, self.generator, self.metric)
 
 
-def speed_penalty(model, anchors: torch.Tensor, bank, n_noise: int, generator: torch.Generator) -> torch.Tensor:
-    """sum_k sum_noise ||F(p_k, xi) - p_k||^2 per member (E,), xi fresh pixel-noise frames.
-    The anchors are fixed targets: gradients reach the weights only."""
+def speed_penalty(model, anchors: torch.Tensor, bank, n_noise: int, generator: torch.Generator,
+                  metric: str = "reference") -> torch.Tensor:
+    """sum_k sum_noise ||phi(F(p_k, xi)) - phi(p_k)||^2 per member (E,), xi fresh pixel-noise frames and
+    phi the speed coordinates (LSTM, reference metric: (h, tanh c)). The anchors are fixed targets:
+    gradients reach the weights only."""
     E, K, S = anchors.shape
     points = anchors.detach().repeat_interleave(n_noise, dim=1)
     noise = torch.randn(E, K * n_noise, bank.dim, generator=generator, device=anchors.device)
     noise = noise * bank.noise_std + bank.noise_mean
     following = model.step(points, noise, torch.zeros(E, K * n_noise, device=anchors.device))
-    return (following - points).square().sum((1, 2))
+    return (speed_coordinates(model, following, metric) - speed_coordinates(model, points, metric)).square().sum((1, 2))
 
 
 def tar_penalty(lam: float):
@@ -105,22 +113,32 @@ def tar_penalty(lam: float):
 
 
 def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int | None = None,
-             relocate: int = 0, n_noise: int = 10, seed: int = 0, progress: bool = True) -> Path:
-    """Fine-tune a trained run; returns the new run directory (reused if already complete)."""
+             relocate: int = 0, n_noise: int = 10, seed: int = 0, form: str | None = None,
+             progress: bool = True) -> Path:
+    """Fine-tune a trained run; returns the new run directory (reused if already complete).
+
+    ``steps`` defaults to the parent's ``finetune_steps``, ``form`` to its ``finetune`` field."""
     parent_dir = Path(parent_dir)
     config = store.read_config(parent_dir)
     if "train" not in store.read_json(parent_dir / store.SUMMARY_FILE):
         raise ValueError(f"{parent_dir} has not finished training")
     lam = 0.0 if mode == "control" else default_lam(config.dataset) if lam is None else lam
-    anchors = f"finder-v{FINDER_VERSION}" if mode == "slowpoints" else ""
-    spec = Finetune(parent_dir.name, mode, lam,
-                    steps or DEFAULT_STEPS.get(config.preset, 500), relocate, n_noise, seed, anchors)
+    anchors = f"{config.search}-{config.centroids}-{config.speed_metric}-v{FINDER_VERSION}" if mode == "slowpoints" else ""
+    spec = Finetune(parent_dir.name, mode, lam, steps or config.finetune_steps, relocate, n_noise, seed, anchors,
+                    form or config.finetune)
     run_dir = parent_dir.parent / spec.name
-    summary_path = run_dir / store.SUMMARY_FILE
-    if summary_path.exists() and "train" in store.read_json(summary_path):
-        return run_dir
+    with store.run_lock(run_dir):
+        summary_path = run_dir / store.SUMMARY_FILE
+        if summary_path.exists() and "train" in store.read_json(summary_path):
+            return run_dir
+        return _finetune_locked(spec, config, parent_dir, run_dir, progress)
+
+
+def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, progress: bool) -> Path:
     trainer = Trainer.build(config)
     parent_end, _, _ = trainer.resume(parent_dir)  # begin from the parent's final state
+    if spec.form == "reference":  # a fresh Adam, as a new optimiser in the reference's fine-tuning script
+        trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=config.lr, fused=config.fast or None)
     penalty = _penalty(spec, parent_dir, trainer, parent_end)
     start, metrics, tensors = trainer.resume(run_dir)
     if start == 0:
@@ -129,9 +147,9 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
         penalty.load({k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("penalty/")})
     store.write_json(run_dir / store.CONFIG_FILE, vars(config))
     store.write_json(run_dir / FINETUNE_FILE, dataclasses.asdict(spec))
-    final_lr = config.lr_at(config.steps - 1)
+    lr = config.lr if spec.form == "reference" else config.lr_at(config.steps - 1)
     full_task = (config.n_frames, 10)
-    trainer.fit(run_dir, start, parent_end + spec.steps, metrics, lambda step: full_task, lambda step: final_lr,
+    trainer.fit(run_dir, start, parent_end + spec.steps, metrics, lambda step: full_task, lambda step: lr,
                 penalty, progress=progress)
     store.update_summary(run_dir, run=run_dir.name, config=vars(config), parent=parent_dir.name,
                          finetune=dataclasses.asdict(spec), train={
@@ -151,20 +169,22 @@ def _penalty(spec: Finetune, parent_dir: Path, trainer: Trainer, first_step: int
         return tar_penalty(spec.lam)
     analyse_run(parent_dir)
     results = load_results(parent_dir)
+    config = trainer.config
     device = trainer.model.weight_hh.device
     anchors = (results["points"] if spec.mode == "slowpoints" else results["centroids"]).to(device)
     if spec.mode == "slowpoints":
         def relocate(model, anchors):
-            return find_slow_points(model, trainer.bank, anchors, max_iter=50).points
+            return find_slow_points(model, trainer.bank, anchors, "lm", max_iter=50, metric=config.speed_metric).points
     else:
         def relocate(model, anchors):
-            return class_centroids(model, trainer.bank).states
-    return SpeedPenalty(anchors, spec.lam, spec.n_noise, trainer.bank, spec.seed, relocate, spec.relocate, first_step)
+            return class_centroids(model, trainer.bank, config.centroids).states
+    return SpeedPenalty(anchors, spec.lam, spec.n_noise, trainer.bank, spec.seed, relocate, spec.relocate, first_step,
+                        config.speed_metric)
 
 
-def compare(parent_dir: Path, children: list[Path], min_delay: int = 100, n_resamples: int = 2000) -> list[dict]:
+def compare(parent_dir: Path, children: list[Path], min_delay: int = 100) -> list[dict]:
     """Per fine-tuning mode: long-delay and trained-delay accuracy before and after, and the mean
-    change across seeds with a 95% bootstrap CI (paired by seed)."""
+    change across seeds with a 95% t-interval (paired by seed), also against ``control``."""
     before = _accuracies(parent_dir, min_delay)
     modes = {store.read_json(Path(c) / store.SUMMARY_FILE)["finetune"]["mode"]: c for c in children}
     control = _accuracies(modes["control"], min_delay) if "control" in modes else None
@@ -177,21 +197,22 @@ def compare(parent_dir: Path, children: list[Path], min_delay: int = 100, n_resa
         for key in ("long", "trained"):
             diff = after[key] - before[key]
             row[key] = {"before": float(before[key].mean()), "after": float(after[key].mean()),
-                        "change": float(diff.mean()), "ci95": _mean_ci(diff, n_resamples)}
+                        "change": float(diff.mean()), "ci95": _mean_ci(diff),
+                        "per_seed": diff.tolist()}
             if control is not None:
                 vs = after[key] - control[key]
-                row[key]["vs_control"] = {"change": float(vs.mean()), "ci95": _mean_ci(vs, n_resamples)}
+                row[key]["vs_control"] = {"change": float(vs.mean()), "ci95": _mean_ci(vs), "per_seed": vs.tolist()}
         rows.append(row)
     return rows
 
 
-def _mean_ci(diff: np.ndarray, n_resamples: int) -> list[float]:
-    """95% bootstrap CI of the mean of paired differences (one per seed)."""
+def _mean_ci(diff: np.ndarray) -> list[float]:
+    """95% t-interval of the mean of paired differences (one per seed): it keeps its coverage at
+    five seeds, where a percentile bootstrap is too narrow."""
     if len(diff) < 2 or np.ptp(diff) == 0:
         return [float(diff.mean())] * 2
-    ci = stats.bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile",
-                         random_state=np.random.default_rng(0)).confidence_interval
-    return [float(ci[0]), float(ci[1])]
+    low, high = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
+    return [float(low), float(high)]
 
 
 def _accuracies(run_dir: Path, min_delay: int) -> dict[str, np.ndarray]:

@@ -7,12 +7,16 @@ Searches start from class centroids (states reached after showing an image and s
 or from states sampled along trajectories, and minimise q for every ensemble member and every
 start point at once.
 
-Two methods: ``lm``, Levenberg-Marquardt on the residual phi(F(s)) - phi(s) with the exact
-Jacobian (the default: tens of iterations where Adam needs thousands, see benchmarks/), and
-``adam``, the reference's first-order descent on q. Both keep the hidden part inside (-1, 1)^H,
-the only region a GRU, LSTM or tanh network can visit: LM works in coordinates v with h = tanh(v),
-so its iterates are inside by construction, and Adam's iterate is clipped just inside. Starts
-outside the region are first clipped into it; ``in_region`` is still checked on every result.
+Three methods:
+- ``reference``: the reference's search exactly: Adam on q at lr 1e-3, divided by 10 after 40% of a
+  fixed number of iterations (100,000 in the reference), h clipped to [-1, 1] after every step, no
+  tolerance; the final iterate is the point.
+- ``lm``: Levenberg-Marquardt on the residual phi(F(s)) - phi(s) with the exact Jacobian (tens of
+  iterations where Adam needs thousands, see benchmarks/), stopping at the floor of the nearest slow
+  valley. It works in coordinates v with h = tanh(v), so its iterates stay inside (-1, 1)^H, the
+  only region a GRU, LSTM or tanh network can visit.
+- ``adam``: Adam with our stopping rules (tolerance, stall) and h clipped just inside the region.
+Starts outside the region are first clipped into it; ``in_region`` is checked on every result.
 """
 from __future__ import annotations
 
@@ -25,9 +29,10 @@ from safetensors.torch import load_file, save
 from . import store
 from .data import ImageBank
 from .models import EnsembleRNN
+from .presets import CENTROID_PROTOCOLS
 from .runs import load_run
 
-METHODS = ("lm", "adam")
+METHODS = ("reference", "lm", "adam")
 METRICS = ("state", "reference")
 _EDGE = 1 - 1e-7  # clip for Adam's iterate: just inside (-1, 1)
 # Stall rule per method: (patience, progress); a point stops once q has not fallen by the fraction
@@ -54,7 +59,9 @@ def rest_input(model: EnsembleRNN, bank: ImageBank, trigger: float = 0.0, n_nois
     return model.project_features(features, switch)
 
 
-def _phi(model: EnsembleRNN, states: torch.Tensor, metric: str) -> torch.Tensor:
+def speed_coordinates(model: EnsembleRNN, states: torch.Tensor, metric: str) -> torch.Tensor:
+    """phi(s): the coordinates speed is measured in: s itself, or (h, tanh c) for an LSTM under the
+    reference metric."""
     if metric == "state" or model.arch != "lstm":
         return states
     H = model.hidden_size
@@ -64,7 +71,7 @@ def _phi(model: EnsembleRNN, states: torch.Tensor, metric: str) -> torch.Tensor:
 def residual(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor, metric: str = "state") -> torch.Tensor:
     """phi(F(s)) - phi(s) for states (E, P, S)."""
     following = model.recur(states, projected.expand(-1, states.shape[1], -1))
-    return _phi(model, following, metric) - _phi(model, states, metric)
+    return speed_coordinates(model, following, metric) - speed_coordinates(model, states, metric)
 
 
 def speed_sq(model: EnsembleRNN, states: torch.Tensor, projected: torch.Tensor, metric: str = "state") -> torch.Tensor:
@@ -201,11 +208,12 @@ def decode(model: EnsembleRNN, bank: ImageBank, states: torch.Tensor) -> torch.T
 
 
 def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, method: str = "lm",
-                     tol: float = 1e-12, max_iter: int | None = None, metric: str = "state",
+                     tol: float = 1e-12, max_iter: int | None = None, metric: str = "reference",
                      lr: float = 1e-3, patience: int | None = None, progress: float | None = None) -> SlowPoints:
     """Minimise q from every start state (E, P, S); see the module docstring for the methods.
 
-    A point stops when q <= tol (converged); when it stalls, i.e. q has not fallen by the fraction
+    ``reference`` runs exactly ``max_iter`` iterations (default 100,000). For the others, a point
+    stops when q <= tol (converged); when it stalls, i.e. q has not fallen by the fraction
     ``progress`` within ``patience`` iterations (LM: halve within 10, Adam: 0.1% within 200); for
     LM, when no damping gives a step that lowers q; and at ``max_iter`` (default 200 for LM, 20,000
     for Adam).
@@ -222,9 +230,11 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
     projected = rest_input(model, bank).detach()
     with torch.no_grad():
         q_start = speed_sq(model, starts, projected, metric)
-    default_patience, default_progress = _STALL[method]
+    default_patience, default_progress = _STALL.get(method, (0, 0.0))
     stall = (patience or default_patience, default_progress if progress is None else progress)
-    if method == "lm":
+    if method == "reference":
+        points, q, iterations = _reference_adam(model, starts, projected, metric, 100_000 if max_iter is None else max_iter)
+    elif method == "lm":
         points, q, iterations = _levenberg_marquardt(model, starts, projected, metric, tol,
                                                      200 if max_iter is None else max_iter, *stall)
     else:
@@ -335,6 +345,26 @@ def _clip_to_region(model, states, edge=_EDGE):
     return torch.cat([states[..., :H].clamp(-edge, edge), states[..., H:]], -1)
 
 
+def _reference_adam(model, starts, projected, metric, iterations, lr=1e-3, drop_at=0.4):
+    """The reference's search: Adam on sum q, lr / 10 after ``drop_at`` of the iterations, h clipped
+    to [-1, 1] after every step; every point runs all iterations and the last iterate is kept."""
+    s = starts.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([s], lr=lr)
+    H = model.hidden_size
+    for i in range(iterations):
+        if i == int(drop_at * iterations):
+            optimizer.param_groups[0]["lr"] = lr / 10
+        optimizer.zero_grad(set_to_none=True)
+        speed_sq(model, s, projected, metric).sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            s[..., :H].clamp_(-1, 1)
+    points = s.detach()
+    with torch.no_grad():
+        q = speed_sq(model, points, projected, metric)
+    return points, q, torch.full_like(q, iterations, dtype=torch.long)
+
+
 def _adam(model, starts, projected, metric, tol, max_iter, lr, patience, progress):
     s = starts.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([s], lr=lr)
@@ -369,26 +399,58 @@ class Centroids:
     states: torch.Tensor     # (E, n_classes, S)
     n_correct: torch.Tensor  # (E, n_classes) trials decoded correctly (the ones averaged)
     n_trials: torch.Tensor   # (n_classes,) trials shown per class
+    spread: torch.Tensor     # (E, n_classes) RMS distance of the averaged trials' states to their centroid
 
 
 @torch.no_grad()
-def class_centroids(model: EnsembleRNN, bank: ImageBank, n_trials: int = 1000, noise_frames: int = 14,
-                    seed: int = 0) -> Centroids:
-    """Mean state per class after a test image at t = 0 and ``noise_frames`` noise frames, over
-    the trials whose trigger readout at that moment reports the right class (all trials of the
-    class if none does, flagged by n_correct = 0)."""
-    states, labels = _trajectory_end(model, bank, n_trials, noise_frames, seed)
+def class_centroids(model: EnsembleRNN, bank: ImageBank, protocol: str = "reference", n_trials: int | None = None,
+                    noise_frames: int = 14, seed: int = 0) -> Centroids:
+    """Mean state per class after an image at t = 0 and ``noise_frames`` noise frames, over the trials
+    whose trigger readout at that moment reports the right class (all trials of the class if none
+    does, flagged by n_correct = 0).
+
+    ``reference``: as the reference, 100 *training* images per class (``n_trials`` per class), and one
+    sequence of noise frames at a third of the noise's standard deviation shared by every trial.
+    ``heldout``: ``n_trials`` (default 1,000) random held-out test images, each with its own noise
+    frames at the full standard deviation."""
+    if protocol == "reference":
+        states, labels = _reference_trial_ends(model, bank, n_trials or 100, noise_frames, seed)
+    elif protocol == "heldout":
+        states, labels = _trajectory_end(model, bank, n_trials or 1000, noise_frames, seed)
+    else:
+        raise ValueError(f"unknown centroid protocol {protocol!r}; choose one of {CENTROID_PROTOCOLS}")
     correct = decode(model, bank, states) == labels
-    means, counts = [], []
+    means, counts, spreads = [], [], []
     for c in range(bank.n_classes):
         of_class = labels == c
         use = correct & of_class
         use = torch.where(use.any(-1, keepdim=True), use, of_class)
         weights = use.float()
-        means.append((weights[..., None] * states).sum(1) / weights.sum(-1, keepdim=True).clamp_min(1))
+        total = weights.sum(-1, keepdim=True).clamp_min(1)
+        mean = (weights[..., None] * states).sum(1) / total
+        means.append(mean)
         counts.append((correct & of_class).sum(-1))
+        spreads.append(((weights * (states - mean[:, None]).square().sum(-1)).sum(1) / total[:, 0]).sqrt())
     n_trials_per_class = torch.bincount(labels[0], minlength=bank.n_classes)
-    return Centroids(torch.stack(means, 1), torch.stack(counts, 1), n_trials_per_class)
+    return Centroids(torch.stack(means, 1), torch.stack(counts, 1), n_trials_per_class, torch.stack(spreads, 1))
+
+
+def _reference_trial_ends(model, bank, per_class, noise_frames, seed):
+    """States after ``per_class`` training images of every class and one shared sequence of noise
+    frames drawn at a third of the noise's standard deviation."""
+    device = model.weight_hh.device
+    g = torch.Generator(device).manual_seed(seed)
+    labels = bank.train_labels
+    chosen = torch.cat([(labels == c).nonzero().flatten()[torch.randperm(int((labels == c).sum()), generator=g,
+                                                                         device=device)[:per_class]]
+                        for c in range(bank.n_classes)])
+    noise = torch.randn(noise_frames, bank.dim, generator=g, device=device) * (bank.noise_std / 3) + bank.noise_mean
+    E, B = model.n_members, len(chosen)
+    off = torch.zeros(E, B, device=device)
+    state = model.step(model.init_state(B), bank.train_images[chosen].expand(E, B, -1), off)
+    for frame in noise:
+        state = model.step(state, frame.expand(E, B, -1), off)
+    return state, labels[chosen].expand(E, B)
 
 
 def _trajectory_end(model, bank, n_trials, noise_frames, seed):
@@ -429,47 +491,68 @@ def sample_states(model: EnsembleRNN, bank: ImageBank, n: int, max_frames: int =
 
 
 RESULTS_FILE = "slowpoints.safetensors"
+SECTION = "slowpoints"
 
 
-def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol: float = 1e-12,
-                max_iter: int | None = None, metric: str = "state", n_trials: int = 1000,
+def analysis_name(config, search: str, centroids: str, metric: str) -> str:
+    """Where an analysis is stored: ``slowpoints`` for the run's own settings (its configuration's
+    search, centroids and speed metric), ``slowpoints-<search>-<centroids>-<metric>`` for others, so
+    the book can run both searches on one run without one overwriting the other."""
+    if (search, centroids, metric) == (config.search, config.centroids, config.speed_metric):
+        return SECTION
+    return f"{SECTION}-{search}-{centroids}-{metric}"
+
+
+def analyse_run(run_dir: Path, step: int | None = None, search: str | None = None, centroids: str | None = None,
+                metric: str | None = None, tol: float = 1e-12, max_iter: int | None = None,
                 noise_frames: int = 14, device: str | None = None) -> dict:
     """Slow points of every member and class of a run, started from the class centroids.
 
-    Full results go to ``slowpoints.safetensors`` (or ``slowpoints-stepN`` for an earlier
-    checkpoint), a per member x class summary to the run's summary.json under ``slowpoints``."""
+    ``search``, ``centroids`` and ``metric`` default to the run's configuration (the reference's
+    unless it was changed; the reference search runs ``config.search_iterations`` iterations).
+    Full results go to ``<name>.safetensors`` (``-stepN`` for an earlier checkpoint), a per
+    member x class summary to the run's summary.json under ``<name>`` (see ``analysis_name``)."""
+    run_dir = Path(run_dir)
+    config = store.read_config(run_dir)
+    search, centroids = search or config.search, centroids or config.centroids
+    metric = metric or config.speed_metric
+    if search == "reference" and max_iter is None:
+        max_iter = config.search_iterations
     last = store.checkpoint_steps(run_dir)[-1]
     step = last if step is None else step
-    settings = {"method": method, "tol": tol, "metric": metric, "checkpoint_step": step,
-                "centroid_trials": n_trials, "noise_frames": noise_frames, "max_iter": max_iter,
-                "stall": list(_STALL[method]), "finder_version": FINDER_VERSION}
-    cached = store.read_json(Path(run_dir) / store.SUMMARY_FILE).get("slowpoints", {})
-    if step == last and all(cached.get(k) == v for k, v in settings.items()) and (Path(run_dir) / RESULTS_FILE).exists():
+    name = analysis_name(config, search, centroids, metric)
+    settings = {"method": search, "centroids": centroids, "tol": tol, "metric": metric, "checkpoint_step": step,
+                "noise_frames": noise_frames, "max_iter": max_iter, "stall": list(_STALL.get(search, ())),
+                "finder_version": FINDER_VERSION}
+    cached = store.read_json(run_dir / store.SUMMARY_FILE).get(name, {})
+    if step == last and all(cached.get(k) == v for k, v in settings.items()) and (run_dir / f"{name}.safetensors").exists():
         return cached
     config, model, bank = load_run(run_dir, step, device)
-    centroids = class_centroids(model, bank, n_trials, noise_frames)
-    found = find_slow_points(model, bank, centroids.states, method, tol, max_iter, metric)
+    found_centroids = class_centroids(model, bank, centroids, noise_frames=noise_frames)
+    found = find_slow_points(model, bank, found_centroids.states, search, tol, max_iter, metric)
     eig = eigenvalues(model, bank, found.points)
     radius = eig.abs().amax(-1)
-    tensors = {**found.to_tensors(), "centroids": centroids.states, "n_correct": centroids.n_correct,
-               "eig_real": eig.real, "eig_imag": eig.imag}
-    name = RESULTS_FILE if step == last else f"slowpoints-step{step}.safetensors"
-    store.atomic_write(Path(run_dir) / name, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
+    tensors = {**found.to_tensors(), "centroids": found_centroids.states, "n_correct": found_centroids.n_correct,
+               "spread": found_centroids.spread, "eig_real": eig.real, "eig_imag": eig.imag}
+    file = f"{name}.safetensors" if step == last else f"{name}-step{step}.safetensors"
+    store.atomic_write(run_dir / file, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
     section = {
-        **settings, "file": name, "member_seeds": config.member_seeds,
+        **settings, "file": file, "member_seeds": config.member_seeds,
         "speed": found.speed.tolist(), "speed_at_centroid": found.q_start.sqrt().tolist(),
         "converged": found.converged.tolist(), "in_region": found.in_region.tolist(),
         "decoded_class": found.decoded.tolist(), "iterations": found.iterations.tolist(),
-        "centroid_correct_trials": centroids.n_correct.tolist(),
-        "centroid_trials_per_class": centroids.n_trials.tolist(),
+        "centroid_correct_trials": found_centroids.n_correct.tolist(),
+        "centroid_trials_per_class": found_centroids.n_trials.tolist(),
+        "centroid_spread": found_centroids.spread.tolist(),
         "jacobian_spectral_radius": radius.tolist(), "stable": (radius < 1).tolist(),
     }
-    if name == RESULTS_FILE:
-        store.update_summary(run_dir, slowpoints=section)
+    if step == last:
+        store.update_summary(run_dir, **{name: section})
     return section
 
 
 def load_results(run_dir: Path, name: str = RESULTS_FILE) -> dict[str, torch.Tensor]:
+    """The tensors of a stored analysis (``name``: its file, default the run's own settings')."""
     path = Path(run_dir) / name
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `memrnn slowpoints {run_dir}` first")

@@ -18,15 +18,16 @@ from . import store
 SPEED_FLOOR = 1e-15  # speeds below this (exact fixed points) are taken as the floor on the log scale
 
 
-def speed_memory_rows(run_dirs, min_delay: int = 100) -> list[dict]:
-    """One row per (run, member, class) with speed and long-delay accuracy."""
+def speed_memory_rows(run_dirs, min_delay: int = 100, section: str = "slowpoints") -> list[dict]:
+    """One row per (run, member, class) with speed and long-delay accuracy; ``section`` names the
+    slow-point analysis (default: the run's own search)."""
     rows = []
     for run_dir in run_dirs:
         summary = store.read_json(Path(run_dir) / store.SUMMARY_FILE)
-        for needed, command in (("extrapolation", "evaluate"), ("slowpoints", "slowpoints")):
+        for needed, command in (("extrapolation", "evaluate"), (section, "slowpoints")):
             if needed not in summary:
                 raise ValueError(f"{run_dir} has no {needed} results: run `memrnn {command} {run_dir}` first")
-        ex, sp, config = summary["extrapolation"], summary["slowpoints"], summary["config"]
+        ex, sp, config = summary["extrapolation"], summary[section], summary["config"]
         long = [j for j, d in enumerate(ex["delays"]) if d >= min_delay]
         if not long:
             raise ValueError(f"{run_dir}: no evaluated delay >= {min_delay} (have {ex['delays']})")

@@ -8,7 +8,7 @@ from memrnn import store
 from memrnn.data import make_synthetic
 from memrnn.models import EnsembleRNN
 from memrnn.presets import make_config
-from memrnn.regularize import Finetune, finetune, speed_penalty, tar_penalty
+from memrnn.regularize import FINETUNE_FILE, Finetune, finetune, speed_penalty, tar_penalty
 from memrnn.train import train
 
 
@@ -56,7 +56,7 @@ def test_tar_penalty_by_hand():
 
 def test_control_equals_plain_continued_training(tmp_path):
     parent = train(make_config("smoke", steps=40, checkpoint_every=20), tmp_path / "p", progress=False)
-    control = finetune(parent, "control", steps=20, progress=False)
+    control = finetune(parent, "control", steps=20, form="continue", progress=False)
     assert control.parent == parent.parent and control.name.startswith(parent.name + "--control-")
     # the same run trained 60 steps in one go, with the lr dropped from the same step (35)
     longer = train(make_config("smoke", steps=60, checkpoint_every=20, lr_drop_at=35 / 60), tmp_path / "c",
@@ -78,6 +78,39 @@ def test_modes_change_the_weights_and_keep_the_record(tmp_path, mode):
     assert summary["parent"] == parent.name and summary["finetune"]["mode"] == mode
     assert all(p > 0 for p in store.read_json(run / store.METRICS_FILE)[-1]["penalty"])
     assert finetune(parent, mode, lam=1.0, steps=10, relocate=5 if mode != "tar" else 0) == run  # cached
+
+
+def test_reference_fine_tuning_starts_a_fresh_adam_at_the_initial_lr(tmp_path):
+    """Adam's first step from fresh moments moves every weight with a clear gradient by lr (its
+    update is lr * g / (|g| + eps)); carried moments or the final lr would move them otherwise."""
+    config = make_config("smoke", steps=20, checkpoint_every=20, lr=1e-3)
+    parent = train(config, tmp_path, progress=False)
+    control = finetune(parent, "control", steps=1, progress=False)
+    assert store.read_json(control / FINETUNE_FILE)["form"] == "reference"
+    before, after = store.load_checkpoint(parent, 20), store.load_checkpoint(control, 21)
+    moved = (after["model/weight_hh"] - before["model/weight_hh"]).abs()
+    assert ((moved - 1e-3).abs() < 5e-5).float().mean() > 0.9  # all but weights with |g| ~ Adam's eps
+    assert store.read_json(control / store.METRICS_FILE)[-1]["lr"] == 1e-3
+    carried = finetune(parent, "control", steps=1, form="continue", progress=False)
+    moved = (store.load_checkpoint(carried, 21)["model/weight_hh"] - before["model/weight_hh"]).abs()
+    assert ((moved - 1e-3).abs() < 5e-5).float().mean() < 0.5
+
+
+def test_lstm_penalty_uses_tanh_c_by_hand(bank):
+    """The reference's LSTM speed: ||h' - h||^2 + ||tanh c' - tanh c||^2, summed over noise frames."""
+    model = EnsembleRNN("lstm", 1, bank.dim, 2, seeds=[3])
+    anchors = torch.tensor([[[0.2, -0.1, 1.5, -2.0]]])
+    value = speed_penalty(model, anchors, bank, 2, torch.Generator().manual_seed(1))
+    noise = torch.randn(1, 2, bank.dim, generator=torch.Generator().manual_seed(1)) * bank.noise_std + bank.noise_mean
+    total = 0.0
+    for j in range(2):
+        following = model.step(anchors, noise[:, j:j + 1], torch.zeros(1, 1))[0, 0]
+        dh = following[:2] - anchors[0, 0, :2]
+        dc = torch.tanh(following[2:]) - torch.tanh(anchors[0, 0, 2:])
+        total += (dh.square().sum() + dc.square().sum()).item()
+    assert value.item() == pytest.approx(total, rel=1e-5)
+    raw = speed_penalty(model, anchors, bank, 2, torch.Generator().manual_seed(1), metric="state")
+    assert raw.item() != pytest.approx(total, rel=1e-3)
 
 
 def test_bad_mode():

@@ -95,12 +95,12 @@ def test_contractive_network_unique_fixed_point(arch, bank):
             s = model.recur(s, proj)
         assert (speed_sq(model, s, proj) < 1e-24).all()
     starts = torch.rand(2, 4, model.state_size, generator=torch.Generator().manual_seed(0)) * 1.8 - 0.9
-    found = find_slow_points(model, bank, starts, tol=1e-12)
+    found = find_slow_points(model, bank, starts, tol=1e-12, metric="state")
     assert found.converged.all() and (found.q <= 1e-12).all() and found.in_region.all()
     assert (found.iterations < 50).all()
     torch.testing.assert_close(found.points, s.expand(-1, 4, -1), atol=1e-5, rtol=0)
     assert len(found.unique(0)) == 1 and len(found.unique(1)) == 1
-    adam = find_slow_points(model, bank, starts, method="adam", tol=1e-8, lr=1e-2, max_iter=5000)
+    adam = find_slow_points(model, bank, starts, method="adam", tol=1e-8, lr=1e-2, max_iter=5000, metric="state")
     assert (adam.q <= 1e-8).all()
 
 
@@ -122,10 +122,59 @@ def test_batched_search_equals_one_at_a_time(method, bank):
 
 def test_centroids_and_samples(bank):
     model = _model("lstm", bank, E=2, H=5)
-    centroids = class_centroids(model, bank, n_trials=150, noise_frames=3)
+    centroids = class_centroids(model, bank, "heldout", n_trials=150, noise_frames=3)
     assert centroids.states.shape == (2, 10, 10)
     assert (centroids.n_correct <= centroids.n_trials).all() and centroids.n_trials.sum() == 150
+    assert (centroids.spread >= 0).all()
     samples = sample_states(model, bank, 40, max_frames=5)
     assert samples.shape == (2, 40, 10) and torch.isfinite(samples).all()
     with pytest.raises(ValueError, match="unknown method 'newton'"):
         find_slow_points(model, bank, samples, method="newton")
+
+
+def test_reference_centroids_follow_the_reference_protocol(bank):
+    """Training images (per class), one noise sequence at sigma/3 shared by all trials: with the
+    trigger off and an untrained network, the centroid equals the mean over the class's trials of
+    the states reached from its images, recomputed here by hand."""
+    model = _model("gru", bank, E=1, H=5)
+    with torch.no_grad():  # make the readout report every class correctly is impossible; use all trials
+        model.readout_weight.zero_()
+    centroids = class_centroids(model, bank, "reference", n_trials=4, noise_frames=2, seed=7)
+    assert centroids.n_trials.tolist() == [min(4, int((bank.train_labels == c).sum())) for c in range(10)]
+    g = torch.Generator().manual_seed(7)
+    chosen = [(bank.train_labels == c).nonzero().flatten()[torch.randperm(int((bank.train_labels == c).sum()),
+                                                                           generator=g)[:4]] for c in range(10)]
+    noise = torch.randn(2, bank.dim, generator=g) * (bank.noise_std / 3) + bank.noise_mean
+    off = torch.zeros(1, 1)
+    for c in range(10):
+        ends = []
+        for i in chosen[c].tolist():
+            s = model.step(model.init_state(1), bank.train_images[i].view(1, 1, -1), off)
+            for frame in noise:
+                s = model.step(s, frame.view(1, 1, -1), off)
+            ends.append(s[0, 0])
+        torch.testing.assert_close(centroids.states[0, c], torch.stack(ends).mean(0), rtol=1e-5, atol=1e-6)
+
+
+def test_reference_search_follows_its_rule(bank):
+    """Adam at lr 1e-3, divided by 10 after 40% of the iterations, h clipped to [-1, 1] after every
+    step, every point running all iterations: replayed by hand with torch.optim.Adam."""
+    model = _model("gru", bank, E=1, H=4, scale=3.0)
+    starts = torch.rand(1, 3, 4, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    found = find_slow_points(model, bank, starts, method="reference", max_iter=50)
+    assert (found.iterations == 50).all() and not found.converged.any()
+    s = starts.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([s], lr=1e-3)
+    proj = rest_input(model, bank).detach()
+    for i in range(50):
+        if i == 20:
+            optimizer.param_groups[0]["lr"] = 1e-4
+        optimizer.zero_grad()
+        speed_sq(model, s, proj).sum().backward()
+        optimizer.step()
+        with torch.no_grad():
+            s.clamp_(-1, 1)
+    torch.testing.assert_close(found.points, s.detach())
+    # a start pushed beyond the region comes back to its edge, not inside it
+    edge = find_slow_points(model, bank, torch.full((1, 1, 4), 3.0), method="reference", max_iter=1)
+    assert edge.points.abs().max() <= 1
