@@ -35,9 +35,8 @@ from itertools import combinations
 import numpy as np
 from scipy import stats
 
+from .book import VERDICTS
 from .stats import correlate, mean_ci, spearman_ci, welch_ci
-
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
 
 
 @dataclass(frozen=True)
