@@ -83,15 +83,36 @@ def build(root: Path, strict: bool = True) -> Path:
     return Path(root) / "_build" / "html"
 
 
-def record_verdict(runs_dir: Path, claim: str, verdict: str, statistic: str, preset: str, networks: int,
-                   details: dict | None = None) -> dict:
-    """Store a chapter's verdict for the scorecard (runs_dir/verdicts/<claim>.json)."""
-    if verdict not in VERDICTS:
-        raise ValueError(f"verdict {verdict!r} must be one of {VERDICTS}")
-    record = {"claim": claim, "verdict": verdict, "statistic": statistic, "preset": preset,
-              "networks": networks, "details": details or {}}
-    store.write_json(Path(runs_dir) / "verdicts" / f"{claim}.json", record)
+def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic: str | None = None,
+                   preset: str | None = None, networks: int | None = None, details: dict | None = None, *,
+                   code_sha256: str | None = None, parameters: dict | None = None) -> dict:
+    """Store a chapter's verdict for the scorecard (runs_dir/verdicts/<claim>.json).
+
+    ``claim`` is a :class:`memrnn.claims.Verdict` (its rule, details and scope are stored, preset and
+    networks taken from its scope), or a claim id with the verdict given by the other arguments.
+    ``code_sha256`` and ``parameters`` identify the code and parameters that produced the verdict, so
+    that :func:`stale_reason` can tell a verdict left over from other code or parameters."""
+    from .claims import Verdict
+
+    if isinstance(claim, Verdict):
+        record = {**claim.to_dict(), "preset": claim.scope.preset, "networks": claim.scope.networks}
+    else:
+        record = {"claim": claim, "verdict": verdict, "statistic": statistic, "preset": preset,
+                  "networks": networks, "details": details or {}}
+    if record["verdict"] not in VERDICTS:
+        raise ValueError(f"verdict {record['verdict']!r} must be one of {VERDICTS}")
+    record.update(code_sha256=code_sha256, parameters=parameters)
+    store.write_json(Path(runs_dir) / "verdicts" / f"{record['claim']}.json", record)
     return record
+
+
+def stale_reason(record: dict, code_sha256: str, parameters: dict) -> str | None:
+    """Why a recorded verdict does not come from the chapter's committed execution, or None if it does."""
+    if record.get("code_sha256") != code_sha256:
+        return "recorded by other chapter code"
+    if record.get("parameters") != parameters:
+        return "recorded with other parameters"
+    return None
 
 
 def read_verdicts(runs_dir: Path) -> list[dict]:

@@ -7,6 +7,11 @@ times faster than at the end of training, inside the region, reporting its class
 towards another memory); two classes' points that coincide at a checkpoint and are distinct later
 have *split* from a common point. Positions are shown on the two principal
 components of the member's final points.
+
+The readout takes part in that rule, and a curriculum masks the readout of classes not yet
+introduced, so "appears after its class is introduced" would hold by construction. Hence a second,
+readout-free appearance (``appears_at_unread``): the same continuation, speed, region and jump
+conditions without asking what the point reports.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
                 "finder_version": final["finder_version"]}
     if (run_dir / FORMATION_FILE).exists():
         cached = store.read_json(run_dir / FORMATION_FILE)
-        if all(cached.get(k) == v for k, v in settings.items()):
+        if all(cached.get(k) == v for k, v in settings.items()) and "appears_at_unread" in cached:
             return cached
     _, model, bank = load_run(run_dir, device=device)
     points = load_results(run_dir)["points"].to(model.weight_hh.device)
@@ -71,11 +76,10 @@ def _summarise(trace: list[dict], final_class: torch.Tensor, slower: float, jump
     gaps = torch.cdist(later, later)
     gaps.diagonal(dim1=-2, dim2=-1).fill_(float("inf"))
     room = gaps.min(-1).values  # (C, E, K) distance to the nearest other class's point
-    same_memory = slow & region & (decoded == final_class) & (moved < jump_fraction * room)
+    same_point = slow & region & (moved < jump_fraction * room)
+    same_memory = same_point & (decoded == final_class)
     C, E, K = q.shape
-    # appears: first checkpoint from which the point is followed without break to the end
-    unbroken = torch.flip(torch.cumprod(torch.flip(same_memory, [0]).int(), 0), [0]).bool()
-    appears = torch.where(unbroken.any(0), unbroken.int().argmax(0), -1)
+    appears, appears_unread = _first_unbroken(same_memory), _first_unbroken(same_point)
     final_pts = points[-1]
     centred = final_pts - final_pts.mean(1, keepdim=True)
     _, _, V = torch.linalg.svd(centred.cpu(), full_matrices=False)  # per member
@@ -98,5 +102,13 @@ def _summarise(trace: list[dict], final_class: torch.Tensor, slower: float, jump
         "pc": pcs.permute(1, 2, 0, 3).tolist(),               # [member][class][checkpoint][2]
         "same_memory": same_memory.permute(1, 2, 0).tolist(),
         "appears_at": [[steps[i] if i >= 0 else None for i in row] for row in appears.tolist()],
+        "same_point_unread": same_point.permute(1, 2, 0).tolist(),
+        "appears_at_unread": [[steps[i] if i >= 0 else None for i in row] for row in appears_unread.tolist()],
         "splits": splits,
     }
+
+
+def _first_unbroken(holds: torch.Tensor) -> torch.Tensor:
+    """Index of the first checkpoint from which ``holds`` stays true to the end; -1 if it fails at the end."""
+    unbroken = torch.flip(torch.cumprod(torch.flip(holds, [0]).int(), 0), [0]).bool()
+    return torch.where(unbroken.any(0), unbroken.int().argmax(0), -1)
