@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 
 from . import store
 from .presets import FINETUNE_FORMS
 from .slowpoints import FINDER_VERSION, analyse_run, class_centroids, find_slow_points, load_results, speed_coordinates
+from .stats import mean_ci
 from .train import Trainer
 
 MODES = ("control", "slowpoints", "centermass", "tar")
@@ -207,12 +207,11 @@ def compare(parent_dir: Path, children: list[Path], min_delay: int = 100) -> lis
 
 
 def _mean_ci(diff: np.ndarray) -> list[float]:
-    """95% t-interval of the mean of paired differences (one per seed): it keeps its coverage at
-    five seeds, where a percentile bootstrap is too narrow."""
+    """95% t-interval of the mean of paired differences (one per seed)."""
     if len(diff) < 2 or np.ptp(diff) == 0:
         return [float(diff.mean())] * 2
-    low, high = stats.t.interval(0.95, len(diff) - 1, loc=diff.mean(), scale=stats.sem(diff))
-    return [float(low), float(high)]
+    _, low, high = mean_ci(diff)
+    return [low, high]
 
 
 def _accuracies(run_dir: Path, min_delay: int) -> dict[str, np.ndarray]:
