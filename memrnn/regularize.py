@@ -114,16 +114,19 @@ def tar_penalty(lam: float):
 
 def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int | None = None,
              relocate: int = 0, n_noise: int = 10, seed: int = 0, form: str | None = None,
-             progress: bool = True) -> Path:
+             progress: bool = True, search: str | None = None, centroids: str | None = None,
+             metric: str | None = None) -> Path:
     """Fine-tune a trained run; returns the new run directory (reused if already complete).
 
-    ``steps`` defaults to the parent's ``finetune_steps``, ``form`` to its ``finetune`` field."""
+    ``steps`` defaults to the parent's ``finetune_steps``, ``form`` to its ``finetune`` field, and the
+    anchors' analysis (``search``, ``centroids``, speed ``metric``) to the parent's configuration."""
     parent_dir = Path(parent_dir)
     config = store.read_config(parent_dir)
     if "train" not in store.read_json(parent_dir / store.SUMMARY_FILE):
         raise ValueError(f"{parent_dir} has not finished training")
     lam = 0.0 if mode == "control" else default_lam(config.dataset) if lam is None else lam
-    anchors = f"{config.search}-{config.centroids}-{config.speed_metric}-v{FINDER_VERSION}" if mode == "slowpoints" else ""
+    analysis = (search or config.search, centroids or config.centroids, metric or config.speed_metric)
+    anchors = "-".join((*analysis, f"v{FINDER_VERSION}")) if mode in ("slowpoints", "centermass") else ""
     spec = Finetune(parent_dir.name, mode, lam, steps or config.finetune_steps, relocate, n_noise, seed, anchors,
                     form or config.finetune)
     run_dir = parent_dir.parent / spec.name
@@ -131,15 +134,15 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
         summary_path = run_dir / store.SUMMARY_FILE
         if summary_path.exists() and "train" in store.read_json(summary_path):
             return run_dir
-        return _finetune_locked(spec, config, parent_dir, run_dir, progress)
+        return _finetune_locked(spec, config, parent_dir, run_dir, analysis, progress)
 
 
-def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, progress: bool) -> Path:
+def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, analysis: tuple, progress: bool) -> Path:
     trainer = Trainer.build(config)
     parent_end, _, _ = trainer.resume(parent_dir)  # begin from the parent's final state
     if spec.form == "reference":  # a fresh Adam, as a new optimiser in the reference's fine-tuning script
         trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=config.lr, fused=config.fast or None)
-    penalty = _penalty(spec, parent_dir, trainer, parent_end)
+    penalty = _penalty(spec, parent_dir, trainer, parent_end, analysis)
     start, metrics, tensors = trainer.resume(run_dir)
     if start == 0:
         start = parent_end
@@ -162,24 +165,24 @@ def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, pr
     return run_dir
 
 
-def _penalty(spec: Finetune, parent_dir: Path, trainer: Trainer, first_step: int):
+def _penalty(spec: Finetune, parent_dir: Path, trainer: Trainer, first_step: int, analysis: tuple):
     if spec.mode == "control" or spec.lam == 0:
         return None
     if spec.mode == "tar":
         return tar_penalty(spec.lam)
-    analyse_run(parent_dir)
-    results = load_results(parent_dir)
-    config = trainer.config
+    search, centroids, metric = analysis
+    found = analyse_run(parent_dir, search=search, centroids=centroids, metric=metric)
+    results = load_results(parent_dir, found["file"])
     device = trainer.model.weight_hh.device
     anchors = (results["points"] if spec.mode == "slowpoints" else results["centroids"]).to(device)
     if spec.mode == "slowpoints":
         def relocate(model, anchors):
-            return find_slow_points(model, trainer.bank, anchors, "lm", max_iter=50, metric=config.speed_metric).points
+            return find_slow_points(model, trainer.bank, anchors, "lm", max_iter=50, metric=metric).points
     else:
         def relocate(model, anchors):
-            return class_centroids(model, trainer.bank, config.centroids).states
+            return class_centroids(model, trainer.bank, centroids).states
     return SpeedPenalty(anchors, spec.lam, spec.n_noise, trainer.bank, spec.seed, relocate, spec.relocate, first_step,
-                        config.speed_metric)
+                        metric)
 
 
 def compare(parent_dir: Path, children: list[Path], min_delay: int = 100) -> list[dict]:
@@ -197,6 +200,7 @@ def compare(parent_dir: Path, children: list[Path], min_delay: int = 100) -> lis
         for key in ("long", "trained"):
             diff = after[key] - before[key]
             row[key] = {"before": float(before[key].mean()), "after": float(after[key].mean()),
+                        "after_per_seed": after[key].tolist(),
                         "change": float(diff.mean()), "ci95": _mean_ci(diff),
                         "per_seed": diff.tolist()}
             if control is not None:

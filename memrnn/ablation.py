@@ -1,0 +1,122 @@
+"""Which choices matter? Each of our own choices flipped alone away from the reference's model.
+
+A *switch* is one configuration field set to its non-reference value (see
+:data:`memrnn.presets.MODEL_FORM`). Switches of the trained model (cell, readout, init, loss,
+class sampling) train new networks with the same seeds, so every network is paired with its
+reference twin (same initialisation stream and data stream); switches of the analysis (search,
+centroids, speed metric) and of fine-tuning reuse the reference networks. For each switch we
+measure, against the reference, the change in trained-delay and long-delay accuracy (paired
+t-intervals over networks), in the speed-memory Spearman correlation (paired jackknife over
+networks) and in the fine-tuning gain (slowpoints minus control long-delay accuracy, paired
+t-interval over networks).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .campaign import run_grid
+from .evaluate import evaluate_run
+from .evidence import long_accuracy, trained_accuracy
+from .presets import MODEL_FORM
+from .regularize import compare, finetune
+from .slowpoints import analyse_run, analysis_name
+from .stats import mean_ci, spearman_difference_ci, speed_memory_rows
+
+TRAINING_FIELDS = ("cell", "readout", "init", "loss", "class_sampling")
+ANALYSIS_FIELDS = ("search", "centroids", "speed_metric")
+
+
+@dataclass(frozen=True)
+class Switch:
+    field: str
+    value: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.field}={self.value}"
+
+    @property
+    def trains(self) -> bool:
+        return self.field in TRAINING_FIELDS
+
+
+def switches(fields=tuple(MODEL_FORM)) -> list[Switch]:
+    """Every non-reference choice of the given fields."""
+    return [Switch(field, value) for field in fields for value in MODEL_FORM[field][1:]]
+
+
+def measure(preset: str, arch: str, protocols, switch: Switch | None, runs: str | Path, delays,
+            progress: bool = False, **overrides) -> dict:
+    """Train (or reuse) and analyse one setting: the reference (``switch=None``) or one switch.
+
+    Returns per-network arrays keyed by (protocol, seed): trained- and long-delay accuracy, the
+    fine-tuning gain, and the (log speed, long-delay accuracy, unit) triples of the correlation."""
+    training = {switch.field: switch.value} if switch is not None and switch.trains else {}
+    rows = run_grid(preset, [arch], protocols, delays, out=runs, progress=progress, **overrides, **training)
+    analysis = {switch.field: switch.value} if switch is not None and switch.field in ANALYSIS_FIELDS else {}
+    form = switch.value if switch is not None and switch.field == "finetune" else None
+    run_dirs = [Path(runs) / r["run"] for r in rows]
+    sections, gains = [], []
+    for run_dir in run_dirs:
+        config = store.read_config(run_dir)
+        settings = {"search": config.search, "centroids": config.centroids, "metric": config.speed_metric}
+        settings.update({"metric" if k == "speed_metric" else k: v for k, v in analysis.items()})
+        analyse_run(run_dir, **settings)
+        sections.append(analysis_name(config, settings["search"], settings["centroids"], settings["metric"]))
+        children = [finetune(run_dir, mode, form=form, progress=progress,
+                             **({"search": settings["search"], "centroids": settings["centroids"],
+                                 "metric": settings["metric"]} if analysis else {}))
+                    for mode in ("control", "slowpoints")]
+        for child in children:
+            evaluate_run(child, delays)
+        by_mode = {r["mode"]: r for r in compare(run_dir, children)}
+        gains.append(np.subtract(by_mode["slowpoints"]["long"]["after_per_seed"],
+                                 by_mode["control"]["long"]["after_per_seed"]))
+    units = [(r["protocol"], seed) for r in rows for seed in store.read_config(Path(runs) / r["run"]).member_seeds]
+    speed_rows = [row for run_dir, section in zip(run_dirs, sections)
+                  for row in speed_memory_rows([run_dir], section=section)]
+    unit_index = {unit: i for i, unit in enumerate(units)}
+    return {
+        "units": units,
+        "trained": np.concatenate(list(trained_accuracy(rows).values())),
+        "long": np.concatenate(list(long_accuracy(rows).values())),
+        "gain": np.concatenate(gains),
+        "correlation": (np.array([r["log10_speed"] for r in speed_rows]),
+                        np.array([r["long_delay_accuracy"] for r in speed_rows]),
+                        np.array([unit_index[(r["protocol"], r["seed"])] for r in speed_rows])),
+        "runs": [r["run"] for r in rows],
+    }
+
+
+def effect(reference: dict, switched: dict, switch: Switch) -> dict:
+    """The switch's effect on each measure, paired by network: mean change and 95% interval."""
+    if reference["units"] != switched["units"]:
+        raise ValueError("the two settings must cover the same networks (protocols and seeds) to be paired")
+    out = {"switch": switch.label, "trains": switch.trains, "runs": switched["runs"]}
+    for measure_name in ("trained", "long", "gain"):
+        if not switch.trains and measure_name != "gain":
+            out[measure_name] = None  # the same networks: unchanged by construction
+            continue
+        change, low, high = mean_ci(switched[measure_name] - reference[measure_name])
+        out[measure_name] = {"change": change, "ci95": [low, high],
+                             "reference": float(reference[measure_name].mean()),
+                             "switched": float(switched[measure_name].mean())}
+    out["correlation"] = spearman_difference_ci(reference["correlation"], switched["correlation"])
+    return out
+
+
+def matters(row: dict) -> list[str]:
+    """The measures whose 95% interval of change excludes 0."""
+    names = []
+    for name in ("trained", "long", "gain"):
+        value = row[name]
+        if value is not None and (value["ci95"][0] > 0 or value["ci95"][1] < 0):
+            names.append(name)
+    low, high = row["correlation"]["ci95"]
+    if low is not None and (low > 0 or high < 0):
+        names.append("correlation")
+    return names
