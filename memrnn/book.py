@@ -18,7 +18,7 @@ from pathlib import Path
 from . import store
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
-            "06_regularization", "07_beyond", "scorecard")
+            "06_regularization", "07_beyond", "08_choices", "scorecard")
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
 
 

@@ -30,6 +30,10 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
               same: float = 1e-2, device: str | None = None) -> dict:
     """Trace every (member, class) slow point back through all checkpoints; writes formation.json.
 
+    The trace starts from the run's own slow-point analysis at the last checkpoint and continues
+    backwards with Levenberg-Marquardt (``max_iter`` iterations per checkpoint) from the point found
+    on the next later checkpoint.
+
     A traced point counts as the same memory at a checkpoint while its speed is at most ``slower``
     times its speed at the end of training (slow points of trained networks need not be exact
     fixed points, so the bar is relative), it lies in the
@@ -41,15 +45,18 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
     final = analyse_run(run_dir, device=device)
     steps = store.checkpoint_steps(run_dir)
     settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump_fraction": jump_fraction, "same": same,
-                "finder_version": final["finder_version"]}
+                "finder_version": final["finder_version"],
+                "analysis": [final["method"], final["centroids"], final["metric"], final["max_iter"]]}
     if (run_dir / FORMATION_FILE).exists():
         cached = store.read_json(run_dir / FORMATION_FILE)
         if all(cached.get(k) == v for k, v in settings.items()) and "appears_at_unread" in cached:
             return cached
     _, model, bank = load_run(run_dir, device=device)
-    points = load_results(run_dir)["points"].to(model.weight_hh.device)
-    trace = []
-    for step in reversed(steps):
+    results = {k: v.to(model.weight_hh.device) for k, v in load_results(run_dir).items()}
+    points = results["points"]  # the final analysis is the trace's last checkpoint
+    trace = [{"step": steps[-1], "points": points, "q": results["q"], "decoded": results["decoded"],
+              "in_region": results["in_region"], "moved": torch.zeros_like(results["q"])}]
+    for step in reversed(steps[:-1]):
         load_weights(model, run_dir, step)
         found = find_slow_points(model, bank, points, "lm", max_iter=max_iter, metric=final["metric"])
         moved = (found.points - points).norm(dim=-1)

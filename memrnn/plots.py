@@ -213,3 +213,31 @@ def lambda_sweep(table):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def switch_effects(table: list[dict]):
+    """Each switch's change against the reference model, with 95% intervals, one panel per measure."""
+    panels = (("trained", "trained-delay accuracy\n(change)"), ("long", "long-delay accuracy\n(change)"),
+              ("correlation", "speed-memory Spearman r\n(change)"), ("gain", "fine-tuning gain\n(change)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(11, 0.45 * len(table) + 1.6), sharey=True)
+    y = np.arange(len(table))[::-1]
+    for ax, (name, label) in zip(axes, panels):
+        for yi, row in zip(y, table):
+            value = row[name]
+            if value is None:
+                continue
+            change = value["difference"] if name == "correlation" else value["change"]
+            low, high = value["ci95"]
+            if low is None:
+                ax.plot(change, yi, "o", color="0.5")
+                continue
+            excludes = low > 0 or high < 0
+            ax.errorbar(change, yi, xerr=[[change - low], [high - change]], fmt="o", capsize=3,
+                        color="C3" if excludes else "0.4")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel(label, fontsize=9)
+        ax.tick_params(labelsize=9)
+    axes[0].set_yticks(y, [row["switch"] for row in table], fontsize=9)
+    fig.suptitle("each switch minus the reference model (95% intervals; red: excludes 0)", fontsize=10)
+    fig.tight_layout()
+    return fig

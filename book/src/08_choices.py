@@ -1,0 +1,117 @@
+# %% [markdown]
+# # Which choices matter?
+#
+# Every chapter runs the reference's model: the authors' GRU cell (reset gate applied to h before the
+# recurrent matrix, one bias per gate), sigmoid outputs read by the softmax, weights N(0, 1)/√fan-in,
+# the loss averaged over batch × outputs × frames, the class drawn before the image, and their
+# slow-point search, centroids, LSTM speed and fine-tuning. Each of these has an alternative — the
+# form PyTorch or a careful re-implementation would pick, or our faster search — and a reader who
+# builds on the paper will make some of those choices. This chapter flips **one switch at a time**
+# away from the reference and measures what it changes:
+#
+# - **trained-delay accuracy** and **long-delay accuracy** (delays ≥ 100 frames), per network;
+# - the **speed–memory correlation** of C4 (Spearman r of log₁₀ slow-point speed with a class's
+#   long-delay accuracy, over (network, class));
+# - the **fine-tuning gain** of C6 (long-delay accuracy after `slowpoints` minus after `control`).
+#
+# Switches of the trained model train new networks with the same seeds as the reference networks, so
+# every network has a reference twin with the same initialisation and data streams: each change is a
+# paired difference over networks with a 95% t-interval (for the correlation, a leave-one-network-out
+# jackknife of the difference of Fisher z). Switches of the analysis and of fine-tuning reuse the
+# reference networks, so their accuracies are unchanged by construction.
+#
+# **Scope.** One architecture (GRU by default), the DeCu and VoCu protocols, the preset's networks per
+# protocol; the LSTM speed metric has no effect on a GRU (its state is h alone) and is left out unless
+# an LSTM is chosen. A change "matters" when its 95% interval excludes 0; with five networks per
+# protocol only large effects can show.
+#
+# **Runtime:** at `cpu`, 5 switches × 2 protocols × 5 GRUs to train (about 3 minutes per condition
+# on two CPU cores), then slow points and two short fine-tunes per condition: about 45 minutes on a
+# fresh runtime, seconds once cached.
+
+# %% tags=["remove-cell"]
+# On Colab or Binder without the package: install it (this cell is hidden in the book).
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("memrnn") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "memrnn[mnist5k] @ git+https://github.com/memrnn/memrnn"],
+                   check=True)
+
+# %% tags=["parameters"]
+preset: str = "cpu"               # smoke | cpu | paper
+dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
+arch: str = "gru"                 # the architecture whose choices are flipped: gru, lstm
+protocols: str = "decu,vocu"      # comma-separated: decu, vocu, none
+seeds: int = 0                    # networks per condition; 0: the preset's
+device: str = "auto"              # auto | cpu | cuda
+runs: str = "../runs"             # cache of trained runs
+fields: str = ""                  # comma-separated switches to flip; empty: all that apply to the architecture
+
+# %%
+from IPython.display import Markdown, display
+from tqdm.auto import tqdm
+
+from memrnn import ablation, plots
+from memrnn.campaign import DEFAULT_DELAYS
+from memrnn.presets import MODEL_FORM, make_config
+
+overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
+config = make_config(preset, arch=arch, **overrides)
+chosen = fields.split(",") if fields else [f for f in MODEL_FORM if arch == "lstm" or f != "speed_metric"]
+flips = ablation.switches(chosen)
+settings = [None, *flips]
+measured = {}
+for switch in tqdm(settings, desc="settings (reference, then each switch)"):
+    measured[switch] = ablation.measure(preset, arch, protocols.split(","), switch, runs, DEFAULT_DELAYS, **overrides)
+table = [ablation.effect(measured[None], measured[s], s) for s in flips]
+print(f"{arch.upper()}, protocols {protocols}, {config.seeds} networks per protocol, dataset {config.dataset}, "
+      f"{config.steps} training steps; {len(flips)} switches")
+
+# %% [markdown]
+# ## Each switch against the reference
+# Changes are the switch minus the reference, paired by network, with 95% intervals; **bold** marks an
+# interval that excludes 0. "—": the switch does not change the trained networks.
+
+# %%
+def cell(value, digits=3):
+    if value is None:
+        return "—"
+    low, high = value["ci95"]
+    text = f"{value['change']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+    return f"**{text}**" if low > 0 or high < 0 else text
+
+
+def correlation_cell(value):
+    low, high = value["ci95"]
+    if low is None:
+        return f"{value['first']:+.2f} → {value['second']:+.2f}"
+    text = f"{value['first']:+.2f} → {value['second']:+.2f} ({value['difference']:+.2f} [{low:+.2f}, {high:+.2f}])"
+    return f"**{text}**" if low > 0 or high < 0 else text
+
+
+reference = measured[None]
+lines = ["| switch | trained-delay acc. | long-delay acc. | Spearman r (change) | fine-tuning gain |",
+         "|---|---|---|---|---|",
+         f"| reference | {reference['trained'].mean():.3f} | {reference['long'].mean():.3f} | — | "
+         f"{reference['gain'].mean():+.3f} |"]
+for row in table:
+    lines.append(f"| `{row['switch']}` | {cell(row['trained'])} | {cell(row['long'])} | "
+                 f"{correlation_cell(row['correlation'])} | {cell(row['gain'])} |")
+display(Markdown("\n".join(lines)))
+
+# %%
+fig = plots.switch_effects(table)
+
+# %% [markdown]
+# ## Which claims depend on which choice
+# A claim depends on a switch when the switch moves the quantity its verdict rests on: trained-delay
+# accuracy (C1), long-delay accuracy (C2), the speed–memory correlation (C4) and the fine-tuning gain
+# (C6).
+
+# %% tags=["nbval-check-output"]
+claims_of = {"trained": "C1", "long": "C2", "correlation": "C4", "gain": "C6"}
+for row in table:
+    moved = ablation.matters(row)
+    print(f"{row['switch']}: " + (", ".join(f"{claims_of[m]} ({m})" for m in moved) if moved else "no measured effect"))
