@@ -116,31 +116,32 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
     spec = Finetune(parent_dir.name, mode, lam,
                     steps or DEFAULT_STEPS.get(config.preset, 500), relocate, n_noise, seed, anchors)
     run_dir = parent_dir.parent / spec.name
-    summary_path = run_dir / store.SUMMARY_FILE
-    if summary_path.exists() and "train" in store.read_json(summary_path):
-        return run_dir
-    trainer = Trainer.build(config)
-    parent_end, _, _ = trainer.resume(parent_dir)  # begin from the parent's final state
-    penalty = _penalty(spec, parent_dir, trainer, parent_end)
-    start, metrics, tensors = trainer.resume(run_dir)
-    if start == 0:
-        start = parent_end
-    elif hasattr(penalty, "load"):
-        penalty.load({k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("penalty/")})
-    store.write_json(run_dir / store.CONFIG_FILE, vars(config))
-    store.write_json(run_dir / FINETUNE_FILE, dataclasses.asdict(spec))
-    final_lr = config.lr_at(config.steps - 1)
-    full_task = (config.n_frames, 10)
-    trainer.fit(run_dir, start, parent_end + spec.steps, metrics, lambda step: full_task, lambda step: final_lr,
-                penalty, progress=progress)
-    store.update_summary(run_dir, run=run_dir.name, config=vars(config), parent=parent_dir.name,
-                         finetune=dataclasses.asdict(spec), train={
-                             "steps": parent_end + spec.steps, "member_seeds": config.member_seeds,
-                             "final_loss": metrics[-1]["loss"], "final_batch_accuracy": metrics[-1]["accuracy"],
-                             "trained_delays": list(range(config.min_delay, config.n_frames)),
-                             "eval_trials": config.eval_trials,
-                             "trained_delay_accuracy": trainer.trained_delay_accuracy(),
-                             "curriculum_events": []})
+    with store.run_lock(run_dir):  # one writer per fine-tuned run
+        summary_path = run_dir / store.SUMMARY_FILE
+        if summary_path.exists() and "train" in store.read_json(summary_path):
+            return run_dir
+        trainer = Trainer.build(config)
+        parent_end, _, _ = trainer.resume(parent_dir)  # begin from the parent's final state
+        penalty = _penalty(spec, parent_dir, trainer, parent_end)
+        start, metrics, tensors = trainer.resume(run_dir)
+        if start == 0:
+            start = parent_end
+        elif hasattr(penalty, "load"):
+            penalty.load({k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("penalty/")})
+        store.write_json(run_dir / store.CONFIG_FILE, vars(config))
+        store.write_json(run_dir / FINETUNE_FILE, dataclasses.asdict(spec))
+        final_lr = config.lr_at(config.steps - 1)
+        full_task = (config.n_frames, 10)
+        trainer.fit(run_dir, start, parent_end + spec.steps, metrics, lambda step: full_task, lambda step: final_lr,
+                    penalty, progress=progress)
+        store.update_summary(run_dir, run=run_dir.name, config=vars(config), parent=parent_dir.name,
+                             finetune=dataclasses.asdict(spec), train={
+                                 "steps": parent_end + spec.steps, "member_seeds": config.member_seeds,
+                                 "final_loss": metrics[-1]["loss"], "final_batch_accuracy": metrics[-1]["accuracy"],
+                                 "trained_delays": list(range(config.min_delay, config.n_frames)),
+                                 "eval_trials": config.eval_trials,
+                                 "trained_delay_accuracy": trainer.trained_delay_accuracy(),
+                                 "curriculum_events": []})
     return run_dir
 
 
