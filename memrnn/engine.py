@@ -67,7 +67,7 @@ class OnDask:
 
     def __init__(self, client, progress: bool):
         self.client, self.progress, self.futures = client, progress, []
-        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()  # n_workers: distributed >= 2025.4
         self.resources = {"GPU": 1} if any("GPU" in w.get("resources", {}) for w in workers) else None
 
     def submit(self, fn, *args, **kwargs):
