@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
+from .engine import engine
 from .evaluate import evaluate_run
 from .formation import trace_run
 from .presets import make_config
@@ -19,20 +20,71 @@ DEFAULT_DELAYS = (4, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def run_grid(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str | Path = "runs",
-             progress: bool = True, **overrides) -> list[dict]:
-    """Train and evaluate every (arch, protocol); cached runs and evaluations are reused."""
-    rows = []
+             progress: bool = True, scheduler: str | None = None, **overrides) -> list[dict]:
+    """Train and evaluate every (arch, protocol) as tasks on ``scheduler`` (see :mod:`memrnn.engine`);
+    cached runs and evaluations are reused."""
+    out = Path(out).resolve()  # workers may start elsewhere
+    with engine(scheduler, progress) as graph:
+        grid = _submit_grid(graph, preset, archs, protocols, delays, out, overrides)
+        evaluated = graph.gather([condition["evaluated"] for condition in grid])
+    rows = [_grid_row(condition, section) for condition, section in zip(grid, evaluated)]
+    store.write_json(out / f"grid-{preset}.json", rows)
+    return rows
+
+
+def _submit_grid(graph, preset, archs, protocols, delays, out: Path, overrides) -> list[dict]:
+    """Per condition: train -> evaluate."""
+    grid = []
     for arch in archs:
         for protocol in protocols:
             config = make_config(preset, arch=arch, protocol=protocol, **overrides)
-            run_dir = train(config, out, progress=progress)
-            summary = store.read_json(run_dir / store.SUMMARY_FILE)
-            done = evaluate_run(run_dir, delays)
-            rows.append({"run": run_dir.name, "arch": arch, "protocol": protocol, "dataset": config.dataset,
-                         "trained_delay_accuracy": summary["train"]["trained_delay_accuracy"],
-                         "delays": done["delays"], "overall": done["overall"]})
-    store.write_json(Path(out) / f"grid-{preset}.json", rows)
-    return rows
+            run = graph.submit(_train, config, out)
+            grid.append({"config": config, "run": run, "evaluated": graph.submit(_evaluate, run, list(delays))})
+    return grid
+
+
+def _grid_row(condition: dict, section: dict) -> dict:
+    config = condition["config"]
+    summary = store.read_json(Path(section["run_dir"]) / store.SUMMARY_FILE)
+    return {"run": Path(section["run_dir"]).name, "arch": config.arch, "protocol": config.protocol,
+            "dataset": config.dataset, "trained_delay_accuracy": summary["train"]["trained_delay_accuracy"],
+            "delays": section["delays"], "overall": section["overall"]}
+
+
+# Tasks. Each writes into one run directory under its lock and returns that directory (or what it
+# computed there); extra positional arguments are tasks that must finish first.
+
+def _train(config, out: Path) -> str:
+    return str(train(config, out, progress=False))
+
+
+def _evaluate(run_dir: str, delays, *after) -> dict:
+    with store.run_lock(run_dir):
+        return {**evaluate_run(Path(run_dir), delays), "run_dir": run_dir}
+
+
+def _slowpoints(run_dir: str, *after) -> str:
+    with store.run_lock(run_dir):
+        analyse_run(Path(run_dir))
+    return run_dir
+
+
+def _formation(run_dir: str) -> str:
+    with store.run_lock(run_dir):
+        trace_run(Path(run_dir))
+    return run_dir
+
+
+def _finetune(run_dir: str, mode: str) -> str:
+    return str(finetune(Path(run_dir), mode=mode, progress=False))
+
+
+def _compare(run_dir: str, children: list[dict], *after) -> list[dict]:
+    return compare(Path(run_dir), [Path(child["run_dir"]) for child in children])
+
+
+def _correlations(run_dirs: list[str], *after) -> list[dict]:
+    return correlation_table(speed_memory_rows([Path(r) for r in run_dirs]))
 
 
 def format_table(rows: list[dict]) -> str:
@@ -50,20 +102,28 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run_campaign(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str | Path = "runs",
-                 modes=("control", "slowpoints", "centermass", "tar"), progress: bool = True, **overrides) -> dict:
-    """Everything the book needs at a preset, resumable (each stage is cached): the grid, slow points
-    and their formation for every run, and every fine-tuning mode for every run."""
-    rows = run_grid(preset, archs, protocols, delays, out, progress, **overrides)
-    run_dirs = [Path(out) / row["run"] for row in rows]
-    regularization = {}
-    for run_dir in run_dirs:
-        analyse_run(run_dir)
-        trace_run(run_dir)
-        children = [finetune(run_dir, mode, progress=progress) for mode in modes]
-        for child in children:
-            evaluate_run(child, delays)
-        regularization[run_dir.name] = compare(run_dir, children)
-    result = {"grid": rows, "correlations": correlation_table(speed_memory_rows(run_dirs)),
-              "regularization": regularization}
-    store.write_json(Path(out) / f"campaign-{preset}.json", result)
+                 modes=("control", "slowpoints", "centermass", "tar"), progress: bool = True,
+                 scheduler: str | None = None, **overrides) -> dict:
+    """Everything the book needs at a preset, as one task graph, resumable (each task is cached in the
+    run store). Per condition: train -> evaluate and slow points -> formation, and slow points ->
+    fine-tune in every mode -> evaluate each -> compare; over all conditions: speed vs memory."""
+    out = Path(out).resolve()
+    with engine(scheduler, progress) as graph:
+        grid = _submit_grid(graph, preset, archs, protocols, delays, out, overrides)
+        analysed, compared = [], []
+        for condition in grid:
+            # after evaluation: both write the run's summary, so they would only wait for each other's lock
+            points = graph.submit(_slowpoints, condition["run"], condition["evaluated"])
+            graph.submit(_formation, points)
+            children = [graph.submit(_evaluate, graph.submit(_finetune, points, mode), list(delays)) for mode in modes]
+            compared.append(graph.submit(_compare, points, children, condition["evaluated"]))
+            analysed.append(points)
+        correlations = graph.submit(_correlations, analysed, [condition["evaluated"] for condition in grid])
+        evaluated, compared, correlations = graph.gather(
+            [[condition["evaluated"] for condition in grid], compared, correlations])
+    rows = [_grid_row(condition, section) for condition, section in zip(grid, evaluated)]
+    store.write_json(out / f"grid-{preset}.json", rows)
+    result = {"grid": rows, "correlations": correlations,
+              "regularization": dict(zip([row["run"] for row in rows], compared))}
+    store.write_json(out / f"campaign-{preset}.json", result)
     return result

@@ -60,6 +60,9 @@ def _grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
     p.add_argument("--out", default="runs")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="a Dask scheduler to run the conditions on, or 'sync' for in-process (default: "
+                        "$MEMRNN_SCHEDULER, else a local cluster of one worker per CPU core or GPU)")
     return p
 
 
@@ -233,7 +236,7 @@ def _run(args) -> int:
         from .stats import format_correlations
 
         result = run_campaign(args.preset, args.archs, args.protocols, out=args.out, progress=not args.quiet,
-                              dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
+                              scheduler=args.scheduler, dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
         print(format_table(result["grid"]))
         print(format_correlations(result["correlations"]))
         for run, rows in result["regularization"].items():
@@ -243,7 +246,7 @@ def _run(args) -> int:
         from .campaign import format_table, run_grid
 
         rows = run_grid(args.preset, args.archs, args.protocols, args.delays, args.out, not args.quiet,
-                        dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
+                        scheduler=args.scheduler, dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
         print(format_table(rows))
     return 0
 

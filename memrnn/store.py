@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 
@@ -124,21 +125,33 @@ def latest_valid_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]
     return None
 
 
+_held_locks = threading.local()  # run directories this thread has locked
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: Path):
     """Hold an exclusive lock on a run directory (``.lock`` inside it) for the duration of the block.
 
     Training, fine-tuning and analyses that write a run take it, so two processes (two CLI calls, two
     campaign workers) never write one run at once: the second waits, then finds the first's results.
-    The lock is an OS file lock, released by the kernel if its holder dies."""
+    The lock is an OS file lock, released by the kernel if its holder dies. A thread that already
+    holds it passes straight through (a task that locks a run may call code that locks it again)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    held = _held_locks.__dict__.setdefault("paths", set())
+    key = run_dir.resolve()
+    if key in held:
+        yield run_dir
+        return
     with open(run_dir / ".lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
+        held.add(key)
         try:
             yield run_dir
         finally:
+            held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 
 def update_summary(run_dir: Path, **sections) -> dict:

@@ -1,0 +1,120 @@
+"""The campaign engine: independent conditions run as tasks on Dask (``dask.distributed``).
+
+A task is "train / evaluate / analyse this configuration into its hashed run directory", so the run
+store stays the one truth: a task that is retried (its worker died) or submitted again (a second
+campaign, a later session) resumes from the last checkpoint or reuses the finished result. Tasks
+take the run directory's lock, so two of them never write one run at once.
+
+Where tasks run is chosen by ``scheduler``:
+
+- ``None``: the ``MEMRNN_SCHEDULER`` environment variable if set, else an embedded local cluster
+  started and closed here: one single-threaded worker process per CPU core, or one per GPU (each
+  seeing only its GPU and advertising ``resources={"GPU": 1}``), bound to 127.0.0.1, no dashboard.
+- ``"sync"``: in this process, one task after another (debugging; callers that are Dask tasks).
+- an address such as ``tcp://10.0.0.5:8786``: an existing cluster (its workers must see ``out``).
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from tqdm.auto import tqdm
+
+SCHEDULER_ENV = "MEMRNN_SCHEDULER"
+IN_PROCESS = ("sync", "none")
+RETRIES = 2  # a task that raises is tried again; one whose worker dies is rescheduled by Dask itself
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def local_cluster(n_workers: int | None = None):
+    """A cluster on this machine, on loopback only: one worker per GPU, else one per CPU core."""
+    import torch
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    gpus = torch.cuda.device_count()
+    n_workers = n_workers or gpus or os.cpu_count() or 1
+
+    def worker(i: int) -> dict:
+        options = {"nthreads": 1, "host": "127.0.0.1", "env": dict(_ONE_THREAD), "dashboard": False,
+                   "silence_logs": logging.ERROR}
+        if gpus:
+            options["env"]["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            options["resources"] = {"GPU": 1}
+        return {"cls": Nanny, "options": options}
+
+    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}}
+    return SpecCluster({i: worker(i) for i in range(n_workers)}, scheduler=scheduler, silence_logs=logging.ERROR)
+
+
+@contextlib.contextmanager
+def engine(scheduler: str | None = None, progress: bool = True):
+    """The graph builder for ``scheduler`` (see the module docstring), closed on exit."""
+    scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if scheduler is not None and scheduler.lower() in IN_PROCESS:
+        yield InProcess(progress)
+        return
+    from distributed import Client
+
+    with contextlib.ExitStack() as stack:
+        cluster = None if scheduler else stack.enter_context(local_cluster())
+        client = stack.enter_context(Client(scheduler or cluster))
+        yield OnDask(client, progress)
+
+
+class OnDask:
+    """Tasks submitted as Dask futures; a future passed as an argument makes a dependency."""
+
+    def __init__(self, client, progress: bool):
+        self.client, self.progress, self.futures = client, progress, []
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()  # n_workers: distributed >= 2025.4
+        self.resources = {"GPU": 1} if any("GPU" in w.get("resources", {}) for w in workers) else None
+
+    def submit(self, fn, *args, **kwargs):
+        future = self.client.submit(fn, *args, retries=RETRIES, resources=self.resources, **kwargs)
+        self.futures.append(future)
+        return future
+
+    def gather(self, outputs):
+        """Wait for every submitted task (a bar over the whole graph), then return ``outputs``' results."""
+        from distributed import as_completed
+
+        with tqdm(total=len(self.futures), desc="tasks", unit="task", disable=not self.progress) as bar:
+            for future in as_completed(self.futures):
+                if future.status == "error":
+                    future.result()  # raises the task's exception here
+                bar.update()
+        return self.client.gather(outputs)
+
+
+class InProcess:
+    """The same graph run here, in submission order (dependencies are always submitted first)."""
+
+    def __init__(self, progress: bool):
+        self.progress, self.tasks = progress, []
+
+    def submit(self, fn, *args, **kwargs):
+        self.tasks.append((fn, args, kwargs))
+        return _Pending(len(self.tasks) - 1)
+
+    def gather(self, outputs):
+        results = []
+        for fn, args, kwargs in tqdm(self.tasks, desc="tasks", unit="task", disable=not self.progress):
+            results.append(fn(*_resolve(args, results), **_resolve(kwargs, results)))
+        return _resolve(outputs, results)
+
+
+class _Pending:
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _resolve(value, results):
+    """``value`` with every pending task inside (lists, tuples, dicts) replaced by its result."""
+    if isinstance(value, _Pending):
+        return results[value.index]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(v, results) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, results) for k, v in value.items()}
+    return value

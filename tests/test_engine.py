@@ -1,0 +1,92 @@
+import os
+import signal
+import time
+
+import pytest
+import torch
+from distributed import Client
+
+from memrnn import store
+from memrnn.campaign import _train, run_grid
+from memrnn.cli import main
+from memrnn.engine import InProcess, OnDask, engine, local_cluster
+from memrnn.presets import make_config
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two single-threaded worker processes on loopback."""
+    with local_cluster(2) as cluster:
+        yield cluster
+
+
+def _tensors(run_dir):
+    return store.load_checkpoint(run_dir, store.checkpoint_steps(run_dir)[-1])
+
+
+def _assert_same_weights(a, b):
+    a, b = _tensors(a), _tensors(b)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _add(a, b):
+    return a + b
+
+
+def test_in_process_graph_resolves_dependencies_in_nested_arguments():
+    graph = InProcess(progress=False)
+    one = graph.submit(_add, 0, 1)
+    three = graph.submit(_add, one, 2)
+    assert graph.gather([one, {"x": three}, (graph.submit(sum, [one, three]),)]) == [1, {"x": 3}, (4,)]
+
+
+def test_scheduler_choice(monkeypatch, cluster):
+    monkeypatch.setenv("MEMRNN_SCHEDULER", "sync")
+    with engine(None) as graph:
+        assert isinstance(graph, InProcess)
+    with engine(cluster.scheduler_address) as graph:
+        assert isinstance(graph, OnDask) and len(graph.client.scheduler_info()["workers"]) == 2
+        assert set(graph.client.run(torch.get_num_threads).values()) == {1}
+        assert graph.resources is None  # no GPU advertised: tasks must not wait for one
+
+
+def test_grid_cli_on_a_separate_cluster_equals_in_process(tmp_path, cluster):
+    args = ["grid", "--preset", "smoke", "--archs", "gru", "--protocols", "none,decu", "--delays", "4,30",
+            "--quiet", "--set", "steps=20"]
+    assert main(args + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]) == 0
+    rows = run_grid("smoke", ["gru"], ["none", "decu"], delays=[4, 30], out=tmp_path / "here", progress=False,
+                    scheduler="sync", steps=20)
+    assert store.read_json(tmp_path / "dask" / "grid-smoke.json") == rows
+    for row in rows:
+        _assert_same_weights(tmp_path / "dask" / row["run"], tmp_path / "here" / row["run"])
+
+
+def test_killed_worker_loses_nothing(tmp_path, cluster):
+    """Kill the worker process training a run after its first checkpoint: Dask reschedules the task, which
+    resumes from the checkpoint and ends with the weights of an uninterrupted run, bit for bit."""
+    config = make_config("smoke", steps=160, checkpoint_every=20, log_every=10, device="cpu")
+    with Client(cluster, set_as_default=False) as client:
+        killed = client.submit(_train, config, tmp_path / "killed", retries=2)
+        reference = client.submit(_train, config, tmp_path / "reference")
+        run_dir = tmp_path / "killed" / store.run_name(config)
+        while not store.checkpoint_steps(run_dir):
+            time.sleep(0.05)
+        worker = next(w for w, keys in client.processing().items() if killed.key in keys)
+        os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
+        first = run_dir / "checkpoints" / "step_0000020.safetensors"
+        written = first.stat().st_mtime_ns
+        assert not (run_dir / store.SUMMARY_FILE).exists(), "the kill came too late to interrupt training"
+        assert client.gather([killed, reference]) == [str(run_dir), str(tmp_path / "reference" / run_dir.name)]
+    assert first.stat().st_mtime_ns == written  # resumed, not started again
+    _assert_same_weights(run_dir, tmp_path / "reference" / run_dir.name)
+    assert store.read_json(run_dir / store.METRICS_FILE) == store.read_json(
+        tmp_path / "reference" / run_dir.name / store.METRICS_FILE)
+
+
+def test_run_lock_is_reentrant_in_one_thread(tmp_path):
+    with store.run_lock(tmp_path / "run"):
+        with store.run_lock(tmp_path / "run"):
+            pass
+        assert (tmp_path / "run" / ".lock").exists()
