@@ -83,11 +83,15 @@ def cell(value, digits=3):
     return f"**{text}**" if low > 0 or high < 0 else text
 
 
+def r(value):
+    return "n/a" if value is None or value != value else f"{value:+.2f}"  # NaN: accuracy or speed constant
+
+
 def correlation_cell(value):
     low, high = value["ci95"]
     if low is None:
-        return f"{value['first']:+.2f} → {value['second']:+.2f}"
-    text = f"{value['first']:+.2f} → {value['second']:+.2f} ({value['difference']:+.2f} [{low:+.2f}, {high:+.2f}])"
+        return f"{r(value['first'])} → {r(value['second'])}"
+    text = f"{r(value['first'])} → {r(value['second'])} ({value['difference']:+.2f} [{low:+.2f}, {high:+.2f}])"
     return f"**{text}**" if low > 0 or high < 0 else text
 
 
