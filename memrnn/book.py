@@ -213,10 +213,13 @@ def markdown_table(header, rows):
     return Markdown("\n".join(lines))
 
 
-def glue(name: str, value) -> None:
-    """Store ``value`` for the chapter's prose ({glue:text}); does nothing where myst-nb is absent (Colab)."""
+def glue(name: str, text) -> None:
+    """Store ``text`` (already formatted) for the chapter's prose, as {glue:md}`name`; does nothing where
+    myst-nb is absent (Colab), where the prose's numbers are the ones printed above it."""
     try:
         from myst_nb import glue as myst_glue
     except ImportError:
         return
-    myst_glue(name, value, display=False)
+    from IPython.display import Markdown
+
+    myst_glue(name, Markdown(str(text)), display=False)
