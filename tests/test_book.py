@@ -164,8 +164,10 @@ return [...document.querySelectorAll('div.cell_output, div.cell_output *, figure
 
 
 def _check_page(driver, page, width):
+    from selenium.webdriver.support.ui import WebDriverWait
+
     driver.get(page.as_uri())
-    assert driver.execute_script("return document.readyState") == "complete", page.name
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
     assert driver.find_elements("css selector", "main h1"), f"{page.name} has no title"
     broken = driver.execute_script(
         "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
@@ -180,7 +182,7 @@ def _check_page(driver, page, width):
     wide = driver.execute_script(WIDER_THAN_CONTAINER)
     assert not wide, f"{page.name} at {width} px: outputs wider than the page: {wide}"
     uncaptioned = driver.execute_script(
-        "return [...document.querySelectorAll('main img')].filter(i => !i.closest('figure')"
+        "return [...document.querySelectorAll('article img')].filter(i => !i.closest('figure')"
         " || !i.closest('figure').querySelector('figcaption')).map(i => i.src.slice(-60))")
     assert not uncaptioned, f"{page.name}: figures without a caption: {uncaptioned}"
     if page.stem in CHAPTERS:
