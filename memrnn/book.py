@@ -57,7 +57,11 @@ def set_parameters(notebook, parameters: dict) -> None:
             new = parameters[target.id]
             # strings in double quotes, as the sources write them, so default values leave the cell unchanged
             literal = json.dumps(new) if isinstance(new, str) else repr(new)
-            lines[line] = text[:value.col_offset] + literal + text[value.end_col_offset:]
+            rest = text[value.end_col_offset:]
+            if rest.lstrip().startswith("#"):  # keep the comment in its column
+                gap = len(rest) - len(rest.lstrip()) + (value.end_col_offset - value.col_offset) - len(literal)
+                rest = " " * max(gap, 2) + rest.lstrip()
+            lines[line] = text[:value.col_offset] + literal + rest
     cell.source = "\n".join(lines)
 
 
