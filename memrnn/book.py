@@ -1,13 +1,17 @@
 """The book: chapters as percent-format scripts in book/src, executed by papermill, rendered by Jupyter Book.
 
-``run`` turns each source into a notebook (jupytext), executes it with papermill at a preset,
-tags papermill's injected-parameters cell ``hide-input``, stamps the notebook with a hash of its
-code (so a test can tell when a chapter's code has drifted from what was executed) and writes it
-to book/. ``build`` renders the executed notebooks to HTML without executing anything.
-Chapters record their verdicts with :func:`record_verdict`; the scorecard reads them back.
+``run`` turns each source into a notebook (jupytext), writes the parameter values into its
+parameters cell (so the page shows what ran, with no papermill injected cell), executes it with
+papermill at a preset, stamps the notebook with a hash of its code (so a test can tell when a
+chapter's code has drifted from what was executed) and writes it to book/. ``build`` renders the
+executed notebooks to HTML without executing anything. Chapters record their verdicts with
+:func:`record_verdict`; the scorecard reads them back. Chapters show what ran with :func:`run_box`
+and what a fresh runtime would train with :func:`training_note`.
 """
 from __future__ import annotations
 
+import ast
+import datetime
 import hashlib
 import json
 import subprocess
@@ -15,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import store
+from . import __version__, store
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
             "06_regularization", "07_beyond", "08_choices", "scorecard")
@@ -35,6 +39,32 @@ def code_hash(notebook) -> str:
     return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
 
 
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+# Colab reads these to open the notebook on a GPU runtime
+COLAB_METADATA = {"accelerator": "GPU", "colab": {"gpuType": "T4", "provenance": []}}
+
+
+def set_parameters(notebook, parameters: dict) -> None:
+    """Write ``parameters`` into the cell tagged ``parameters``, keeping each line's annotation and comment.
+    Names the chapter does not take are ignored (one ``--set`` serves chapters with different parameters)."""
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    lines = cell.source.split("\n")
+    for node in ast.parse(cell.source).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0]
+        if target.id in parameters:
+            line, value = node.value.lineno - 1, node.value
+            text = lines[line]
+            new = parameters[target.id]
+            # strings in double quotes, as the sources write them, so default values leave the cell unchanged
+            literal = json.dumps(new) if isinstance(new, str) else repr(new)
+            rest = text[value.end_col_offset:]
+            if rest.lstrip().startswith("#"):  # keep the comment in its column
+                gap = len(rest) - len(rest.lstrip()) + (value.end_col_offset - value.col_offset) - len(literal)
+                rest = " " * max(gap, 2) + rest.lstrip()
+            lines[line] = text[:value.col_offset] + literal + rest
+    cell.source = "\n".join(lines)
+
+
 def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, output_dir: Path | None = None,
         progress: bool = True) -> list[Path]:
     """Execute chapters at ``preset`` (in order) and write the executed notebooks."""
@@ -49,29 +79,33 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
     output_dir = Path(output_dir or root / "book")
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    began = time.perf_counter()
     for i, name in enumerate(chapters, 1):
         start = time.perf_counter()
         if progress:
-            print(f"[{i}/{len(chapters)}] {name} at preset {preset} ...", flush=True)
+            print(f"[{i}/{len(chapters)}] {name} at preset {preset}, started {time.strftime('%H:%M:%S')}", flush=True)
         notebook = source_notebook(root / "book" / "src" / f"{name}.py")
-        notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        notebook.metadata.update(kernelspec=KERNELSPEC, **COLAB_METADATA)
+        set_parameters(notebook, {"preset": preset, **(parameters or {})})
         source = output_dir / f".{name}.source.ipynb"
         nbformat.write(notebook, source)
         target = output_dir / f"{name}.ipynb"
-        executed = papermill.execute_notebook(
-            str(source), str(target), parameters={"preset": preset, **(parameters or {})},
-            cwd=str(root / "book"), kernel_name="python3", progress_bar=False, log_output=False)
+        # no parameters passed: papermill then injects no cell, the parameters cell already holds the values
+        executed = papermill.execute_notebook(str(source), str(target), cwd=str(root / "book"), kernel_name="python3",
+                                              progress_bar=progress, log_output=False)
         source.unlink()
-        for cell in executed.cells:
-            tags = cell.metadata.setdefault("tags", [])
-            if "injected-parameters" in tags and "hide-input" not in tags:
-                tags.append("hide-input")
         executed.metadata["memrnn"] = {"preset": preset, "code_sha256": code_hash(executed)}
         nbformat.write(executed, target)
         written.append(target)
         if progress:
-            print(f"[{i}/{len(chapters)}] {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+            print(f"[{i}/{len(chapters)}] {name} done in {_minutes(time.perf_counter() - start)}", flush=True)
+    if progress:
+        print(f"{len(chapters)} chapter(s) in {_minutes(time.perf_counter() - began)}", flush=True)
     return written
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def build(root: Path, strict: bool = True) -> Path:
@@ -118,3 +152,99 @@ def stale_reason(record: dict, code_sha256: str, parameters: dict) -> str | None
 def read_verdicts(runs_dir: Path) -> list[dict]:
     folder = Path(runs_dir) / "verdicts"
     return [store.read_json(p) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
+
+
+# Form of each architecture's cell, as models.py implements it (DESIGN §2).
+MODEL_FORMS = {"gru": "GRU, reset gate before the recurrent matrix (reference form)",
+               "lstm": "LSTM, no peepholes", "rnn": "vanilla tanh RNN"}
+# Measured on two CPU cores: about 3 minutes per 5-network condition at the cpu preset
+# (3,000 steps, 100 units, batch 32), i.e. about 0.012 s per network-step at that shape.
+CPU_SECONDS_PER_NETWORK_STEP = 180 / (5 * 3000)
+
+
+def code_version() -> str:
+    """The git commit of the package's checkout when there is one, else the package version."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, check=True).stdout.strip()
+        return f"commit {commit}"
+    except (OSError, subprocess.CalledProcessError):
+        return f"memrnn {__version__}"
+
+
+def device_name(device: str = "auto") -> str:
+    import torch
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return "CPU"
+    return f"GPU ({torch.cuda.get_device_name()})"
+
+
+def run_box(config, archs, protocols, device: str = "auto"):
+    """A Markdown box saying exactly what this page ran: shown at the top of every chapter."""
+    from IPython.display import Markdown
+
+    archs, protocols = _names(archs), _names(protocols)
+    facts = [("preset", f"`{config.preset}`"), ("dataset", f"`{config.dataset}`"),
+             ("architectures", ", ".join(a.upper() for a in archs)), ("protocols", ", ".join(protocols)),
+             ("seeds per condition", str(config.seeds)), ("training steps", f"{config.steps:,}"),
+             ("units", str(config.hidden_size)), ("model form", "; ".join(MODEL_FORMS[a] for a in archs)),
+             ("code", code_version()), ("date", datetime.date.today().isoformat()),
+             ("device", device_name(device))]
+    return Markdown("> **What ran.** " + " · ".join(f"{k}: {v}" for k, v in facts))
+
+
+def training_note(preset: str, archs, protocols, runs: str, **overrides):
+    """How many networks this chapter trains on a fresh runtime, with a time estimate, and how many are
+    already in the runs cache."""
+    from IPython.display import Markdown
+
+    from .presets import make_config
+
+    configs = [make_config(preset, arch=a, protocol=p, **overrides) for a in _names(archs) for p in _names(protocols)]
+    total = sum(c.seeds for c in configs)
+    cached = sum(c.seeds for c in configs if (Path(runs) / store.run_name(c) / "summary.json").exists())
+    seconds = sum(c.seeds * c.steps * _cost(c) for c in configs) * CPU_SECONDS_PER_NETWORK_STEP
+    return Markdown(f"On a fresh runtime this chapter trains {total} networks (~{_minutes(seconds)} on 2 CPU "
+                    f"cores, scaled from the `cpu` preset's measured time; GPU time not measured yet). "
+                    f"{cached} of them were found in the runs cache `{runs}` here.")
+
+
+def _cost(config) -> float:
+    """Work per step relative to the cpu preset's shape (batch 32, 100 units): batch x units²."""
+    return config.batch_size * config.hidden_size ** 2 / (32 * 100 ** 2)
+
+
+def _names(value) -> list[str]:
+    return value.split(",") if isinstance(value, str) else list(value)
+
+
+def prepare_runs(runs: str) -> str:
+    """The runs cache; a folder under /content/drive is mounted first, so a Colab session keeps its runs."""
+    if runs.startswith("/content/drive") and not Path("/content/drive/MyDrive").exists():
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+    Path(runs).mkdir(parents=True, exist_ok=True)
+    return runs
+
+
+def markdown_table(header, rows):
+    """A Markdown table (rendered by the book and by Jupyter alike; wraps instead of overflowing)."""
+    from IPython.display import Markdown
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return Markdown("\n".join(lines))
+
+
+def glue(name: str, text) -> None:
+    """Store ``text`` (already formatted) for the chapter's prose, as {glue:md}`name`; does nothing where
+    myst-nb is absent (Colab), where the prose's numbers are the ones printed above it."""
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return
+    from IPython.display import Markdown
+
+    myst_glue(name, Markdown(str(text)), display=False)

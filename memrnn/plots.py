@@ -1,4 +1,9 @@
-"""One plotting function per figure of the book. Each takes results (JSON-like) and returns a Figure."""
+"""One plotting function per figure of the book. Each takes results (JSON-like) and returns a Figure.
+
+One palette and one naming of conditions serve the whole book (:func:`condition_label`,
+:func:`condition_style`); figures are at most 7 inches wide with fonts of at least 9 pt, so at the
+page's width (where they are shown at natural size, as SVG) every label stays readable.
+"""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -6,6 +11,26 @@ import numpy as np
 from scipy import stats
 
 CHANCE = 0.1
+STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
+         "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 10,
+         "svg.fonttype": "none"}
+plt.rcParams.update(STYLE)
+PROTOCOL_NAMES = {"decu": "DeCu", "vocu": "VoCu", "none": "no curriculum"}
+# hue = protocol, shade = architecture; marker and line style = architecture
+_HUES = {"decu": ("#08519c", "#6baed6", "#2171b5"), "vocu": ("#a63603", "#fd8d3c", "#e6550d"),
+         "none": ("#006d2c", "#74c476", "#31a354")}
+_ARCH_INDEX = {"gru": 0, "lstm": 1, "rnn": 2}
+_ARCH_MARKS = {"gru": ("o", "-"), "lstm": ("s", "--"), "rnn": ("^", ":")}
+MODE_COLOURS = {"before fine-tuning": "#636363", "control": "#000000", "slowpoints": "#d62728",
+                "centermass": "#9467bd", "tar": "#17becf"}
+CLASS_COLOURS = plt.cm.tab10(np.arange(10))
+
+
+def book_figures() -> None:
+    """Show figures as SVG (vector, sharp at any zoom) in notebooks; call once per chapter."""
+    from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+    set_matplotlib_formats("svg")
 
 
 def mean_ci(values, axis=0, level=0.95):
@@ -19,86 +44,99 @@ def mean_ci(values, axis=0, level=0.95):
 
 
 def condition_label(row) -> str:
-    return f"{row['arch'].upper()} {row['protocol']}"
+    """The book's one name for a condition, e.g. "GRU · DeCu"."""
+    return f"{row['arch'].upper()} · {PROTOCOL_NAMES[row['protocol']]}"
+
+
+def condition_style(arch: str, protocol: str) -> dict:
+    """Colour, marker and line style of a condition, the same in every figure."""
+    marker, linestyle = _ARCH_MARKS[arch]
+    return {"color": _HUES[protocol][_ARCH_INDEX[arch]], "marker": marker, "linestyle": linestyle}
 
 
 def trial_frames(frames, trigger, label, stimulus_time, report_time, image_shape):
     """The frames of one trial as images, with the stimulus and the trigger marked."""
     T = len(frames)
-    fig, axes = plt.subplots(1, T, figsize=(T * 0.8, 1.6))
-    for t, ax in enumerate(axes):
+    rows = 2
+    fig, axes = plt.subplots(rows, -(-T // rows), figsize=(7, 3.6))
+    for ax in axes.flat[T:]:
+        ax.axis("off")
+    for t, ax in enumerate(axes.flat[:T]):
         image = np.asarray(frames[t]).reshape(image_shape)
         ax.imshow(image.transpose(1, 2, 0) if image_shape[0] == 3 else image[0], cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([]), ax.set_yticks([])
         title = f"t={t}"
         if t == stimulus_time:
-            title += f"\nimage ({label})"
+            title += f"\nimage: {label}"
         if trigger[t]:
             title += "\ntrigger"
-        ax.set_title(title, fontsize=7)
-    fig.suptitle("one training trial: pixel-noise frames, an image once, a trigger to report", fontsize=9)
+        ax.set_title(title, fontsize=9, color="#c00000" if t == stimulus_time or trigger[t] else "black")
+    fig.tight_layout()
     return fig
 
 
 def trained_accuracy(rows):
     """Trained-delay accuracy per condition: one dot per network, bar = mean."""
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(6, 3.2))
     for i, row in enumerate(rows):
         values = np.asarray(row["trained_delay_accuracy"])
-        ax.bar(i, values.mean(), color="#9ecae1")
+        ax.bar(i, values.mean(), color=condition_style(row["arch"], row["protocol"])["color"], alpha=0.6)
         ax.plot(np.full(len(values), i) + np.linspace(-0.2, 0.2, len(values)), values, "k.", ms=4)
     ax.set_xticks(range(len(rows)), [condition_label(r) for r in rows], rotation=30, ha="right")
     ax.axhline(CHANCE, color="grey", ls=":", label="chance")
     ax.set_ylim(0, 1)
     ax.set_ylabel("report accuracy, delays 4–19\n(fraction of held-out trials)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
 
 
 def extrapolation(rows, trained_max: int = 19):
     """Accuracy versus delay, mean and 95% CI over networks, one line per condition."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     for row in rows:
         mean, half = mean_ci(row["overall"])
-        line, = ax.plot(row["delays"], mean, marker="o", ms=3, label=condition_label(row))
-        ax.fill_between(row["delays"], mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        style = condition_style(row["arch"], row["protocol"])
+        ax.plot(row["delays"], mean, ms=4, label=condition_label(row), **style)
+        ax.fill_between(row["delays"], mean - half, mean + half, color=style["color"], alpha=0.15)
     ax.axvline(trained_max, color="grey", ls="--", lw=1, label="longest trained delay")
     ax.axhline(CHANCE, color="grey", ls=":", lw=1, label="chance")
     ax.set_xscale("log")
     ax.set_xlabel("delay between image and trigger (frames)")
     ax.set_ylabel("report accuracy\n(fraction of held-out trials)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(ncol=2, loc="lower left")
     fig.tight_layout()
     return fig
 
 
-def class_extrapolation(extrapolation_section, title: str):
-    """Accuracy per class and delay, averaged over networks."""
-    accuracy = np.asarray(extrapolation_section["accuracy"]).mean(0)  # (delay, class)
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    image = ax.imshow(accuracy.T, aspect="auto", vmin=0, vmax=1, cmap="viridis")
-    ax.set_xticks(range(len(extrapolation_section["delays"])), extrapolation_section["delays"])
-    ax.set_yticks(range(accuracy.shape[1]))
-    ax.set_xlabel("delay (frames)")
-    ax.set_ylabel("image class")
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, label="accuracy (fraction)")
+def class_extrapolation(sections: dict):
+    """Accuracy per class and delay, averaged over networks; one panel per title in ``sections``."""
+    fig, axes = plt.subplots(len(sections), 1, figsize=(6.5, 2.6 * len(sections)), squeeze=False)
+    for ax, (title, section) in zip(axes[:, 0], sections.items()):
+        accuracy = np.asarray(section["accuracy"]).mean(0)  # (delay, class)
+        image = ax.imshow(accuracy.T, aspect="auto", vmin=0, vmax=1, cmap="viridis")
+        ax.set_xticks(range(len(section["delays"])), section["delays"])
+        ax.set_yticks(range(accuracy.shape[1]))
+        ax.set_xlabel("delay (frames)")
+        ax.set_ylabel("image class")
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, label="accuracy")
     fig.tight_layout()
     return fig
 
 
 def speed_histogram(at_centroid, at_point):
     """log10 speed at the class centroids and at the slow points found from them."""
-    fig, ax = plt.subplots(figsize=(5, 3))
-    floor = 1e-15
-    bins = np.linspace(-15, 1, 49)
-    ax.hist(np.log10(np.maximum(at_centroid, floor)), bins=bins, alpha=0.6, label="class centroid (start)")
-    ax.hist(np.log10(np.maximum(at_point, floor)), bins=bins, alpha=0.6, label="slow point found")
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    logs = [np.log10(np.maximum(np.asarray(v, dtype=float), 1e-15)) for v in (at_centroid, at_point)]
+    low, high = min(v.min() for v in logs), max(v.max() for v in logs)
+    bins = np.linspace(np.floor(low * 4) / 4, np.ceil(high * 4) / 4 + 0.25, 40)  # the data's range, not a fixed one
+    ax.hist(logs[0], bins=bins, alpha=0.6, color="#636363", label="class centroid (start)")
+    ax.hist(logs[1], bins=bins, alpha=0.6, color="#d62728", label="slow point found")
     ax.set_xlabel(r"log$_{10}$ speed $\sqrt{q}$ (state units per frame)")
     ax.set_ylabel("count (network × class)")
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     return fig
 
@@ -106,19 +144,20 @@ def speed_histogram(at_centroid, at_point):
 def valley_drift(curves: dict):
     """Per condition, against extra search iterations along the slow valleys: the fraction of points
     that still report their class, the median speed and the median distance from the stopping point.
-    ``curves``: label -> {"iterations", "own_class", "speed", "distance"} (lists of equal length)."""
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3))
-    for label, c in curves.items():
+    ``curves``: (arch, protocol) -> {"iterations", "own_class", "speed", "distance"} (equal-length lists).
+    Panels are stacked so each keeps the page's full width."""
+    fig, axes = plt.subplots(3, 1, figsize=(6.5, 7), sharex=True)
+    for (arch, protocol), c in curves.items():
         for ax, key in zip(axes, ("own_class", "speed", "distance")):
-            ax.plot(c["iterations"], c[key], marker="o", ms=3, label=label)
-    axes[0].set_ylabel("points reporting their class (fraction)")
+            ax.plot(c["iterations"], c[key], ms=4, label=condition_label({"arch": arch, "protocol": protocol}),
+                    **condition_style(arch, protocol))
+    axes[0].set_ylabel("reporting their\nclass (fraction)")
     axes[0].set_ylim(0, 1.02)
-    axes[1].set_ylabel(r"median speed $\sqrt{q}$ (state units per frame)")
+    axes[1].set_ylabel("median speed $\\sqrt{q}$")
     axes[1].set_yscale("log")
-    axes[2].set_ylabel("median distance from the slow point (state units)")
-    for ax in axes:
-        ax.set_xlabel("extra LM iterations along the valley")
-    axes[0].legend(fontsize=7)
+    axes[2].set_ylabel("median distance\nfrom the point")
+    axes[2].set_xlabel("extra Levenberg–Marquardt iterations along the valley")
+    axes[0].legend(ncol=2, loc="lower left")
     fig.tight_layout()
     return fig
 
@@ -130,8 +169,8 @@ def state_space(trajectories, labels, points, centroids):
     mean = flat.mean(0)
     _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
     project = lambda x: (x - mean) @ vt[:2].T  # noqa: E731
-    fig, ax = plt.subplots(figsize=(5, 4))
-    colours = plt.cm.tab10(np.arange(10))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    colours = CLASS_COLOURS
     for trajectory, label in zip(trajectories, labels):
         xy = project(trajectory)
         ax.plot(xy[:, 0], xy[:, 1], color=colours[label], lw=0.4, alpha=0.4)
@@ -139,62 +178,70 @@ def state_space(trajectories, labels, points, centroids):
     ax.scatter(c[:, 0], c[:, 1], c=colours, marker="o", edgecolor="k", s=40, label="class centroid")
     ax.scatter(p[:, 0], p[:, 1], c=colours, marker="X", edgecolor="k", s=80, label="slow point")
     for k in range(len(p)):
-        ax.annotate(str(k), p[k], fontsize=8, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(str(k), p[k], fontsize=10, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("PC 1 of hidden state")
     ax.set_ylabel("PC 2 of hidden state")
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     return fig
 
 
 def speed_vs_memory(rows):
     """One dot per (network, class): slow-point speed against long-delay accuracy."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     conditions = sorted({(r["arch"], r["protocol"]) for r in rows})
     for arch, protocol in conditions:
         subset = [r for r in rows if (r["arch"], r["protocol"]) == (arch, protocol)]
-        ax.scatter([r["log10_speed"] for r in subset], [r["long_delay_accuracy"] for r in subset], s=10,
-                   alpha=0.7, label=f"{arch.upper()} {protocol}")
+        style = condition_style(arch, protocol)
+        ax.scatter([r["log10_speed"] for r in subset], [r["long_delay_accuracy"] for r in subset], s=14,
+                   alpha=0.7, color=style["color"], marker=style["marker"],
+                   label=condition_label({"arch": arch, "protocol": protocol}))
     ax.axhline(CHANCE, color="grey", ls=":", lw=1)
     ax.set_xlabel(r"log$_{10}$ slow-point speed $\sqrt{q}$")
     ax.set_ylabel("long-delay accuracy of the class\n(fraction of held-out trials)")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(ncol=2)
     fig.tight_layout()
     return fig
 
 
-def formation(result, member: int, title: str):
-    """Slow-point speed of each class through training, with curriculum events marked."""
-    steps = result["steps"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    colours = plt.cm.tab10(np.arange(10))
-    for k, speeds in enumerate(result["speed"][member]):
-        ax.plot(steps, np.maximum(speeds, 1e-15), color=colours[k], lw=1, label=str(k))
-    for event in result["curriculum_events"]:
-        ax.axvline(event["step"], color="grey", lw=0.6, ls="--")
-    ax.set_yscale("log")
-    ax.set_xlabel("training step (dashed: curriculum events)")
-    ax.set_ylabel(r"speed $\sqrt{q}$ at the traced point")
-    ax.set_title(title, fontsize=9)
-    ax.legend(title="class", fontsize=6, ncol=5)
+def formation(results: dict, member: int):
+    """Slow-point speed of each class through training, one panel per title in ``results``; each line is
+    labelled with its class at its end (no legend of ten look-alike colours), curriculum events dashed."""
+    fig, axes = plt.subplots(len(results), 1, figsize=(6.5, 2.8 * len(results)), squeeze=False)
+    for ax, (title, result) in zip(axes[:, 0], results.items()):
+        steps = result["steps"]
+        for k, speeds in enumerate(result["speed"][member]):
+            speeds = np.maximum(speeds, 1e-15)
+            ax.plot(steps, speeds, color=CLASS_COLOURS[k], lw=1.2)
+            ax.annotate(str(k), (steps[-1], speeds[-1]), xytext=(4, 0), textcoords="offset points",
+                        color=CLASS_COLOURS[k], fontsize=9, va="center")
+        for event in result["curriculum_events"]:
+            ax.axvline(event["step"], color="grey", lw=0.6, ls="--")
+        ax.set_yscale("log")
+        ax.set_ylabel(r"speed $\sqrt{q}$")
+        ax.set_title(title)
+    axes[-1, 0].set_xlabel("training step (dashed: curriculum events; labels: image class)")
     fig.tight_layout()
     return fig
 
 
-def regularization(curves: dict, delays, title: str):
-    """Accuracy versus delay after each fine-tuning mode (mean and 95% CI over networks)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
-    for mode, overall in curves.items():
-        mean, half = mean_ci(overall)
-        line, = ax.plot(delays, mean, marker="o", ms=3, label=mode)
-        ax.fill_between(delays, mean - half, mean + half, color=line.get_color(), alpha=0.2)
-    ax.axhline(CHANCE, color="grey", ls=":", lw=1)
-    ax.set_xscale("log")
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("delay between image and trigger (frames)")
-    ax.set_ylabel("report accuracy\n(fraction of held-out trials)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+def regularization(panels: dict, delays):
+    """Accuracy versus delay after each fine-tuning mode (mean and 95% CI over networks);
+    ``panels``: title -> {mode: overall accuracy (networks, delays)}, one panel each."""
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, 3.4 * len(panels)), squeeze=False)
+    for ax, (title, curves) in zip(axes[:, 0], panels.items()):
+        for mode, overall in curves.items():
+            mean, half = mean_ci(overall)
+            colour = MODE_COLOURS.get(mode)
+            line, = ax.plot(delays, mean, marker="o", ms=4, color=colour, label=mode)
+            ax.fill_between(delays, mean - half, mean + half, color=line.get_color(), alpha=0.15)
+        ax.axhline(CHANCE, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("report accuracy")
+        ax.set_title(title)
+        ax.legend(loc="lower left")
+    axes[-1, 0].set_xlabel("delay between image and trigger (frames)")
     fig.tight_layout()
     return fig
 
@@ -210,7 +257,7 @@ def lambda_sweep(table):
     ax.set_xlabel("penalty strength λ (dotted: control, λ = 0)")
     ax.set_ylabel("accuracy (fraction of held-out trials)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.legend()
     fig.tight_layout()
     return fig
 

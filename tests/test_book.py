@@ -1,6 +1,11 @@
 """The book: every chapter executes at the smoke preset, its verdict cells reproduce under nbval,
-the committed chapters match their sources, the HTML builds without warnings, and every page loads
-in a headless browser with its figures and working internal links."""
+the commands the intro shows run as written, the committed chapters match their sources and open on
+Colab, the HTML builds without warnings, and every page loads in a headless browser at a desktop and a
+phone width with its figures captioned, launch buttons and working internal links, and no output wider
+than the page."""
+import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from memrnn.book import CHAPTERS, code_hash, run, source_notebook
+from memrnn.book import CHAPTERS, COLAB_METADATA, code_hash, run, set_parameters, source_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -21,6 +26,7 @@ def smoke_book(tmp_path_factory):
     root = tmp_path_factory.mktemp("book")
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, root / name)
+    shutil.copytree(ROOT / "_static", root / "_static")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
     run(root, "smoke", parameters={"runs": str(root / "runs")}, progress=False)
     return root
@@ -36,8 +42,9 @@ def test_every_chapter_executes_and_states_a_verdict(smoke_book):
         notebook = nbformat.read(smoke_book / "book" / f"{name}.ipynb", as_version=4)
         errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
         assert not errors, name
-        injected = [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])]
-        assert injected and "hide-input" in injected[0].metadata["tags"], name
+        _assert_opens_as_run(notebook, name)
+        parameters = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+        assert 'preset: str = "smoke"' in parameters.source, name
         checked = [c for c in notebook.cells if "nbval-check-output" in c.metadata.get("tags", [])]
         assert checked and checked[-1].outputs, name
     verdicts = sorted((smoke_book / "runs" / "verdicts").glob("*.json"))
@@ -51,9 +58,60 @@ def test_verdict_cells_reproduce_under_nbval(smoke_book):
     assert result.returncode == 0, result.stdout[-3000:]
 
 
+def _assert_opens_as_run(notebook, name):
+    """No papermill injected cell (the parameters cell shows what ran), a kernel, a GPU on Colab, the
+    install cell."""
+    assert not [c for c in notebook.cells if "injected-parameters" in c.metadata.get("tags", [])], name
+    assert notebook.metadata["kernelspec"]["name"] == "python3", name
+    assert notebook.metadata["accelerator"] == COLAB_METADATA["accelerator"] == "GPU", name
+    assert any("pip" in c.source and "install" in c.source for c in notebook.cells if c.cell_type == "code"), name
+
+
+def test_parameters_are_written_into_the_parameters_cell():
+    notebook = source_notebook(ROOT / "book" / "src" / "02_extrapolation.py")
+    before = next(c.source for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    set_parameters(notebook, {"preset": "cpu", "archs": "gru", "seeds": 3, "not_a_parameter": 1})
+    after = next(c.source for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines()) if a != b]
+    assert [b.split("#")[0].split() for _, b in changed] == [["archs:", "str", "=", '"gru"'], ["seeds:", "int", "=", "3"]]
+    assert [a.split("#")[1] for a, _ in changed] == [b.split("#")[1] for _, b in changed]  # comments kept
+
+
+def _intro_commands(word):
+    """The lines of the intro's bash blocks that start with ``word``, comments dropped."""
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "book" / "intro.md").read_text(), re.S)
+    return [line.split("#")[0].strip() for block in blocks for line in block.splitlines() if line.startswith(word)]
+
+
+def test_intro_commands_run_as_written(smoke_book):
+    """The intro's papermill commands, verbatim, on an executed chapter (from book/, as it says), and
+    the runner's command with --set."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    commands = _intro_commands("papermill")
+    assert len(commands) == 2
+    for command in commands:
+        result = subprocess.run(shlex.split(command), cwd=smoke_book / "book", capture_output=True, text=True, env=env)
+        assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
+        if "--help-notebook" in command:
+            for line in ("preset: str", "archs: str", "seeds: int", "runs: str"):
+                assert line in result.stdout, result.stdout
+            assert "comma-separated" in result.stdout and "networks per condition" in result.stdout
+    rerun = nbformat.read(command.split()[2], as_version=4)
+    assert not [o for c in rerun.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    [runner] = [c for c in _intro_commands("memrnn book run") if "--set" in c]
+    result = subprocess.run(shlex.split(runner), cwd=smoke_book, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    chapter = nbformat.read(smoke_book / "book" / "02_extrapolation.ipynb", as_version=4)
+    parameters = next(c.source for c in chapter.cells if "parameters" in c.metadata.get("tags", []))
+    assert 'archs: str = "gru"' in parameters and "seeds: int = 2" in parameters
+    assert "chapter(s) in" in result.stdout
+
+
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_committed_chapter_is_its_source_executed(name):
     committed = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
+    _assert_opens_as_run(committed, name)
     stamp = committed.metadata["memrnn"]
     assert stamp["code_sha256"] == code_hash(committed), "the notebook's code was edited after it ran"
     assert _code_cells(committed) == _code_cells(source_notebook(ROOT / "book" / "src" / f"{name}.py")), \
@@ -88,19 +146,47 @@ def test_every_page_loads_with_figures_and_links(html, tmp_path):
     try:
         pages = sorted(html.glob("book/*.html"))
         assert len(pages) == len(CHAPTERS) + 3  # + intro, deviations, references
-        for page in pages:
-            driver.get(page.as_uri())
-            assert driver.execute_script("return document.readyState") == "complete", page.name
-            assert driver.find_elements("css selector", "main h1"), f"{page.name} has no title"
-            broken = driver.execute_script(
-                "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
-            assert not broken, f"{page.name}: images that did not load: {broken}"
-            if page.stem in CHAPTERS[:-1]:
-                assert driver.execute_script("return document.images.length") > 0, f"{page.name} shows no figure"
-            links = driver.execute_script(
-                "return [...document.querySelectorAll('a[href]')].map(a => a.href).filter(h => h.startsWith('file:'))")
-            for link in links:
-                target = Path(link.split("#")[0].removeprefix("file://"))
-                assert target.exists(), f"{page.name} links to missing {target}"
+        for width in (1280, 400):
+            driver.set_window_size(width, 900)
+            for page in pages:
+                _check_page(driver, page, width)
     finally:
         driver.quit()
+
+
+# outputs (and anything inside them) whose content is wider than the box the page gives them
+WIDER_THAN_CONTAINER = """
+return [...document.querySelectorAll('div.cell_output, div.cell_output *, figure, figure img')]
+  .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).display !== 'inline'
+               || e.getBoundingClientRect().right > document.querySelector('main').getBoundingClientRect().right + 1)
+  .map(e => e.tagName + '.' + e.className + ': ' + (e.innerText || e.src || '').slice(0, 60));
+"""
+
+
+def _check_page(driver, page, width):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(page.as_uri())
+    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    assert driver.find_elements("css selector", "main h1"), f"{page.name} has no title"
+    broken = driver.execute_script(
+        "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    assert not broken, f"{page.name}: images that did not load: {broken}"
+    if page.stem in CHAPTERS[:-1]:
+        assert driver.execute_script("return document.images.length") > 0, f"{page.name} shows no figure"
+    links = driver.execute_script(
+        "return [...document.querySelectorAll('a[href]')].map(a => a.href).filter(h => h.startsWith('file:'))")
+    for link in links:
+        target = Path(link.split("#")[0].removeprefix("file://"))
+        assert target.exists(), f"{page.name} links to missing {target}"
+    wide = driver.execute_script(WIDER_THAN_CONTAINER)
+    assert not wide, f"{page.name} at {width} px: outputs wider than the page: {wide}"
+    uncaptioned = driver.execute_script(
+        "return [...document.querySelectorAll('article img')].filter(i => !i.closest('figure')"
+        " || !i.closest('figure').querySelector('figcaption')).map(i => i.src.slice(-60))")
+    assert not uncaptioned, f"{page.name}: figures without a caption: {uncaptioned}"
+    if page.stem in CHAPTERS:
+        launch = driver.execute_script(
+            "return [...document.querySelectorAll('a[href]')].map(a => a.href)"
+            ".filter(h => h.includes('colab.research.google.com') || h.includes('mybinder.org'))")
+        assert len(launch) >= 2, f"{page.name}: no Colab and Binder launch buttons"

@@ -9,7 +9,9 @@
 # LSTM). For every network and class we start at the *class centroid* — the mean state after showing an
 # image of that class and 14 noise frames, over trials the network still decodes correctly — and
 # minimise q with Levenberg–Marquardt (exact Jacobians; iterates kept in (−1, 1)^H, the only region a
-# GRU or LSTM can reach). We then ask: is the point much slower than the centroid, and does a trigger
+# GRU or LSTM can reach; Marquardt's damped least squares {cite:p}`marquardt1963`). This is the slow-point
+# analysis of {cite:t}`sussillo2013`; unlike the FixedPointFinder toolbox {cite:p}`golub2018`, whose
+# first-order search can leave the reachable region, iterates are clipped. We then ask: is the point much slower than the centroid, and does a trigger
 # at the point still report the class?
 #
 # **Runtime:** seconds per run at `cpu` once the networks of C1 exist.
@@ -31,22 +33,27 @@ archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
-runs: str = "../runs"             # cache of trained runs
+runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 
 # %%
 import numpy as np
+from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import record_verdict
+from memrnn.book import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import make_config
 
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, progress=False, **overrides)
+runs = prepare_runs(runs)
+display(training_note(preset, archs, protocols, runs, **overrides))
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
 config = make_config(preset, **overrides)
-print(f"{len(rows)} conditions x {config.seeds} networks, dataset {config.dataset}, {config.steps} training steps")
+plots.book_figures()
+run_box(config, archs, protocols, device)
 
 # %%
+from memrnn.book import markdown_table
 from memrnn.runs import load_run
 from memrnn.slowpoints import analyse_run, load_results, probe_trajectories
 
@@ -57,16 +64,19 @@ own_class = np.concatenate([(np.asarray(f["decoded_class"]) == np.arange(10)).ra
 converged = np.concatenate([np.asarray(f["converged"]).ravel() for f in found.values()])
 stable = np.concatenate([np.asarray(f["stable"]).ravel() for f in found.values()])
 radius = np.concatenate([np.asarray(f["jacobian_spectral_radius"]).ravel() for f in found.values()])
-print(f"{len(speed)} (network, class) slow points")
-print(f"median speed: {np.median(at_centroid):.2e} at the centroid -> {np.median(speed):.2e} at the slow point")
-print(f"reached q <= {next(iter(found.values()))['tol']:g} (a true fixed point): {converged.mean():.0%}")
-print(f"trigger at the point reports the class: {own_class.mean():.0%}")
-print(f"linearly stable (all |eigenvalues| < 1): {stable.mean():.0%}; median spectral radius {np.median(radius):.4f}")
+markdown_table(("quantity", "value"), [
+    ("(network, class) slow points", len(speed)),
+    ("median speed at the centroid", f"{np.median(at_centroid):.2e}"),
+    ("median speed at the slow point", f"{np.median(speed):.2e}"),
+    (f"reached q ≤ {next(iter(found.values()))['tol']:g} (a true fixed point)", f"{converged.mean():.0%}"),
+    ("a trigger at the point reports the class", f"{own_class.mean():.0%}"),
+    ("linearly stable (all |eigenvalues| < 1)", f"{stable.mean():.0%}"),
+    ("median Jacobian spectral radius", f"{np.median(radius):.4f}")])
 
 # %% [markdown]
 # ## Speed at the start and at the slow point
 
-# %%
+# %% mystnb={"figure": {"caption": "log₁₀ speed at the class centroids where the search starts (grey) and at the slow points it finds (red), one count per network and class.", "name": "fig-c3-speed"}}
 fig = plots.speed_histogram(at_centroid, speed)
 
 # %% [markdown]
@@ -74,7 +84,7 @@ fig = plots.speed_histogram(at_centroid, speed)
 # Trajectories after an image (one line per trial, coloured by class) on the first two principal
 # components, with each class's centroid (dots) and the slow point found from it (crosses).
 
-# %%
+# %% mystnb={"figure": {"caption": "Trajectories of one network after an image (one line per trial, coloured by class) on the first two principal components, with each class's centroid (dots) and the slow point found from it (crosses, labelled by class).", "name": "fig-c3-state-space"}}
 first = rows[0]["run"]
 _, model, bank = load_run(f"{runs}/{first}", device="cpu")
 model = model.member(0)
@@ -82,17 +92,16 @@ trajectories, labels = probe_trajectories(model, bank, 200, 30)
 results = load_results(f"{runs}/{first}")
 fig = plots.state_space(trajectories[0].numpy(), labels[0].numpy(), results["points"][0].numpy(),
                         results["centroids"][0].numpy())
-fig.axes[0].set_title(f"{plots.condition_label(rows[0])}, seed {found[first]['member_seeds'][0]}", fontsize=9)
+fig.axes[0].set_title(f"{plots.condition_label(rows[0])}, seed {found[first]['member_seeds'][0]}");
 
 # %% [markdown]
 # ## Per condition
 
 # %%
-for row in rows:
-    f = found[row["run"]]
-    own = (np.asarray(f["decoded_class"]) == np.arange(10)).mean()
-    print(f"{plots.condition_label(row):<12} median speed {np.median(f['speed']):.1e}  "
-          f"reports own class {own:.0%}  stable {np.mean(f['stable']):.0%}")
+markdown_table(("condition", "median speed", "reports own class", "stable"),
+               [(plots.condition_label(row), f"{np.median(found[row['run']]['speed']):.1e}",
+                 f"{(np.asarray(found[row['run']]['decoded_class']) == np.arange(10)).mean():.0%}",
+                 f"{np.mean(found[row['run']]['stable']):.0%}") for row in rows])
 
 # %% [markdown]
 # ## Slow points or slow valleys?
@@ -103,7 +112,7 @@ for row in rows:
 # search goes on from those points with a lenient rule (q falling by 0.1% within 20 iterations is
 # enough), to show what the points become if one follows the valleys.
 
-# %%
+# %% mystnb={"figure": {"caption": "Following the slow valleys beyond the stopping point, per condition: the fraction of points still reporting their class (top), their median speed (middle) and median distance from where the search stopped (bottom).", "name": "fig-c3-valleys"}}
 import torch
 
 from memrnn.slowpoints import follow_valleys
@@ -122,7 +131,7 @@ for row in rows:
     start = results["points"].to(bank.test_images.device)
     classes = torch.arange(start.shape[1], device=start.device)
     walked = follow_valleys(model, bank, start, checkpoints)
-    curves[plots.condition_label(row)] = {
+    curves[row["arch"], row["protocol"]] = {
         "iterations": [0, *checkpoints],
         "own_class": [float((results["decoded"] == classes.cpu()).float().mean())]
         + [float((w.decoded == classes).float().mean()) for w in walked],
@@ -130,12 +139,13 @@ for row in rows:
         "distance": [0.0] + [median((w.points - start).norm(dim=-1)) for w in walked],
     }
 fig = plots.valley_drift(curves)
-for label, c in curves.items():
-    print(f"{label:<12} reports own class {c['own_class'][0]:.0%} -> {c['own_class'][-1]:.0%} after "
-          f"{c['iterations'][-1]} more iterations; median speed {c['speed'][0]:.1e} -> {c['speed'][-1]:.1e}; "
-          f"moved {c['distance'][-1]:.2f}")
 fewer = sum(c["own_class"][-1] < c["own_class"][0] for c in curves.values())
-print(f"following the valleys, fewer points report their own class in {fewer} of {len(curves)} conditions")
+
+# %%
+markdown_table(("condition", "reports own class", "median speed", "moved"),
+               [(plots.condition_label({"arch": a, "protocol": p}), f"{c['own_class'][0]:.0%} → {c['own_class'][-1]:.0%}",
+                 f"{c['speed'][0]:.1e} → {c['speed'][-1]:.1e}", f"{c['distance'][-1]:.2f}")
+                for (a, p), c in curves.items()])
 
 # %% [markdown]
 # The verdict below uses the points at the valley floor nearest each centroid.
@@ -153,3 +163,24 @@ verdict = ("reproduced" if own_class.mean() >= 0.9 and ratio <= 0.1
 statistic = f"{own_class.mean():.0%} of slow points report their class; median speed {ratio:.1e} x the centroid's"
 record_verdict(runs, "C3", verdict, statistic, preset, len(rows) * config.seeds)
 print(f"C3: {verdict} ({own_class.mean():.0%} own class; speed ratio {ratio:.0e})")
+
+# %% tags=["remove-cell"]
+from memrnn.book import glue
+
+glue("c3_points", str(len(speed)))
+glue("c3_own", f"{own_class.mean():.0%}")
+glue("c3_ratio", f"{ratio:.1e}")
+glue("c3_converged", f"{converged.mean():.0%}")
+glue("c3_fewer", f"{fewer} of {len(curves)}")
+glue("c3_verdict", verdict)
+
+# %% [markdown]
+# ## What we found
+#
+# Of {glue:md}`c3_points` slow points (one per network and class), {glue:md}`c3_own` report their own
+# class when a trigger arrives there, and the median point is {glue:md}`c3_ratio` times as fast as the
+# median centroid it started from; {glue:md}`c3_converged` reached the fixed-point tolerance. Following
+# the valleys further lowered the share reporting their class in {glue:md}`c3_fewer` conditions. The
+# claim is **{glue:md}`c3_verdict`** here. The paper associates each memory with a slow point found as in
+# {cite:t}`sussillo2013`; the share of exact fixed points above says how often
+# that slow point is a true fixed point in our networks.

@@ -28,33 +28,54 @@ archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
-runs: str = "../runs"             # cache of trained runs
+runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 
 # %%
 import numpy as np
+from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import record_verdict
+from memrnn.book import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import make_config
 
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, progress=False, **overrides)
+runs = prepare_runs(runs)
+display(training_note(preset, archs, protocols, runs, **overrides))
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
 config = make_config(preset, **overrides)
-print(f"{len(rows)} conditions x {config.seeds} networks, dataset {config.dataset}, {config.steps} training steps")
+plots.book_figures()
+run_box(config, archs, protocols, device)
 
 # %%
 from memrnn.slowpoints import analyse_run
-from memrnn.stats import correlation_table, format_correlations, speed_memory_rows
+from memrnn.book import markdown_table
+from memrnn.stats import correlation_table, speed_memory_rows
 
 run_dirs = [f"{runs}/{row['run']}" for row in rows]
 for run_dir in run_dirs:
     analyse_run(run_dir)
 observations = speed_memory_rows(run_dirs, min_delay=100)
 table = correlation_table(observations)
-print(format_correlations(table))
 
-# %%
+
+def r_ci(s):
+    return "n/a" if s["r"] is None else (f"{s['r']:+.2f}" + ("" if s["ci95"][0] is None
+                                                           else f" [{s['ci95'][0]:+.2f}, {s['ci95'][1]:+.2f}]"))
+
+
+def condition_name(key):
+    if key == "pooled":
+        return "pooled"
+    dataset, arch, protocol = key.split("/")
+    return plots.condition_label({"arch": arch, "protocol": protocol})
+
+
+markdown_table(("condition", "n", "networks", "Spearman [95% CI]", "Pearson [95% CI]"),
+               [(condition_name(t["condition"]), t["n"], t["networks"], r_ci(t["spearman"]), r_ci(t["pearson"]))
+                for t in table])
+
+# %% mystnb={"figure": {"caption": "One dot per network and class: log₁₀ slow-point speed against that class's long-delay accuracy (delays ≥ 100), coloured by condition; dotted: chance.", "name": "fig-c4-scatter"}}
 fig = plots.speed_vs_memory(observations)
 
 # %% [markdown]
@@ -77,3 +98,20 @@ ci_text = "n/a" if pooled["ci95"][0] is None else f"[{pooled['ci95'][0]:+.2f}, {
 statistic = f"pooled Spearman r = {r_text}, 95% CI {ci_text} over {table[0]['networks']} networks"
 record_verdict(runs, "C4", verdict, statistic, preset, table[0]["networks"])
 print(f"C4: {verdict} (pooled Spearman {r_text})")
+
+# %% tags=["remove-cell"]
+from memrnn.book import glue
+
+glue("c4_pooled", f"{r_text}, 95% CI {ci_text}")
+glue("c4_networks", str(table[0]["networks"]))
+glue("c4_negative", f"{sum(negative)} of {len(negative)}")
+glue("c4_verdict", verdict)
+
+# %% [markdown]
+# ## What we found
+#
+# Over {glue:md}`c4_networks` networks, the pooled Spearman correlation between log slow-point speed and
+# long-delay accuracy was {glue:md}`c4_pooled`; {glue:md}`c4_negative` conditions had a confidence
+# interval entirely below zero. The claim is **{glue:md}`c4_verdict`** here. The paper reports that
+# slower points go with longer memories across datasets, protocols and architectures, i.e. a negative
+# correlation.

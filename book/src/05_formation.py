@@ -30,41 +30,48 @@ archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
-runs: str = "../runs"             # cache of trained runs
+runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 
 # %%
 import numpy as np
+from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import record_verdict
+from memrnn.book import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import make_config
 
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, progress=False, **overrides)
+runs = prepare_runs(runs)
+display(training_note(preset, archs, protocols, runs, **overrides))
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
 config = make_config(preset, **overrides)
-print(f"{len(rows)} conditions x {config.seeds} networks, dataset {config.dataset}, {config.steps} training steps")
+plots.book_figures()
+run_box(config, archs, protocols, device)
 
 # %%
 from memrnn.formation import trace_run
 
+from memrnn.book import markdown_table
+
 traces = {row["run"]: trace_run(f"{runs}/{row['run']}") for row in rows}
+formation_rows = []
 for row in rows:
     t = traces[row["run"]]
     appear = np.array([[np.nan if s is None else s for s in member] for member in t["appears_at"]], dtype=float)
-    print(f"{plots.condition_label(row):<12} traced to the end: {np.isfinite(appear).mean():.0%}; median appearance "
-          f"step {np.nanmedian(appear) if np.isfinite(appear).any() else float('nan'):.0f} of {t['steps'][-1]}; "
-          f"splits: {len(t['splits'])}")
+    median_step = f"{np.nanmedian(appear):.0f}" if np.isfinite(appear).any() else "n/a"
+    formation_rows.append((plots.condition_label(row), f"{np.isfinite(appear).mean():.0%}",
+                           f"{median_step} of {t['steps'][-1]}", len(t["splits"])))
+markdown_table(("condition", "traced to the end", "median appearance step", "splits"), formation_rows)
 
 # %% [markdown]
 # ## Speed of each class's point through training
 # One network per protocol (seed of the first member); dashed lines are curriculum events (a longer
 # maximal delay for `decu`, a new class for `vocu`).
 
-# %%
-for row in rows:
-    if row["arch"] == rows[0]["arch"]:
-        fig = plots.formation(traces[row["run"]], 0, f"{plots.condition_label(row)}, first network")
+# %% mystnb={"figure": {"caption": "Speed of each class's traced slow point through training, first network of each protocol; each line is labelled with its class at its end; dashed: curriculum events.", "name": "fig-c5-formation"}}
+fig = plots.formation({f"{plots.condition_label(row)}, first network": traces[row["run"]]
+                       for row in rows if row["arch"] == rows[0]["arch"]}, 0)
 
 # %% [markdown]
 # ## Verdict
@@ -103,3 +110,19 @@ statistic = (f"(a) {consistent}/{total} vocu points appear after their class is 
              f"(b) slowest protocol = best-remembering protocol: {check_b}")
 record_verdict(runs, "C5", verdict, statistic, preset, len(rows) * config.seeds)
 print(f"C5: {verdict} (a: {consistent}/{total}; b: {check_b})")
+
+# %% tags=["remove-cell"]
+from memrnn.book import glue
+
+glue("c5_vocu", f"{consistent} of {total}")
+glue("c5_order", "holds" if check_b else "does not hold")
+glue("c5_verdict", verdict)
+
+# %% [markdown]
+# ## What we found
+#
+# In the `vocu` runs, {glue:md}`c5_vocu` traced slow points appeared at or after their class was
+# introduced; the rule "the protocol with the slowest final points remembers best" {glue:md}`c5_order`
+# for every architecture. The claim is **{glue:md}`c5_verdict`** here. The paper explains the protocol
+# differences by how slow points form during training; {numref}`fig-c5-formation` shows that formation
+# for one network per protocol.

@@ -5,6 +5,16 @@
 # the verdict. This page is generated from the verdicts the chapters recorded when they ran; nothing
 # here is typed by hand.
 
+# %% tags=["remove-cell"]
+# On Colab or Binder without the package: install it (this cell is hidden in the book).
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("memrnn") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "memrnn[mnist5k] @ git+https://github.com/memrnn/memrnn"],
+                   check=True)
+
 # %% tags=["parameters"]
 preset: str = "cpu"     # the preset the chapters ran at
 runs: str = "../runs"   # where the chapters recorded their verdicts
