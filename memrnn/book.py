@@ -14,6 +14,7 @@ import ast
 import datetime
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -90,6 +91,8 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
         source = output_dir / f".{name}.source.ipynb"
         nbformat.write(notebook, source)
         target = output_dir / f"{name}.ipynb"
+        # the chapter's kernel inherits these: record_verdict stamps verdicts with the code that made them
+        os.environ.update(MEMRNN_CHAPTER=name, MEMRNN_CHAPTER_SHA256=code_hash(notebook))
         # no parameters passed: papermill then injects no cell, the parameters cell already holds the values
         executed = papermill.execute_notebook(str(source), str(target), cwd=str(root / "book"), kernel_name="python3",
                                               progress_bar=progress, log_output=False)
@@ -125,7 +128,8 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
     ``claim`` is a :class:`memrnn.claims.Verdict` (its rule, details and scope are stored, preset and
     networks taken from its scope), or a claim id with the verdict given by the other arguments.
     ``code_sha256`` and ``parameters`` identify the code and parameters that produced the verdict, so
-    that :func:`stale_reason` can tell a verdict left over from other code or parameters."""
+    that :func:`stale_reason` can tell a verdict left over from other code or parameters; under
+    :func:`run` the chapter and its code hash (parameters cell included) are recorded by default."""
     from .claims import Verdict
 
     if isinstance(claim, Verdict):
@@ -135,7 +139,8 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
                   "networks": networks, "details": details or {}}
     if record["verdict"] not in VERDICTS:
         raise ValueError(f"verdict {record['verdict']!r} must be one of {VERDICTS}")
-    record.update(code_sha256=code_sha256, parameters=parameters)
+    record.update(chapter=os.environ.get("MEMRNN_CHAPTER"),
+                  code_sha256=code_sha256 or os.environ.get("MEMRNN_CHAPTER_SHA256"), parameters=parameters)
     store.write_json(Path(runs_dir) / "verdicts" / f"{record['claim']}.json", record)
     return record
 
@@ -147,6 +152,25 @@ def stale_reason(record: dict, code_sha256: str, parameters: dict) -> str | None
     if record.get("parameters") != parameters:
         return "recorded with other parameters"
     return None
+
+
+def stale_verdicts(runs_dir: Path, book_dir: Path = Path(".")) -> dict[str, str]:
+    """{claim: why} for every recorded verdict that the committed execution of its chapter (the
+    notebook next to this one, stamped by :func:`run`) did not produce."""
+    import nbformat
+
+    stale = {}
+    for record in read_verdicts(runs_dir):
+        chapter = record.get("chapter")
+        path = Path(book_dir) / f"{chapter}.ipynb"
+        if not chapter or not path.exists():
+            stale[record["claim"]] = "recorded outside `memrnn book run`"
+            continue
+        stamp = nbformat.read(path, as_version=4).metadata.get("memrnn", {})
+        why = stale_reason(record, stamp.get("code_sha256"), record.get("parameters"))
+        if why or record.get("preset") != stamp.get("preset"):
+            stale[record["claim"]] = why or "recorded at another preset"
+    return stale
 
 
 def read_verdicts(runs_dir: Path) -> list[dict]:
