@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,9 +109,11 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
              relocate: int = 0, n_noise: int = 10, seed: int = 0, progress: bool = True) -> Path:
     """Fine-tune a trained run; returns the new run directory (reused if already complete)."""
     parent_dir = Path(parent_dir)
+    if mode not in MODES or (lam is not None and not (math.isfinite(lam) and lam >= 0)) or (steps is not None and steps < 1) or relocate < 0:
+        raise ValueError(f"need mode in {MODES} (got {mode!r}), finite lam >= 0 (got {lam}), steps >= 1 "
+                         f"(got {steps}) and relocate >= 0 (got {relocate})")
+    store.trained_step(parent_dir)
     config = store.read_config(parent_dir)
-    if "train" not in store.read_json(parent_dir / store.SUMMARY_FILE):
-        raise ValueError(f"{parent_dir} has not finished training")
     lam = 0.0 if mode == "control" else default_lam(config.dataset) if lam is None else lam
     anchors = f"finder-v{FINDER_VERSION}" if mode == "slowpoints" else ""
     spec = Finetune(parent_dir.name, mode, lam,

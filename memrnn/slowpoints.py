@@ -420,12 +420,20 @@ def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol:
 
     Full results go to ``slowpoints.safetensors`` (or ``slowpoints-stepN`` for an earlier
     checkpoint), a per member x class summary to the run's summary.json under ``slowpoints``."""
+    with store.run_lock(run_dir):
+        return _analyse_locked(run_dir, step, method, tol, max_iter, metric, n_trials, noise_frames, device)
+
+
+def _analyse_locked(run_dir, step, method, tol, max_iter, metric, n_trials, noise_frames, device) -> dict:
+    if max_iter is not None and max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+    step = store.trained_step(run_dir, step)
     last = store.checkpoint_steps(run_dir)[-1]
-    step = last if step is None else step
     settings = {"method": method, "tol": tol, "metric": metric, "checkpoint_step": step,
                 "centroid_trials": n_trials, "noise_frames": noise_frames, "max_iter": max_iter,
                 "stall": list(_STALL[method]), "finder_version": FINDER_VERSION}
-    cached = store.read_json(Path(run_dir) / store.SUMMARY_FILE).get("slowpoints", {})
+    summary_path = Path(run_dir) / store.SUMMARY_FILE
+    cached = store.read_json(summary_path).get("slowpoints", {}) if summary_path.exists() else {}
     if step == last and all(cached.get(k) == v for k, v in settings.items()) and (Path(run_dir) / RESULTS_FILE).exists():
         return cached
     config, model, bank = load_run(run_dir, step, device)
