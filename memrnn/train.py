@@ -177,6 +177,7 @@ def _train_locked(config: Config, run_dir: Path, resume: bool, stop_after: int |
     plan = schedule(config.protocol, config.dataset, config.steps, config.n_frames)
     if not trainer.fit(run_dir, start, config.steps, metrics, plan.at, config.lr_at, None, stop_after, progress):
         return run_dir
+    store.write_json(run_dir / store.METRICS_FILE, metrics)  # a kill may have left it behind its checkpoint
     store.update_summary(run_dir, run=run_dir.name, config=vars(config), train={
         "steps": config.steps, "member_seeds": config.member_seeds,
         "final_loss": metrics[-1]["loss"], "final_batch_accuracy": metrics[-1]["accuracy"],
