@@ -287,8 +287,9 @@ def _run(args) -> int:
     elif args.command == "regularize":
         from .evaluate import evaluate_run
         from .regularize import compare, finetune
-        from .store import SUMMARY_FILE, read_json, write_json
+        from .store import SUMMARY_FILE, read_json, trained_step, write_json
 
+        trained_step(args.run_dir)
         parent = read_json(args.run_dir / SUMMARY_FILE)
         delays = args.delays or parent.get("extrapolation", {}).get("delays") or list(DEFAULT_DELAYS)
         evaluate_run(args.run_dir, delays)

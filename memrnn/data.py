@@ -34,6 +34,7 @@ import importlib.util
 import math
 import os
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,13 +216,19 @@ def _download(name: str, base: str) -> Path:
 
 
 def _read(name: str, paths: list[Path], source: str) -> ImageBank:
-    if name == "cifar10":
-        arrays, shape = read_cifar(paths[0]), (3, 32, 32)
-    elif name == "mnist-5k":
-        arrays, shape = _read_mnist5k(paths[0]), (1, 28, 28)
-    else:
-        arrays, shape = _read_idx_dataset(paths), (1, 28, 28)
-    return _bank(name, *arrays, image_shape=shape, source=source)
+    try:
+        if name == "cifar10":
+            arrays, shape = read_cifar(paths[0]), (3, 32, 32)
+        elif name == "mnist-5k":
+            arrays, shape = _read_mnist5k(paths[0]), (1, 28, 28)
+        else:
+            arrays, shape = _read_idx_dataset(paths), (1, 28, 28)
+        return _bank(name, *arrays, image_shape=shape, source=source)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        if any(str(p) in str(exc) for p in paths):
+            raise
+        files = ", ".join(str(p) for p in paths)
+        raise ValueError(f"{files}: cannot read {name} ({exc}); delete the damaged file and get it again") from None
 
 
 def _bank(name, train_x, train_y, test_x, test_y, image_shape, source) -> ImageBank:

@@ -59,6 +59,7 @@ def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int =
     """Extrapolation curves of a finished run's final checkpoint, stored in its summary under
     ``extrapolation`` with that checkpoint's step (returned from there when already computed with the
     same delays, trials, seed and checkpoint)."""
+    store.read_config(run_dir)  # before the lock, which would create a missing directory
     with store.run_lock(run_dir):
         step = store.trained_step(run_dir)
         config = store.read_config(run_dir)

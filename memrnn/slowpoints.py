@@ -420,6 +420,7 @@ def analyse_run(run_dir: Path, step: int | None = None, method: str = "lm", tol:
 
     Full results go to ``slowpoints.safetensors`` (or ``slowpoints-stepN`` for an earlier
     checkpoint), a per member x class summary to the run's summary.json under ``slowpoints``."""
+    store.read_config(run_dir)  # before the lock, which would create a missing directory
     with store.run_lock(run_dir):
         return _analyse_locked(run_dir, step, method, tol, max_iter, metric, n_trials, noise_frames, device)
 
@@ -463,4 +464,7 @@ def load_results(run_dir: Path, name: str = RESULTS_FILE) -> dict[str, torch.Ten
     path = Path(run_dir) / name
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `memrnn slowpoints {run_dir}` first")
-    return load_file(path)
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        raise ValueError(f"{path} is damaged ({e}): delete it and run `memrnn slowpoints {run_dir}` again") from None
