@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import math
 import sys
 from pathlib import Path
 
@@ -17,14 +17,58 @@ from .regularize import MODES
 from .slowpoints import CENTROID_PROTOCOLS, METHODS, METRICS
 
 
+MAX_DELAY = 1_000_000
+
+
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high], the message naming what was given and what is allowed."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            allowed = f"an integer >= {low}" + (f" and <= {high}" if high is not None else "")
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: expected {allowed}")
+        return value
+    return parse
+
+
+def _number(low: float):
+    """An argparse type: a finite number >= low."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value >= low):
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: expected a finite number >= {low:g}")
+        return value
+    return parse
+
+
 def _delays(text: str) -> list[int]:
     try:
         delays = [int(d) for d in text.split(",") if d.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"delays must be comma-separated integers, got {text!r}") from None
-    if not delays or min(delays) < 1:
-        raise argparse.ArgumentTypeError(f"delays must be positive, got {text!r}")
+    if not delays or min(delays) < 1 or max(delays) > MAX_DELAY:
+        raise argparse.ArgumentTypeError(f"delays must be between 1 and {MAX_DELAY}, got {text!r}")
     return delays
+
+
+def _override(text: str) -> tuple[str, object]:
+    try:
+        return parse_override(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _out_dir(text: str) -> Path:
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a file, not a directory: give a directory for results")
+    return path
 
 
 def _names(allowed):
@@ -51,14 +95,14 @@ def _parameter(text: str) -> tuple[str, object]:
 
 
 def _grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--preset", default="smoke", choices=PRESETS)
+    p.add_argument("--preset", choices=PRESETS, help="default: smoke")
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--archs", type=_names(ARCHS), default=["gru", "lstm"])
     p.add_argument("--protocols", type=_names(PROTOCOLS), default=list(PROTOCOLS))
-    p.add_argument("--seeds", type=int)
+    p.add_argument("--seeds", type=_integer(1))
     p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
-    p.add_argument("--out", default="runs")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override)
+    p.add_argument("--out", default="runs", type=_out_dir)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="a Dask scheduler to run the conditions on, or 'sync' for in-process (default: "
@@ -68,27 +112,28 @@ def _grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memrnn", description=__doc__.strip())
+    parser.add_argument("--debug", action="store_true", help="show the Python traceback of a failure")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("train", help="train an ensemble (one network per seed) and write its run directory")
-    p.add_argument("--preset", default="smoke", choices=PRESETS)
+    p.add_argument("--preset", choices=PRESETS, help="default: smoke")
     p.add_argument("--dataset", choices=DATASETS)
     p.add_argument("--arch", choices=ARCHS)
     p.add_argument("--protocol", choices=PROTOCOLS)
-    p.add_argument("--seeds", type=int, help="number of networks (seeds first_seed .. first_seed+N-1)")
-    p.add_argument("--steps", type=int)
+    p.add_argument("--seeds", type=_integer(1), help="number of networks (seeds first_seed .. first_seed+N-1)")
+    p.add_argument("--steps", type=_integer(1))
     p.add_argument("--device", choices=DEVICES)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override,
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override,
                    help="override any config field, e.g. --set lr=1e-3 (repeatable)")
-    p.add_argument("--out", default="runs", help="parent directory of run directories (default: runs)")
+    p.add_argument("--out", default="runs", type=_out_dir, help="parent directory of run directories (default: runs)")
     p.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = commands.add_parser("evaluate", help="accuracy versus delay on held-out images for a trained run")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--delays", type=_delays, default=list(DEFAULT_DELAYS))
-    p.add_argument("--trials", type=int, help="held-out probe trials (default: the run's eval_trials)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the probe images and noise")
+    p.add_argument("--trials", type=_integer(1), help="held-out probe trials (default: the run's eval_trials)")
+    p.add_argument("--seed", type=_integer(0), default=0, help="seed of the probe images and noise")
     p.add_argument("--device", choices=DEVICES)
 
     _grid_arguments(commands.add_parser(
@@ -98,30 +143,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--method", choices=METHODS, help="the search (default: the run's, i.e. the reference's Adam)")
     p.add_argument("--centroids", choices=CENTROID_PROTOCOLS, help="start points (default: the run's)")
-    p.add_argument("--tol", type=float, default=1e-12, help="stop a point when q <= tol")
-    p.add_argument("--max-iter", type=int)
+    p.add_argument("--tol", type=_number(0), default=1e-12, help="stop a point when q <= tol")
+    p.add_argument("--max-iter", type=_integer(1))
     p.add_argument("--metric", choices=METRICS, help="LSTM speed on (h, c) or (h, tanh c) (default: the run's)")
-    p.add_argument("--step", type=int, help="checkpoint to analyse (default: the last)")
+    p.add_argument("--step", type=_integer(1), help="checkpoint to analyse (default: the final one of a finished run)")
     p.add_argument("--device", choices=DEVICES)
 
     p = commands.add_parser("formation", help="trace the final slow points back through the training checkpoints")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--max-iter", type=int, default=50)
+    p.add_argument("--max-iter", type=_integer(1), default=50)
     p.add_argument("--device", choices=DEVICES)
 
     p = commands.add_parser("correlate", help="slow-point speed vs long-delay accuracy over runs")
     p.add_argument("run_dirs", type=Path, nargs="+")
-    p.add_argument("--min-delay", type=int, default=100, help="long delays: evaluated delays >= this")
-    p.add_argument("--out", type=Path, help="also write rows and table as JSON here")
+    p.add_argument("--min-delay", type=_integer(1), default=100, help="long delays: evaluated delays >= this")
+    p.add_argument("--out", type=_json_file, help="also write rows and table as JSON here")
 
     p = commands.add_parser("regularize", help="fine-tune a trained run with a speed penalty and compare modes")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--mode", type=_names(MODES), default=list(MODES), help=f"comma-separated, from {', '.join(MODES)}")
-    p.add_argument("--lam", type=float, help="penalty strength (default: 1e-3, CIFAR-10 1e-2)")
-    p.add_argument("--steps", type=int, help="fine-tuning steps (default: the run's finetune_fraction of its training)")
-    p.add_argument("--relocate", type=int, default=0, help="re-find the anchors every K steps (0: fixed)")
+    p.add_argument("--lam", type=_number(0), help="penalty strength (default: 1e-3, CIFAR-10 1e-2)")
+    p.add_argument("--steps", type=_integer(1), help="fine-tuning steps (default: the run's finetune_fraction of its training)")
+    p.add_argument("--relocate", type=_integer(0), default=0, help="re-find the anchors every K steps (0: fixed)")
     p.add_argument("--delays", type=_delays, help="evaluation delays (default: the parent's)")
-    p.add_argument("--min-delay", type=int, default=100, help="long delays: evaluated delays >= this")
+    p.add_argument("--min-delay", type=_integer(1), default=100, help="long delays: evaluated delays >= this")
     p.add_argument("--quiet", action="store_true")
 
     p = _grid_arguments(commands.add_parser("grid", help="train and evaluate architectures x protocols at a preset"))
@@ -140,28 +185,69 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--root", type=Path, default=Path("."))
 
     p = commands.add_parser("config", help="print the configuration a preset resolves to")
-    p.add_argument("--preset", default="smoke", choices=PRESETS)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=parse_override)
+    p.add_argument("--preset", choices=PRESETS, help="default: smoke")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override)
     return parser
+
+
+def _json_file(text: str) -> Path:
+    path = Path(text)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory: give a file name for the JSON output")
+    return path
+
+
+def _overrides(args, **flags) -> tuple[str, dict]:
+    """The preset and config overrides from the flags and ``--set`` together; a field given both ways
+    with different values is an error."""
+    flags = {"preset": args.preset, **flags}
+    values = {k: v for k, v in flags.items() if v is not None}
+    for key, value in args.set:
+        if key in values and values[key] != value:
+            option = "--set" if key not in flags else f"--{key}"
+            raise ValueError(f"{key} is given twice with different values ({values[key]!r} by {option}, "
+                             f"{value!r} by --set {key}=...): give it once")
+        values[key] = value
+    return values.pop("preset", "smoke"), values
+
+
+def _grid_overrides(args) -> tuple[str, dict]:
+    for key, _ in args.set:
+        if key in ("arch", "protocol"):
+            raise ValueError(f"--set {key}=... does not apply to a grid: use --{key}s")
+    return _overrides(args, dataset=args.dataset, seeds=args.seeds, device=args.device)
+
+
+def _describe(error: Exception) -> str:
+    """One line saying what failed and on what, for the ``memrnn: error:`` message."""
+    if isinstance(error, OSError) and error.filename:
+        return f"{error.strerror or error}: {error.filename} (check the path, its permissions and free space)"
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) or type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _run(args)
-    except (ValueError, FileNotFoundError, RuntimeError, subprocess.CalledProcessError) as e:
-        print(f"memrnn {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:  # one error path: a clear line and exit 2; the traceback only with --debug
+        if args.debug:
+            raise
+        print(f"memrnn: error: {args.command}: {_describe(e)}", file=sys.stderr)
         return 2
 
 
 def _run(args) -> int:
     if args.command == "config":
-        print(json.dumps(vars(make_config(args.preset, **dict(args.set))), indent=1))
+        preset, values = _overrides(args)
+        print(json.dumps(vars(make_config(preset, **values)), indent=1))
     elif args.command == "train":
         from .train import train
 
-        config = make_config(args.preset, dataset=args.dataset, arch=args.arch, protocol=args.protocol,
-                             seeds=args.seeds, steps=args.steps, device=args.device, **dict(args.set))
+        preset, values = _overrides(args, dataset=args.dataset, arch=args.arch, protocol=args.protocol,
+                                    seeds=args.seeds, steps=args.steps, device=args.device)
+        config = make_config(preset, **values)
         run_dir = train(config, args.out, resume=not args.fresh, progress=not args.quiet)
         summary = json.loads((run_dir / "summary.json").read_text())["train"]
         accuracy = ", ".join(f"{a:.3f}" for a in summary["trained_delay_accuracy"])
@@ -206,8 +292,9 @@ def _run(args) -> int:
     elif args.command == "regularize":
         from .evaluate import evaluate_run
         from .regularize import compare, finetune
-        from .store import SUMMARY_FILE, read_json, write_json
+        from .store import SUMMARY_FILE, read_json, trained_step, write_json
 
+        trained_step(args.run_dir)
         parent = read_json(args.run_dir / SUMMARY_FILE)
         delays = args.delays or parent.get("extrapolation", {}).get("delays") or list(DEFAULT_DELAYS)
         evaluate_run(args.run_dir, delays)
@@ -235,8 +322,9 @@ def _run(args) -> int:
         from .campaign import format_table, run_campaign
         from .stats import format_correlations
 
-        result = run_campaign(args.preset, args.archs, args.protocols, out=args.out, progress=not args.quiet,
-                              scheduler=args.scheduler, dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
+        preset, values = _grid_overrides(args)
+        result = run_campaign(preset, args.archs, args.protocols, out=args.out, progress=not args.quiet,
+                              scheduler=args.scheduler, **values)
         print(format_table(result["grid"]))
         print(format_correlations(result["correlations"]))
         for run, rows in result["regularization"].items():
@@ -245,8 +333,9 @@ def _run(args) -> int:
     elif args.command == "grid":
         from .campaign import format_table, run_grid
 
-        rows = run_grid(args.preset, args.archs, args.protocols, args.delays, args.out, not args.quiet,
-                        scheduler=args.scheduler, dataset=args.dataset, seeds=args.seeds, device=args.device, **dict(args.set))
+        preset, values = _grid_overrides(args)
+        rows = run_grid(preset, args.archs, args.protocols, args.delays, args.out, not args.quiet,
+                        scheduler=args.scheduler, **values)
         print(format_table(rows))
     return 0
 

@@ -19,7 +19,8 @@ Files a directory may hold, compressed or already extracted:
 
 - mnist, fashion-mnist: ``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
   ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz`` (IDX; also without ``.gz``);
-- cifar10: ``cifar-10-batches-py/`` or ``cifar-10-python.tar.gz`` (the "python version");
+- cifar10: ``cifar-10-batches-bin/`` or ``cifar-10-binary.tar.gz`` (the "binary version": records of
+  one label byte and 3,072 pixel bytes; read without pickle, so a planted file cannot run code);
 - mnist-5k: ``mnist_5k.csv.gz`` (or ``mnist_5k.csv``), 5,000 rows of 784 pixels 0..255 then the
   label. Every fifth image of each digit, in file order, is a test image: 4,000 train / 1,000 test.
 
@@ -32,8 +33,8 @@ import gzip
 import importlib.util
 import math
 import os
-import pickle
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,9 +57,10 @@ IDX_FILES = (
     "train-images-idx3-ubyte", "train-labels-idx1-ubyte",
     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte",
 )
-CIFAR_DIR, CIFAR_ARCHIVE = "cifar-10-batches-py", "cifar-10-python.tar.gz"
-CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR_TEST = "test_batch"
+CIFAR_DIR, CIFAR_ARCHIVE = "cifar-10-batches-bin", "cifar-10-binary.tar.gz"
+CIFAR_TRAIN = tuple(f"data_batch_{i}.bin" for i in range(1, 6))
+CIFAR_TEST = "test_batch.bin"
+CIFAR_RECORD = 1 + 3 * 32 * 32
 MNIST5K_CSV = "mnist_5k.csv.gz"
 
 # Per dataset, the items a directory must hold; each item may be present under any of its names.
@@ -89,7 +91,7 @@ REGISTRY = {
         "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
     },
-    "cifar10": {CIFAR_ARCHIVE: "md5:c58f30108f718f92721af3b95e74349a"},
+    "cifar10": {CIFAR_ARCHIVE: "md5:c32a1d4ab5d03f1284b67883e8d87530"},
 }
 
 HOW_TO_GET = {
@@ -214,13 +216,19 @@ def _download(name: str, base: str) -> Path:
 
 
 def _read(name: str, paths: list[Path], source: str) -> ImageBank:
-    if name == "cifar10":
-        arrays, shape = read_cifar(paths[0]), (3, 32, 32)
-    elif name == "mnist-5k":
-        arrays, shape = _read_mnist5k(paths[0]), (1, 28, 28)
-    else:
-        arrays, shape = _read_idx_dataset(paths), (1, 28, 28)
-    return _bank(name, *arrays, image_shape=shape, source=source)
+    try:
+        if name == "cifar10":
+            arrays, shape = read_cifar(paths[0]), (3, 32, 32)
+        elif name == "mnist-5k":
+            arrays, shape = _read_mnist5k(paths[0]), (1, 28, 28)
+        else:
+            arrays, shape = _read_idx_dataset(paths), (1, 28, 28)
+        return _bank(name, *arrays, image_shape=shape, source=source)
+    except (OSError, EOFError, ValueError, zlib.error) as exc:
+        if any(str(p) in str(exc) for p in paths):
+            raise
+        files = ", ".join(str(p) for p in paths)
+        raise ValueError(f"{files}: cannot read {name} ({exc}); delete the damaged file and get it again") from None
 
 
 def _bank(name, train_x, train_y, test_x, test_y, image_shape, source) -> ImageBank:
@@ -282,9 +290,8 @@ def _check_labels(labels: np.ndarray, n: int, path) -> None:
 
 
 def read_cifar(path):
-    """CIFAR-10 "python version" from its batches directory or its tar.gz archive.
+    """CIFAR-10 "binary version" from its batches directory or its tar.gz archive.
 
-    The batches are pickles; load only copies you trust (a download is checked against its hash).
     Returns train images (50000, 3072) uint8 channel-major, train labels, test images, test labels.
     """
     path = Path(path)
@@ -292,9 +299,12 @@ def read_cifar(path):
     if path.is_dir():
         blobs = {n: (path / n).read_bytes() for n in wanted if (path / n).is_file()}
     else:
-        with tarfile.open(path) as tar:
-            blobs = {Path(m.name).name: tar.extractfile(m).read()
-                     for m in tar if m.isfile() and Path(m.name).name in wanted}
+        try:
+            with tarfile.open(path) as tar:
+                blobs = {Path(m.name).name: tar.extractfile(m).read()
+                         for m in tar if m.isfile() and Path(m.name).name in wanted}
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable tar.gz archive ({exc}); delete it and download again") from None
     missing = [n for n in wanted if n not in blobs]
     if missing:
         raise ValueError(f"{path}: lacks the CIFAR-10 batches {', '.join(missing)}")
@@ -305,15 +315,13 @@ def read_cifar(path):
 
 
 def _cifar_batch(blob: bytes, where: str):
-    batch = pickle.loads(blob, encoding="bytes")
-    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
-        raise ValueError(f"{where}: not a CIFAR-10 batch (need a dict with b'data' and b'labels')")
-    images, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
-    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
-        raise ValueError(f"{where}: expected uint8 data of shape (N, 3072), "
-                         f"got {images.dtype} {images.shape}")
-    _check_labels(labels, len(images), where)
-    return images, labels
+    """Records of one label byte (0..9) then 3,072 pixel bytes (red, green, blue planes of 32 x 32)."""
+    if not blob or len(blob) % CIFAR_RECORD:
+        raise ValueError(f"{where}: {len(blob)} bytes is not a whole number of {CIFAR_RECORD}-byte CIFAR-10 records")
+    records = np.frombuffer(blob, np.uint8).reshape(-1, CIFAR_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    _check_labels(labels, len(records), where)
+    return records[:, 1:].copy(), labels
 
 
 def _read_mnist5k(path: Path):

@@ -56,21 +56,29 @@ def accuracy_by_delay(model: EnsembleRNN, bank: ImageBank, delays, n_trials: int
 
 def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int = 0,
                  device: str | None = None) -> dict:
-    """Extrapolation curves of a trained run, stored in its summary under ``extrapolation``
-    (returned from there when already computed with the same delays, trials and seed)."""
-    config = store.read_config(run_dir)
-    n_trials = n_trials or config.eval_trials
-    wanted = {"delays": sorted({int(d) for d in delays}), "n_trials": n_trials, "seed": seed,
-              "checkpoint_step": store.checkpoint_steps(run_dir)[-1] if store.checkpoint_steps(run_dir) else None}
-    summary_path = Path(run_dir) / store.SUMMARY_FILE
-    cached = store.read_json(summary_path).get("extrapolation", {}) if summary_path.exists() else {}
-    if all(cached.get(k) == v for k, v in wanted.items()):
-        return cached
-    config, model, bank = load_run(run_dir, device=device)
-    result = accuracy_by_delay(model, bank, delays, n_trials, seed)
-    section = {**result.to_json(), **wanted, "member_seeds": config.member_seeds}
-    store.update_summary(run_dir, extrapolation=section)
-    return section
+    """Extrapolation curves of a finished run's final checkpoint, stored in its summary under
+    ``extrapolation`` with that checkpoint's step (returned from there when already computed with the
+    same delays, trials, seed and checkpoint)."""
+    store.read_config(run_dir)  # before the lock, which would create a missing directory
+    with store.run_lock(run_dir):
+        step = store.trained_step(run_dir)
+        config = store.read_config(run_dir)
+        n_trials = n_trials or config.eval_trials
+        if n_trials < 1:
+            raise ValueError(f"trials must be a positive integer, got {n_trials}")
+        wanted = {"delays": sorted({int(d) for d in delays}), "n_trials": n_trials, "seed": seed,
+                  "checkpoint_step": step}
+        cached = store.read_json(Path(run_dir) / store.SUMMARY_FILE).get("extrapolation", {})
+        if all(cached.get(k) == v for k, v in wanted.items()):
+            return cached
+        config, model, bank = load_run(run_dir, step, device=device)
+        if n_trials > len(bank.test_labels):
+            raise ValueError(f"trials={n_trials} is more than the {len(bank.test_labels)} held-out images of "
+                             f"{config.dataset}: ask for at most that many")
+        result = accuracy_by_delay(model, bank, delays, n_trials, seed)
+        section = {**result.to_json(), **wanted, "member_seeds": config.member_seeds}
+        store.update_summary(run_dir, extrapolation=section)
+        return section
 
 
 def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: list[int],

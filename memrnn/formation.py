@@ -42,7 +42,16 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
     memories: a few units for GRUs, tens for LSTMs whose cell state is unbounded). Points closer
     than ``same`` are one point (for splits)."""
     run_dir = Path(run_dir)
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+    store.trained_step(run_dir)
     final = analyse_run(run_dir, device=device)
+    with store.run_lock(run_dir):
+        return _trace_locked(run_dir, final, max_iter, slower, jump_fraction, same, device)
+
+
+def _trace_locked(run_dir: Path, final: dict, max_iter: int, slower: float, jump_fraction: float, same: float,
+                  device: str | None) -> dict:
     steps = store.checkpoint_steps(run_dir)
     settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump_fraction": jump_fraction, "same": same,
                 "finder_version": final["finder_version"],

@@ -13,6 +13,7 @@ slow-point search, centroids, LSTM speed, fine-tuning); presets differ only in s
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from .data import DATASETS
@@ -73,6 +74,11 @@ class Config:
         return [self.first_seed + k for k in range(self.seeds)]
 
     def __post_init__(self):
+        kinds = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, kinds[f.type]) or (f.type != "bool" and isinstance(value, bool)):
+                raise ValueError(f"{f.name}={value!r} is not allowed: expected {f.type}")
         choices = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES, **MODEL_FORM}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
@@ -81,8 +87,19 @@ class Config:
                       "search_iterations"):
             if getattr(self, field) < 1:
                 raise ValueError(f"{field} must be a positive integer, got {getattr(self, field)}")
-        if not (self.lr > 0 and 0 < self.lr_drop_at <= 1 and self.lr_drop_factor >= 1):
-            raise ValueError("need lr > 0, 0 < lr_drop_at <= 1 and lr_drop_factor >= 1")
+        if self.first_seed < 0:
+            raise ValueError(f"first_seed must be >= 0, got {self.first_seed}")
+        for field in ("lr", "lr_drop_at", "lr_drop_factor", "report_weight"):
+            if not math.isfinite(getattr(self, field)):
+                raise ValueError(f"{field} must be a finite number, got {getattr(self, field)}")
+        if not (self.lr > 0 and 0 < self.lr_drop_at <= 1 and self.lr_drop_factor >= 1 and self.report_weight > 0):
+            raise ValueError(f"need lr > 0 (got {self.lr}), 0 < lr_drop_at <= 1 (got {self.lr_drop_at}), "
+                             f"lr_drop_factor >= 1 (got {self.lr_drop_factor}) and report_weight > 0 "
+                             f"(got {self.report_weight})")
+        if not 2 <= self.n_frames <= 10_000:
+            raise ValueError(f"n_frames must be between 2 and 10000, got {self.n_frames}")
+        if not 1 <= self.min_delay < self.n_frames:
+            raise ValueError(f"min_delay must be between 1 and n_frames - 1 = {self.n_frames - 1}, got {self.min_delay}")
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of log_every={self.log_every}")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,9 +122,12 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
     ``steps`` defaults to the parent's ``finetune_steps``, ``form`` to its ``finetune`` field, and the
     anchors' analysis (``search``, ``centroids``, speed ``metric``) to the parent's configuration."""
     parent_dir = Path(parent_dir)
+    bad_lam = lam is not None and not (math.isfinite(lam) and lam >= 0)
+    if mode not in MODES or bad_lam or (steps is not None and steps < 1) or relocate < 0:
+        raise ValueError(f"need mode in {MODES} (got {mode!r}), finite lam >= 0 (got {lam}), steps >= 1 "
+                         f"(got {steps}) and relocate >= 0 (got {relocate})")
+    store.trained_step(parent_dir)
     config = store.read_config(parent_dir)
-    if "train" not in store.read_json(parent_dir / store.SUMMARY_FILE):
-        raise ValueError(f"{parent_dir} has not finished training")
     lam = 0.0 if mode == "control" else default_lam(config.dataset) if lam is None else lam
     analysis = (search or config.search, centroids or config.centroids, metric or config.speed_metric)
     anchors = "-".join((*analysis, f"v{FINDER_VERSION}")) if mode in ("slowpoints", "centermass") else ""

@@ -511,20 +511,28 @@ def analyse_run(run_dir: Path, step: int | None = None, search: str | None = Non
     ``search``, ``centroids`` and ``metric`` default to the run's configuration (the reference's
     unless it was changed; the reference search runs ``config.search_iterations`` iterations).
     Full results go to ``<name>.safetensors`` (``-stepN`` for an earlier checkpoint), a per
-    member x class summary to the run's summary.json under ``<name>`` (see ``analysis_name``)."""
+    member x class summary to the run's summary.json under ``<name>`` (see ``analysis_name``).
+    Refuses an unfinished run unless ``step`` names a checkpoint."""
     run_dir = Path(run_dir)
-    config = store.read_config(run_dir)
-    search, centroids = search or config.search, centroids or config.centroids
-    metric = metric or config.speed_metric
+    config = store.read_config(run_dir)  # before the lock, which would create a missing directory
+    with store.run_lock(run_dir):
+        return _analyse_locked(run_dir, config, step, search or config.search, centroids or config.centroids,
+                               metric or config.speed_metric, tol, max_iter, noise_frames, device)
+
+
+def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_iter, noise_frames, device) -> dict:
+    if max_iter is not None and max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
     if search == "reference" and max_iter is None:
         max_iter = config.search_iterations
+    step = store.trained_step(run_dir, step)
     last = store.checkpoint_steps(run_dir)[-1]
-    step = last if step is None else step
     name = analysis_name(config, search, centroids, metric)
     settings = {"method": search, "centroids": centroids, "tol": tol, "metric": metric, "checkpoint_step": step,
                 "noise_frames": noise_frames, "max_iter": max_iter, "stall": list(_STALL.get(search, ())),
                 "finder_version": FINDER_VERSION}
-    cached = store.read_json(run_dir / store.SUMMARY_FILE).get(name, {})
+    summary_path = run_dir / store.SUMMARY_FILE
+    cached = store.read_json(summary_path).get(name, {}) if summary_path.exists() else {}
     if step == last and all(cached.get(k) == v for k, v in settings.items()) and (run_dir / f"{name}.safetensors").exists():
         return cached
     config, model, bank = load_run(run_dir, step, device)
@@ -556,4 +564,7 @@ def load_results(run_dir: Path, name: str = RESULTS_FILE) -> dict[str, torch.Ten
     path = Path(run_dir) / name
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `memrnn slowpoints {run_dir}` first")
-    return load_file(path)
+    try:
+        return load_file(path)
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        raise ValueError(f"{path} is damaged ({e}): delete it and run `memrnn slowpoints {run_dir}` again") from None

@@ -33,6 +33,11 @@ def speed_memory_rows(run_dirs, min_delay: int = 100, section: str = "slowpoints
             if needed not in summary:
                 raise ValueError(f"{run_dir} has no {needed} results: run `memrnn {command} {run_dir}` first")
         ex, sp, config = summary["extrapolation"], summary[section], summary["config"]
+        used = {"training": summary["train"]["steps"], "evaluate": ex.get("checkpoint_step"),
+                "slowpoints": sp.get("checkpoint_step")}
+        if len(set(used.values())) > 1:
+            raise ValueError(f"{run_dir} mixes checkpoints (final step and the step each result came from: "
+                             f"{used}): rerun `memrnn evaluate {run_dir}` and `memrnn slowpoints {run_dir}`")
         long = [j for j, d in enumerate(ex["delays"]) if d >= min_delay]
         if not long:
             raise ValueError(f"{run_dir}: no evaluated delay >= {min_delay} (have {ex['delays']})")

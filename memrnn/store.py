@@ -79,7 +79,12 @@ def read_config(run_dir: Path) -> Config:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    return Config(**read_json(path))
+    values = read_json(path)
+    try:
+        return Config(**values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path} is not a valid run configuration ({e}); retrain the run with "
+                         "`memrnn train --fresh` and the options that made it") from None
 
 
 def _index_path(run_dir: Path) -> Path:
@@ -92,9 +97,15 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(int(s) for s in read_json(index)) if index.exists() else []
 
 
-def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor]) -> Path:
-    """Write ``checkpoints/step_XXXXXXX.safetensors`` and record its hash."""
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata={"step": str(step)})
+def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], metrics: list | None = None) -> Path:
+    """Write ``checkpoints/step_XXXXXXX.safetensors`` and record its hash.
+
+    The training log up to ``step`` travels inside the file's metadata, so weights and metrics are
+    committed together: a kill between this and writing ``metrics.json`` loses nothing."""
+    metadata = {"step": str(step)}
+    if metrics is not None:
+        metadata["metrics"] = json.dumps(metrics)
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     path = Path(run_dir) / "checkpoints" / f"step_{step:07d}.safetensors"
     atomic_write(path, data)
     index = read_json(_index_path(run_dir)) if _index_path(run_dir).exists() else {}
@@ -105,6 +116,21 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor]) 
 
 def load_checkpoint(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     """Tensors of the checkpoint at ``step``, after checking its hash."""
+    return load(_verified_bytes(run_dir, step))
+
+
+def checkpoint_metrics(run_dir: Path, step: int) -> list[dict]:
+    """The training log committed with the checkpoint at ``step`` (older checkpoints without one:
+    the entries of ``metrics.json`` up to ``step``)."""
+    data = _verified_bytes(run_dir, step)
+    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+    recorded = header.get("__metadata__", {}).get("metrics")
+    if recorded is not None:
+        return json.loads(recorded)
+    return [m for m in read_json(Path(run_dir) / METRICS_FILE) if m["step"] <= step]
+
+
+def _verified_bytes(run_dir: Path, step: int) -> bytes:
     entry = read_json(_index_path(run_dir)).get(str(step))
     if entry is None:
         raise KeyError(f"no checkpoint at step {step} in {run_dir}; have {checkpoint_steps(run_dir)}")
@@ -112,7 +138,7 @@ def load_checkpoint(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     data = path.read_bytes() if path.exists() else b""
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise CorruptCheckpointError(f"checkpoint {path} is missing or does not match its recorded SHA-256")
-    return load(data)
+    return data
 
 
 def latest_valid_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]] | None:
@@ -152,6 +178,28 @@ def run_lock(run_dir: Path):
             held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
+
+def trained_step(run_dir: Path, step: int | None = None) -> int:
+    """The checkpoint an analysis of ``run_dir`` uses: ``step`` if given and recorded, else the final
+    one of a finished run. Refuses an unfinished run without an explicit step, so no result is ever
+    computed from a checkpoint that training has not finished with."""
+    read_config(run_dir)
+    steps = checkpoint_steps(run_dir)
+    if step is not None:
+        if step not in steps:
+            raise ValueError(f"--step {step}: {run_dir} has no checkpoint at that step; have {steps}")
+        return step
+    path = Path(run_dir) / SUMMARY_FILE
+    summary = read_json(path) if path.exists() else {}
+    if "train" not in summary:
+        last = f"last checkpoint at step {steps[-1]}" if steps else "no checkpoint yet"
+        raise ValueError(f"{run_dir} has not finished training ({last}): finish it with `memrnn train` "
+                         "(same options), or pass an explicit --step where the command has one")
+    final = summary["train"]["steps"]
+    if not steps or steps[-1] != final:
+        raise ValueError(f"{run_dir}: summary says training ended at step {final} but the checkpoints end at "
+                         f"{steps[-1] if steps else None}; retrain with `memrnn train --fresh`")
+    return final
 
 
 def update_summary(run_dir: Path, **sections) -> dict:

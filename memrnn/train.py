@@ -8,6 +8,9 @@ traced back through them.
 """
 from __future__ import annotations
 
+import math
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +85,7 @@ class Trainer:
             return 0, [], {}
         step, tensors = found
         _restore(tensors, self.model, self.optimizer, self.generators)
-        return step, [m for m in store.read_json(run_dir / store.METRICS_FILE) if m["step"] <= step], tensors
+        return step, store.checkpoint_metrics(run_dir, step), tensors
 
     def fit(self, run_dir: Path, start: int, end: int, metrics: list[dict], task_at, lr_at,
             penalty=None, stop_after: int | None = None, progress: bool = True) -> bool:
@@ -126,7 +129,7 @@ class Trainer:
                 tensors = _state_tensors(model, optimizer, self.generators)
                 if hasattr(penalty, "state"):
                     tensors.update({f"penalty/{k}": v for k, v in penalty.state().items()})
-                store.save_checkpoint(run_dir, done, tensors)
+                store.save_checkpoint(run_dir, done, tensors, metrics)
                 store.write_json(run_dir / store.METRICS_FILE, metrics)
             if stop_after is not None and done >= stop_after:
                 bar.close()
@@ -147,20 +150,34 @@ def train(config: Config, out: str | Path = "runs", resume: bool = True, stop_af
     ``stop_after`` ends training early after that step, as a kill would (used to test resuming).
     """
     run_dir = Path(out) / store.run_name(config)
+    check_resources(config, out)
     with store.run_lock(run_dir):
-        return _train_locked(config, run_dir, resume, stop_after, progress)
+        try:
+            return _train_locked(config, run_dir, resume, stop_after, progress)
+        except Exception:
+            if {p.name for p in run_dir.iterdir()} <= {".lock", store.CONFIG_FILE}:  # leave no empty run behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
 
 
 def _train_locked(config: Config, run_dir: Path, resume: bool, stop_after: int | None, progress: bool) -> Path:
     summary_path = run_dir / store.SUMMARY_FILE
-    if resume and summary_path.exists() and "train" in store.read_json(summary_path):
-        return run_dir
+    if not resume:
+        for path in run_dir.iterdir():  # --fresh: start over, whatever state the old files are in
+            if path.name != ".lock":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    elif summary_path.exists():
+        summary = _readable(summary_path)
+        if "train" in summary:
+            _readable_checkpoint(run_dir, summary["train"]["steps"])
+            return run_dir
     trainer = Trainer.build(config)
     start, metrics, _ = trainer.resume(run_dir) if resume else (0, [], {})
     store.write_json(run_dir / store.CONFIG_FILE, {**vars(config)})
     plan = schedule(config.protocol, config.dataset, config.steps, config.n_frames)
     if not trainer.fit(run_dir, start, config.steps, metrics, plan.at, config.lr_at, None, stop_after, progress):
         return run_dir
+    store.write_json(run_dir / store.METRICS_FILE, metrics)  # a kill may have left it behind its checkpoint
     store.update_summary(run_dir, run=run_dir.name, config=vars(config), train={
         "steps": config.steps, "member_seeds": config.member_seeds,
         "final_loss": metrics[-1]["loss"], "final_batch_accuracy": metrics[-1]["accuracy"],
@@ -168,6 +185,60 @@ def _train_locked(config: Config, run_dir: Path, resume: bool, stop_after: int |
         "trained_delay_accuracy": trainer.trained_delay_accuracy(),
         "curriculum_events": plan.events()})
     return run_dir
+
+
+def _readable(path: Path) -> dict:
+    try:
+        return store.read_json(path)
+    except store.CorruptCheckpointError as e:
+        raise store.CorruptCheckpointError(f"{e}; retrain with `memrnn train --fresh` (same options)") from None
+
+
+def _readable_checkpoint(run_dir: Path, step: int) -> None:
+    """A finished run is reused only if its final checkpoint still verifies."""
+    try:
+        store.load_checkpoint(run_dir, step)
+    except (KeyError, store.CorruptCheckpointError) as e:
+        raise store.CorruptCheckpointError(f"{run_dir} finished training but its final checkpoint is unusable "
+                                           f"({e}); retrain with `memrnn train --fresh` (same options)") from None
+
+
+# bytes per parameter held while training: weights, gradients and Adam's two moments (float32)
+_TRAINING_COPIES = 4
+
+
+def estimate_bytes(config: Config) -> tuple[int, int]:
+    """Rough (memory, disk) a run needs: parameters with Adam's state, the unrolled activations, and
+    every checkpoint kept. An estimate to refuse the impossible up front, not a budget."""
+    E, H, B, T = config.seeds, config.hidden_size, config.batch_size, config.n_frames
+    G = {"gru": 3, "lstm": 4}.get(config.arch, 1) * H
+    conv = config.dataset == "cifar10"
+    features = 1024 if conv else 784
+    params = E * (G * (features + 1 + H + 2) + 11 * (H + 1))
+    if conv:
+        params += E * (128 * 3 * 9 + 2 * 128 * 128 * 9 + 3 * 128 + 2048 * 2048 + 2048 + 2048 * 1024 + 1024)
+    activations = 4 * E * B * T * (2 * G + 3 * 1024 * (8 if conv else 1))
+    n_checkpoints = math.ceil(config.steps / config.checkpoint_every)
+    return 4 * _TRAINING_COPIES * params + 4 * activations, n_checkpoints * 4 * 3 * params
+
+
+def check_resources(config: Config, out: str | Path) -> None:
+    """Refuse a run whose estimated memory or checkpoint disk use exceeds what this machine has."""
+    memory, disk = estimate_bytes(config)
+    if config.device != "cpu" and resolve_device(config.device).type == "cuda":
+        available, where = torch.cuda.mem_get_info()[1], "GPU memory"
+    else:
+        available, where = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "memory"
+    if memory > available:
+        raise ValueError(f"this run needs about {memory / 2**30:.1f} GiB of {where} but there is "
+                         f"{available / 2**30:.1f} GiB: lower seeds, hidden_size or batch_size")
+    existing = Path(out).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    if disk > free:
+        raise ValueError(f"its checkpoints would take about {disk / 2**30:.1f} GiB but {existing} has "
+                         f"{free / 2**30:.1f} GiB free: lower steps or raise checkpoint_every")
 
 
 def _check_finite(first_bad: torch.Tensor, config: Config) -> None:

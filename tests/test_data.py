@@ -3,7 +3,6 @@ import gzip
 import hashlib
 import http.server
 import importlib.util
-import pickle
 import tarfile
 import threading
 from pathlib import Path
@@ -165,30 +164,28 @@ def test_mismatched_label_count_is_an_error(tmp_path):
 # --- CIFAR-10 ----------------------------------------------------------------------------------
 
 def fake_cifar(directory: Path, per_batch=3):
-    """The six batches of the python version, as pickled dicts, in ``directory``."""
+    """The six batches of the binary version (label byte + 3072 pixel bytes per record) in ``directory``."""
     rng = np.random.default_rng(2)
     directory.mkdir(parents=True)
     batches = {}
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"batch_label": name.encode(),
-                 b"labels": rng.integers(0, 10, per_batch).tolist(),
-                 b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"filenames": [b"x.png"] * per_batch}
-        (directory / name).write_bytes(pickle.dumps(batch))
-        batches[name] = batch
-    train = [batches[f"data_batch_{i}"] for i in range(1, 6)]
-    return (np.concatenate([b[b"data"] for b in train]), np.concatenate([b[b"labels"] for b in train]),
-            batches["test_batch"][b"data"], np.array(batches["test_batch"][b"labels"]))
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        labels = rng.integers(0, 10, per_batch).astype(np.uint8)
+        images = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        (directory / name).write_bytes(np.concatenate([labels[:, None], images], 1).tobytes())
+        batches[name] = images, labels
+    train = [batches[f"data_batch_{i}.bin"] for i in range(1, 6)]
+    return (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+            *batches["test_batch.bin"])
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["directory", "archive"])
 def test_cifar_from_directory_and_archive(tmp_path, packed):
-    arrays = fake_cifar(tmp_path / "staging" / "cifar-10-batches-py")
+    arrays = fake_cifar(tmp_path / "staging" / "cifar-10-batches-bin")
     root = tmp_path / "root"
     if packed:
         root.mkdir()
-        with tarfile.open(root / "cifar-10-python.tar.gz", "w:gz") as tar:
-            tar.add(tmp_path / "staging" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+        with tarfile.open(root / "cifar-10-binary.tar.gz", "w:gz") as tar:
+            tar.add(tmp_path / "staging" / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
     else:
         root = tmp_path / "staging"
     bank = load_dataset("cifar10", root=root, download=False)
@@ -201,10 +198,36 @@ def test_cifar_from_directory_and_archive(tmp_path, packed):
 
 
 def test_cifar_missing_batch_is_named(tmp_path):
-    fake_cifar(tmp_path / "cifar-10-batches-py")
-    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    fake_cifar(tmp_path / "cifar-10-batches-bin")
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin").unlink()
     with pytest.raises(ValueError, match="data_batch_3"):
         load_dataset("cifar10", root=tmp_path, download=False)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad label", "corrupt archive"])
+def test_cifar_damage_is_named(tmp_path, damage):
+    batches = tmp_path / "cifar-10-batches-bin"
+    fake_cifar(batches)
+    target = batches / "test_batch.bin"
+    if damage == "truncated":
+        target.write_bytes(target.read_bytes()[:-5])
+    elif damage == "bad label":
+        target.write_bytes(b"\x0b" + target.read_bytes()[1:])
+    else:
+        root = tmp_path / "root"
+        root.mkdir()
+        (root / "cifar-10-binary.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
+        with pytest.raises(ValueError, match="cifar-10-binary.tar.gz"):
+            load_dataset("cifar10", root=root, download=False)
+        return
+    with pytest.raises(ValueError, match="test_batch.bin"):
+        load_dataset("cifar10", root=tmp_path, download=False)
+
+
+def test_no_pickle_in_the_package():
+    for module in Path(data.__file__).parent.glob("*.py"):
+        text = module.read_text()
+        assert "import pickle" not in text and "pickle.load" not in text and "torch.load" not in text, module
 
 
 # --- download ----------------------------------------------------------------------------------

@@ -98,3 +98,63 @@ def test_fast_path_matches_eager_and_trains(tmp_path):
     run_dir = train(config, tmp_path, progress=False)
     assert store.checkpoint_steps(run_dir) == [10]
     assert all(torch.isfinite(torch.tensor(m["loss"])).all() for m in store.read_json(run_dir / store.METRICS_FILE))
+
+
+def _same_run(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert store.read_json(a / store.METRICS_FILE) == store.read_json(b / store.METRICS_FILE)
+    assert store.read_json(a / store.SUMMARY_FILE)["train"] == store.read_json(b / store.SUMMARY_FILE)["train"]
+
+
+@pytest.mark.parametrize("window", ["index written, metrics not", "final checkpoint written, summary not"])
+def test_kill_in_each_write_window_resumes_bit_identically(tmp_path, window):
+    """Rebuild the on-disk state a kill leaves in that window, then resume."""
+    config = make_config("smoke", steps=40, checkpoint_every=20, log_every=10)
+    full = train(config, tmp_path / "a", progress=False)
+    if window.startswith("index"):
+        killed = train(config, tmp_path / "b", progress=False, stop_after=20)
+        stale = store.read_json(killed / store.METRICS_FILE)
+        train(config, tmp_path / "b", progress=False, stop_after=40)
+        (killed / store.SUMMARY_FILE).unlink(missing_ok=True)
+        store.write_json(killed / store.METRICS_FILE, stale)  # step 40's checkpoint is indexed, its metrics not
+        assert store.checkpoint_steps(killed) == [20, 40]
+    else:
+        killed = train(config, tmp_path / "b", progress=False)
+        (killed / store.SUMMARY_FILE).unlink()
+    _same_run(full, train(config, tmp_path / "b", progress=False))
+
+
+def test_finished_run_with_truncated_final_checkpoint_is_refused_and_fresh_repairs(tmp_path):
+    config = make_config("smoke", steps=20, checkpoint_every=20, log_every=10)
+    reference = train(config, tmp_path / "a", progress=False)
+    run_dir = train(config, tmp_path / "b", progress=False)
+    final = run_dir / "checkpoints" / "step_0000020.safetensors"
+    final.write_bytes(final.read_bytes()[:100])
+    with pytest.raises(store.CorruptCheckpointError, match="--fresh"):
+        train(config, tmp_path / "b", progress=False)
+    (run_dir / store.SUMMARY_FILE).write_text('{"train": ')  # and a truncated summary
+    _same_run(reference, train(config, tmp_path / "b", progress=False, resume=False))
+
+
+def test_failed_training_leaves_no_run_directory(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise FloatingPointError("non-finite loss at step 3")
+    monkeypatch.setattr(Trainer, "fit", fail)
+    with pytest.raises(FloatingPointError):
+        train(make_config("smoke", steps=20), tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_two_concurrent_identical_trainings_do_the_work_once(tmp_path):
+    import subprocess
+    import sys
+    command = [sys.executable, "-m", "memrnn", "train", "--steps", "20", "--out", str(tmp_path), "--quiet"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [r.communicate() for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], results
+    run_dir = next(tmp_path.iterdir())
+    # the one that waited found the finished run: one training wrote the checkpoints, once
+    assert store.checkpoint_steps(run_dir) == [20]
+    assert len(list((run_dir / "checkpoints").glob("*.safetensors"))) == 1
+    assert len({out for out, _ in results}) == 1
