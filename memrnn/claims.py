@@ -12,7 +12,7 @@ Wiring, claim by claim (arrays are over networks unless said otherwise; ``scope`
 - ``c1_equal_trained_accuracy({(dataset, arch, protocol): trained-delay accuracy per network}, scope)``
 - ``c2_protocols_differ({(dataset, arch, protocol): long-delay accuracy per network}, scope)``
 - ``c3_slow_point_per_memory({search method: {"speed", "speed_at_centroid", "decoded": (N, K),
-  "points": (N, K, S), "spread": (N, K)}}, scope)`` with N networks, K classes; ``spread`` is the
+  "points": N arrays (K, S), "spread": (N, K)}}, scope)`` with N networks, K classes; ``spread`` is the
   RMS distance of a class's trial states to its centroid.
 - ``c4_speed_predicts_memory(memrnn.stats.speed_memory_rows(...), scope)``
 - ``c5_formation_explains(appears, introduced, appearance_fraction, long_accuracy, scope)``:
@@ -185,9 +185,10 @@ def c3_slow_point_per_memory(methods: dict, scope: Scope, slower: float = 10.0, 
     for method, m in methods.items():
         speed, centroid = np.asarray(m["speed"], float), np.asarray(m["speed_at_centroid"], float)
         decoded, spread = np.asarray(m["decoded"]), np.asarray(m["spread"], float)
-        points = np.asarray(m["points"], float)
         classes = np.arange(speed.shape[1])
-        gaps = np.linalg.norm(points[:, :, None] - points[:, None], axis=-1)
+        # per network: its points live in its own state space (GRU and LSTM sizes differ)
+        gaps = np.stack([np.linalg.norm(np.asarray(p, float)[:, None] - np.asarray(p, float)[None], axis=-1)
+                         for p in m["points"]])
         gaps[:, classes, classes] = np.inf
         own, slow, distinct = decoded == classes, speed <= centroid / slower, gaps.min(-1) > spread
         counts = own & slow & distinct

@@ -54,7 +54,8 @@ def long_accuracy(rows: list[dict], min_delay: int = LONG_DELAY) -> dict:
 
 def slow_points(run_dirs, section: str = "slowpoints") -> dict:
     """One search's results over runs, stacked over networks: speed, speed_at_centroid, decoded,
-    spread (N, K) and points (N, K, S), as :func:`memrnn.claims.c3_slow_point_per_memory` takes them."""
+    spread (N, K), and points, a list of N arrays (K, S) (state sizes differ between architectures),
+    as :func:`memrnn.claims.c3_slow_point_per_memory` takes them."""
     parts = {"speed": [], "speed_at_centroid": [], "decoded": [], "spread": [], "points": []}
     for run_dir in map(Path, run_dirs):
         found = store.read_json(run_dir / store.SUMMARY_FILE).get(section)
@@ -64,8 +65,9 @@ def slow_points(run_dirs, section: str = "slowpoints") -> dict:
         parts["speed_at_centroid"].append(found["speed_at_centroid"])
         parts["decoded"].append(found["decoded_class"])
         parts["spread"].append(found["centroid_spread"])
-        parts["points"].append(load_results(run_dir, found["file"])["points"].numpy())
-    return {k: np.concatenate([np.asarray(v) for v in values]) for k, values in parts.items()}
+        parts["points"].extend(load_results(run_dir, found["file"])["points"].numpy())
+    points = parts.pop("points")
+    return {**{k: np.concatenate([np.asarray(v) for v in values]) for k, values in parts.items()}, "points": points}
 
 
 def introduction_steps(events: list[dict], n_classes: int = 10) -> np.ndarray:

@@ -13,7 +13,11 @@ def test_config_hash_tracks_fields_that_change_results():
     assert store.config_hash(base) != store.config_hash(make_config("smoke", lr=1e-4))
     assert store.run_name(base).startswith("synthetic-gru-none-")
     # cached runs keep their names when fields are added later at their default
-    assert store.run_name(make_config("cpu", protocol="decu")) == "mnist-5k-gru-decu-3076eb7abf6c"
+    assert store.run_name(make_config("cpu", protocol="decu")) == "mnist-5k-gru-decu-1ea0f52d0964"
+    # the model form changes the trained weights; analysis and fine-tuning settings do not
+    assert store.config_hash(make_config("cpu", cell="torch")) != store.config_hash(make_config("cpu"))
+    for field, value in (("search", "lm"), ("centroids", "heldout"), ("speed_metric", "state"), ("finetune", "continue")):
+        assert store.config_hash(make_config("cpu", **{field: value})) == store.config_hash(make_config("cpu")), field
     assert store.config_hash(make_config("cpu", fast=True)) != store.config_hash(make_config("cpu"))
 
 
@@ -62,3 +66,14 @@ def test_presets_and_errors():
     assert parse_override("fast=true") == ("fast", True)
     with pytest.raises(ValueError, match="bad value 'x' for seeds"):
         parse_override("seeds=x")
+
+
+def test_presets_use_the_reference_model_form():
+    for preset in ("smoke", "cpu", "paper"):
+        config = make_config(preset)
+        assert config.is_reference_form, preset
+        assert config.model_form["cell"] == "reference" and config.model_form["readout"] == "sigmoid-softmax"
+    assert make_config("paper").search_iterations == 100_000 and make_config("paper").finetune_steps == 5_000
+    assert not make_config("cpu", init="uniform").is_reference_form
+    with pytest.raises(ValueError, match="cell='gru'"):
+        make_config("cpu", cell="gru")

@@ -175,7 +175,7 @@ from memrnn.store import read_config
 run_dirs = [f"{runs}/{row['run']}" for row in rows]
 lm = [analysis_name(read_config(d), "lm", config.centroids, config.speed_metric) for d in run_dirs]
 searches = {"reference Adam": evidence.slow_points(run_dirs),
-            "Levenberg-Marquardt": {k: np.concatenate([evidence.slow_points([d], s)[k] for d, s in zip(run_dirs, lm)])
+            "Levenberg-Marquardt": {k: [v for d, s in zip(run_dirs, lm) for v in evidence.slow_points([d], s)[k]]
                                     for k in ("speed", "speed_at_centroid", "decoded", "spread", "points")}}
 verdict = claims.c3_slow_point_per_memory(searches, evidence.scope(config, rows, "reference Adam and Levenberg-Marquardt"))
 record_verdict(runs, verdict)

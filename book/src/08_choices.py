@@ -20,14 +20,14 @@
 # jackknife of the difference of Fisher z). Switches of the analysis and of fine-tuning reuse the
 # reference networks, so their accuracies are unchanged by construction.
 #
-# **Scope.** One architecture (GRU by default), the DeCu and VoCu protocols, the preset's networks per
-# protocol; the LSTM speed metric has no effect on a GRU (its state is h alone) and is left out unless
+# **Scope.** One architecture (GRU by default), the DeCu protocol (the `protocols` parameter adds
+# others), the preset's networks per protocol; the LSTM speed metric has no effect on a GRU (its state is h alone) and is left out unless
 # an LSTM is chosen. A change "matters" when its 95% interval excludes 0; with five networks per
 # protocol only large effects can show.
 #
-# **Runtime:** at `cpu`, 5 switches × 2 protocols × 5 GRUs to train (about 3 minutes per condition
-# on two CPU cores), then slow points and two short fine-tunes per condition: about 45 minutes on a
-# fresh runtime, seconds once cached.
+# **Runtime:** at `cpu`, 5 switches × 5 GRUs to train (about 3 minutes per condition on two CPU
+# cores), then slow points and two short fine-tunes per condition: about 30 minutes on a fresh
+# runtime, seconds once cached.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
@@ -43,7 +43,7 @@ if importlib.util.find_spec("memrnn") is None:
 preset: str = "cpu"               # smoke | cpu | paper
 dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
 arch: str = "gru"                 # the architecture whose choices are flipped: gru, lstm
-protocols: str = "decu,vocu"      # comma-separated: decu, vocu, none
+protocols: str = "decu"           # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs
