@@ -28,7 +28,11 @@ def smoke_book(tmp_path_factory):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "_static", root / "_static")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
-    run(root, "smoke", parameters={"runs": str(root / "runs")}, progress=False)
+    # the chapters' grids run in-process here: a local Dask cluster per chapter would cost more than
+    # the smoke networks themselves (the engine has its own tests)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MEMRNN_SCHEDULER", "sync")
+        run(root, "smoke", parameters={"runs": str(root / "runs")}, progress=False)
     return root
 
 

@@ -18,7 +18,8 @@
 # architecture and protocol (two ensembles of the preset's five seeds).
 #
 # **Runtime:** at `cpu`, about 30 minutes on a fresh runtime (the extra five networks per condition,
-# slow points of every parent, four short fine-tunes per parent and their evaluation).
+# slow points of every parent, short fine-tunes and their evaluation). `centermass` and `tar` are run
+# on the first ensemble only; `control` and `slowpoints`, which the verdict compares, on all.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
@@ -75,7 +76,9 @@ comparisons, panels = {}, {}
 for b, rows in enumerate(blocks):
     for row in rows:
         parent = f"{runs}/{row['run']}"
-        children = [finetune(parent, mode, lam or None) for mode in modes.split(",")]
+        # the verdict pairs slowpoints with control over every ensemble; the other modes are shown on the first
+        wanted = modes.split(",") if b == 0 else ["control", "slowpoints"]
+        children = [finetune(parent, mode, lam or None) for mode in wanted]
         curves = {"before fine-tuning": evaluate_run(parent, row["delays"])["overall"]}
         for child in children:
             curves[store.read_json(child / "summary.json")["finetune"]["mode"]] = evaluate_run(child, row["delays"])["overall"]
@@ -91,10 +94,10 @@ from memrnn.stats import mean_ci
 lines = []
 for (arch, protocol), tables in comparisons.items():
     for mode in modes.split(","):
-        rows_of_mode = [next(r for r in table if r["mode"] == mode) for table in tables]
-        after = [v for r in rows_of_mode for v in r["long"]["after_per_seed"]]
-        control = [v for table in tables for v in next(r for r in table if r["mode"] == "control")["long"]["after_per_seed"]]
-        trained = [v for r in rows_of_mode for v in r["trained"]["after_per_seed"]]
+        with_mode = [{r["mode"]: r for r in table} for table in tables if any(r["mode"] == mode for r in table)]
+        after = [v for t in with_mode for v in t[mode]["long"]["after_per_seed"]]
+        control = [v for t in with_mode for v in t["control"]["long"]["after_per_seed"]]
+        trained = [v for t in with_mode for v in t[mode]["trained"]["after_per_seed"]]
         change, low, high = mean_ci([a - c for a, c in zip(after, control)])
         lines.append((plots.condition_label({"arch": arch, "protocol": protocol}), mode, len(after),
                       f"{sum(after) / len(after):.3f}", "—" if mode == "control" else f"{change:+.3f} [{low:+.3f}, {high:+.3f}]",
