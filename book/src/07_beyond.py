@@ -55,7 +55,7 @@ run_box(config, archs, protocols, device)
 
 # %% mystnb={"figure": {"caption": "Report accuracy against delay for vanilla tanh RNNs (no curriculum) beside the gated networks of this chapter (mean and 95% CI over networks).", "name": "fig-c7-vanilla"}}
 from memrnn.evaluate import evaluate_run
-from memrnn.regularize import DEFAULT_STEPS, compare, finetune
+from memrnn.regularize import compare, finetune
 from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows
 
@@ -105,7 +105,7 @@ markdown_table(("λ", "long-delay accuracy", "trained-delay accuracy"),
 # ## 3 · Fixed versus re-found anchors
 
 # %%
-steps = DEFAULT_STEPS.get(preset, 500)
+steps = config.finetune_steps
 fixed = finetune(parent, "slowpoints")
 moving = finetune(parent, "slowpoints", relocate=max(1, steps // 5))
 for child in (fixed, moving):
