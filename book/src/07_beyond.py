@@ -53,13 +53,15 @@ run_box(config, archs, protocols, device)
 # %% [markdown]
 # ## 1 · Vanilla RNNs
 
-# %% mystnb={"figure": {"caption": "Report accuracy against delay for vanilla tanh RNNs (no curriculum) beside the gated networks of this chapter (mean and 95% CI over networks).", "name": "fig-c7-vanilla"}}
+# %%
 from memrnn.evaluate import evaluate_run
 from memrnn.regularize import compare, finetune
 from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows
 
 vanilla = run_grid(preset, ["rnn"], ["none"], out=runs, **overrides)
+
+# %% mystnb={"figure": {"caption": "Report accuracy against delay for vanilla tanh RNNs (no curriculum) beside the gated networks of this chapter (mean and 95% CI over networks).", "name": "fig-c7-vanilla"}}
 fig = plots.extrapolation(vanilla + [r for r in rows if r["protocol"] == protocols.split(",")[0]])
 
 # %%
