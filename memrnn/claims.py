@@ -39,6 +39,12 @@ from .book import VERDICTS
 from .stats import correlate, mean_ci, spearman_ci, welch_ci
 
 
+# The protocols the paper trained. ``none`` is defined in the reference code but was never run by the
+# paper: chapters show it beside the paper's protocols, and the verdicts judge the paper's claims on
+# the paper's protocols only.
+PAPER_PROTOCOLS = ("decu", "vocu")
+
+
 @dataclass(frozen=True)
 class Scope:
     """What a verdict was measured on: it can speak for no more than this."""

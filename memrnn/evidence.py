@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .claims import Scope
+from .claims import PAPER_PROTOCOLS, Scope
 from .presets import MODEL_FORM, Config
 from .slowpoints import load_results
 
@@ -30,6 +30,11 @@ def scope(config: Config, rows: list[dict], search: str = "") -> Scope:
     networks = sum(len(r["trained_delay_accuracy"]) for r in rows)
     return Scope(config.preset, tuple(sorted({r["dataset"] for r in rows})), tuple(sorted({r["arch"] for r in rows})),
                  config.hidden_size, config.steps, model_form_label(config), networks, search)
+
+
+def paper_rows(rows: list[dict]) -> list[dict]:
+    """The grid rows of the protocols the paper trained (see :data:`memrnn.claims.PAPER_PROTOCOLS`)."""
+    return [r for r in rows if r["protocol"] in PAPER_PROTOCOLS]
 
 
 def condition(row: dict) -> tuple[str, str, str]:
