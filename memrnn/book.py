@@ -178,9 +178,6 @@ def read_verdicts(runs_dir: Path) -> list[dict]:
     return [store.read_json(p) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
-# Form of each architecture's cell, as models.py implements it (DESIGN §2).
-MODEL_FORMS = {"gru": "GRU, reset gate before the recurrent matrix (reference form)",
-               "lstm": "LSTM, no peepholes", "rnn": "vanilla tanh RNN"}
 # Measured on two CPU cores: about 3 minutes per 5-network condition at the cpu preset
 # (3,000 steps, 100 units, batch 32), i.e. about 0.012 s per network-step at that shape.
 CPU_SECONDS_PER_NETWORK_STEP = 180 / (5 * 3000)
@@ -212,10 +209,16 @@ def run_box(config, archs, protocols, device: str = "auto"):
     facts = [("preset", f"`{config.preset}`"), ("dataset", f"`{config.dataset}`"),
              ("architectures", ", ".join(a.upper() for a in archs)), ("protocols", ", ".join(protocols)),
              ("seeds per condition", str(config.seeds)), ("training steps", f"{config.steps:,}"),
-             ("units", str(config.hidden_size)), ("model form", "; ".join(MODEL_FORMS[a] for a in archs)),
+             ("units", str(config.hidden_size)), ("model form", _model_form(config)),
              ("code", code_version()), ("date", datetime.date.today().isoformat()),
              ("device", device_name(device))]
     return Markdown("> **What ran.** " + " · ".join(f"{k}: {v}" for k, v in facts))
+
+
+def _model_form(config) -> str:
+    from .evidence import model_form_label
+
+    return model_form_label(config) + " (see Deviations)"
 
 
 def training_note(preset: str, archs, protocols, runs: str, **overrides):
