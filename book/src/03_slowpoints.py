@@ -71,13 +71,15 @@ from memrnn.slowpoints import analyse_run, load_results, probe_trajectories
 
 found = {row["run"]: analyse_run(f"{runs}/{row['run']}") for row in rows}  # the run's search: the reference's
 ours = {row["run"]: analyse_run(f"{runs}/{row['run']}", search="lm") for row in rows}
-speed = np.concatenate([np.asarray(f["speed"]).ravel() for f in found.values()])
-at_centroid = np.concatenate([np.asarray(f["speed_at_centroid"]).ravel() for f in found.values()])
-own_class = np.concatenate([(np.asarray(f["decoded_class"]) == np.arange(10)).ravel() for f in found.values()])
-converged = np.concatenate([np.asarray(f["converged"]).ravel() for f in found.values()])
-stable = np.concatenate([np.asarray(f["stable"]).ravel() for f in found.values()])
-radius = np.concatenate([np.asarray(f["jacobian_spectral_radius"]).ravel() for f in found.values()])
-markdown_table(("quantity", "value"), [
+# summaries over the paper's protocols: networks that never learned (C1) have no memories to find
+learned = [found[row["run"]] for row in rows if row["protocol"] in claims.PAPER_PROTOCOLS]
+speed = np.concatenate([np.asarray(f["speed"]).ravel() for f in learned])
+at_centroid = np.concatenate([np.asarray(f["speed_at_centroid"]).ravel() for f in learned])
+own_class = np.concatenate([(np.asarray(f["decoded_class"]) == np.arange(10)).ravel() for f in learned])
+converged = np.concatenate([np.asarray(f["converged"]).ravel() for f in learned])
+stable = np.concatenate([np.asarray(f["stable"]).ravel() for f in learned])
+radius = np.concatenate([np.asarray(f["jacobian_spectral_radius"]).ravel() for f in learned])
+markdown_table(("quantity (the paper's protocols)", "value"), [
     ("(network, class) slow points", len(speed)),
     ("median speed at the centroid", f"{np.median(at_centroid):.2e}"),
     ("median speed at the slow point", f"{np.median(speed):.2e}"),
