@@ -60,23 +60,21 @@ def measure(preset: str, arch: str, protocols, switch: Switch | None, runs: str 
     analysis = {switch.field: switch.value} if switch is not None and switch.field in ANALYSIS_FIELDS else {}
     form = switch.value if switch is not None and switch.field == "finetune" else None
     run_dirs = [Path(runs) / r["run"] for r in rows]
+    configs = [store.read_config(d) for d in run_dirs]
     sections, gains = [], []
-    for run_dir in run_dirs:
-        config = store.read_config(run_dir)
+    for run_dir, config in zip(run_dirs, configs):
         settings = {"search": config.search, "centroids": config.centroids, "metric": config.speed_metric}
         settings.update({"metric" if k == "speed_metric" else k: v for k, v in analysis.items()})
         analyse_run(run_dir, **settings)
         sections.append(analysis_name(config, settings["search"], settings["centroids"], settings["metric"]))
-        children = [finetune(run_dir, mode, form=form, progress=progress,
-                             **({"search": settings["search"], "centroids": settings["centroids"],
-                                 "metric": settings["metric"]} if analysis else {}))
-                    for mode in ("control", "slowpoints")]
+        # the anchors come from the same analysis (for the reference settings, the run's own)
+        children = [finetune(run_dir, mode, form=form, progress=progress, **settings) for mode in ("control", "slowpoints")]
         for child in children:
             evaluate_run(child, delays)
         by_mode = {r["mode"]: r for r in compare(run_dir, children)}
         gains.append(np.subtract(by_mode["slowpoints"]["long"]["after_per_seed"],
                                  by_mode["control"]["long"]["after_per_seed"]))
-    units = [(r["protocol"], seed) for r in rows for seed in store.read_config(Path(runs) / r["run"]).member_seeds]
+    units = [(r["protocol"], seed) for r, config in zip(rows, configs) for seed in config.member_seeds]
     speed_rows = [row for run_dir, section in zip(run_dirs, sections)
                   for row in speed_memory_rows([run_dir], section=section)]
     unit_index = {unit: i for i, unit in enumerate(units)}

@@ -145,11 +145,13 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
     return record
 
 
-def stale_reason(record: dict, code_sha256: str, parameters: dict) -> str | None:
-    """Why a recorded verdict does not come from the chapter's committed execution, or None if it does."""
+def stale_reason(record: dict, code_sha256: str, parameters: dict | None = None) -> str | None:
+    """Why a recorded verdict does not come from the chapter's committed execution, or None if it does.
+    The code hash covers the parameters cell, so ``parameters`` need only be given for verdicts
+    recorded outside :func:`run`."""
     if record.get("code_sha256") != code_sha256:
         return "recorded by other chapter code"
-    if record.get("parameters") != parameters:
+    if parameters is not None and record.get("parameters") != parameters:
         return "recorded with other parameters"
     return None
 
@@ -167,7 +169,7 @@ def stale_verdicts(runs_dir: Path, book_dir: Path = Path(".")) -> dict[str, str]
             stale[record["claim"]] = "recorded outside `memrnn book run`"
             continue
         stamp = nbformat.read(path, as_version=4).metadata.get("memrnn", {})
-        why = stale_reason(record, stamp.get("code_sha256"), record.get("parameters"))
+        why = stale_reason(record, stamp.get("code_sha256"))
         if why or record.get("preset") != stamp.get("preset"):
             stale[record["claim"]] = why or "recorded at another preset"
     return stale

@@ -108,6 +108,12 @@ def correlate(rows: list[dict]) -> dict:
     return out
 
 
+def _jackknife_halfwidth(zs: np.ndarray, level: float) -> float:
+    """Half-width of a jackknife t-interval from the leave-one-out estimates ``zs``."""
+    n = len(zs)
+    return float(stats.t.ppf((1 + level) / 2, n - 1) * np.sqrt((n - 1) / n * ((zs - zs.mean()) ** 2).sum()))
+
+
 def _network_jackknife(x, y, networks, fn, level: float = 0.95) -> list:
     """Leave-one-network-out jackknife interval on Fisher's z scale, t on networks - 1 df."""
     n = int(networks.max() + 1)
@@ -117,7 +123,7 @@ def _network_jackknife(x, y, networks, fn, level: float = 0.95) -> list:
     if np.isnan(zs).any():
         return [None, None]
     z = _fisher_z(x, y, fn)
-    half = stats.t.ppf((1 + level) / 2, n - 1) * np.sqrt((n - 1) / n * ((zs - zs.mean()) ** 2).sum())
+    half = _jackknife_halfwidth(zs, level)
     return [float(np.tanh(z - half)), float(np.tanh(z + half))]
 
 
@@ -160,7 +166,7 @@ def spearman_difference_ci(first: tuple, second: tuple, level: float = 0.95) -> 
     if np.isnan(zs).any():
         return out
     n = len(units)
-    half = stats.t.ppf((1 + level) / 2, n - 1) * np.sqrt((n - 1) / n * ((zs - zs.mean()) ** 2).sum())
+    half = _jackknife_halfwidth(zs, level)
     out["z_difference"], out["z_ci95"] = float(z), [float(z - half), float(z + half)]
     out["ci95"] = [float(np.tanh(np.arctanh(r1) + z - half) - r1), float(np.tanh(np.arctanh(r1) + z + half) - r1)]
     return out

@@ -1,5 +1,6 @@
 """Every claim's verdict rule on synthetic results where the claim is false, true and borderline,
 and the coverage of every interval the package reports at five networks."""
+import dataclasses
 import json
 
 import numpy as np
@@ -205,3 +206,24 @@ def test_claims_verdict_recorded_with_scope_and_staleness(tmp_path):
     assert stale_reason(c1, "abc", {"preset": "smoke"}) is not None
     with pytest.raises(ValueError):
         record_verdict(tmp_path, "C2", "sort of", "", "cpu", 1)
+
+
+def test_scorecard_marks_a_verdict_its_chapter_did_not_produce(tmp_path, monkeypatch):
+    """A verdict is stale when its chapter's committed notebook carries another code hash or preset."""
+    import nbformat
+
+    from memrnn.book import record_verdict, stale_verdicts
+
+    scope = claims.Scope("cpu", ("mnist-5k",), ("gru",), 100, 3000, "reference model form", 10)
+    verdict = claims.Verdict("C1", "reproduced", "s", "r", {}, scope)
+    notebook = nbformat.v4.new_notebook(metadata={"memrnn": {"preset": "cpu", "code_sha256": "abc"}})
+    nbformat.write(notebook, tmp_path / "01_task.ipynb")
+    monkeypatch.setenv("MEMRNN_CHAPTER", "01_task")
+    for sha, preset, expected in (("abc", "cpu", {}), ("abd", "cpu", {"C1": "recorded by other chapter code"}),
+                                  ("abc", "smoke", {"C1": "recorded at another preset"})):
+        monkeypatch.setenv("MEMRNN_CHAPTER_SHA256", sha)
+        record_verdict(tmp_path / "runs", dataclasses.replace(verdict, scope=dataclasses.replace(scope, preset=preset)))
+        assert stale_verdicts(tmp_path / "runs", tmp_path) == expected
+    monkeypatch.delenv("MEMRNN_CHAPTER")
+    record_verdict(tmp_path / "runs", verdict)
+    assert stale_verdicts(tmp_path / "runs", tmp_path) == {"C1": "recorded outside `memrnn book run`"}
