@@ -38,7 +38,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sequential = timed("sync", Path(tmp) / "sequential", args.steps)
         print(f"{len(ARCHS) * len(PROTOCOLS)} conditions, {args.steps} steps each; in one process "
-              f"({torch.get_num_threads()} torch threads): {sequential:.1f} s")
+              f"({torch.get_num_threads()} torch threads): {sequential:.1f} s", flush=True)
         for n in sizes:
             start = time.perf_counter()  # the cluster's start and close count against it
             with local_cluster(n) as cluster:

@@ -29,6 +29,7 @@ _ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THR
 
 def local_cluster(n_workers: int | None = None):
     """A cluster on this machine, on loopback only: one worker per GPU, else one per CPU core."""
+    import dask
     import torch
     from distributed import Nanny, Scheduler, SpecCluster
 
@@ -44,7 +45,12 @@ def local_cluster(n_workers: int | None = None):
         return {"cls": Nanny, "options": options}
 
     scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}}
-    return SpecCluster({i: worker(i) for i in range(n_workers)}, scheduler=scheduler, silence_logs=logging.ERROR)
+    # Dask sets MALLOC_TRIM_THRESHOLD_=64 KiB for its workers: glibc then hands every freed tensor back to
+    # the kernel, and a training loop of small torch ops spends about half its time in page faults
+    # (2 workers on 2 cores ran at 0.5x). Workers keep glibc's adaptive default instead.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return SpecCluster({i: worker(i) for i in range(n_workers)}, scheduler=scheduler,
+                           silence_logs=logging.ERROR)
 
 
 @contextlib.contextmanager

@@ -49,6 +49,8 @@ def test_scheduler_choice(monkeypatch, cluster):
     with engine(cluster.scheduler_address) as graph:
         assert isinstance(graph, OnDask) and len(graph.client.scheduler_info()["workers"]) == 2
         assert set(graph.client.run(torch.get_num_threads).values()) == {1}
+        # Dask's default 64 KiB trim threshold halves a torch training loop's speed (page faults)
+        assert set(graph.client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
         assert graph.resources is None  # no GPU advertised: tasks must not wait for one
 
 
