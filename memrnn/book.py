@@ -87,7 +87,8 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
             print(f"[{i}/{len(chapters)}] {name} at preset {preset}, started {time.strftime('%H:%M:%S')}", flush=True)
         notebook = source_notebook(root / "book" / "src" / f"{name}.py")
         notebook.metadata.update(kernelspec=KERNELSPEC, **COLAB_METADATA)
-        set_parameters(notebook, {"preset": preset, **(parameters or {})})
+        values = {"preset": preset, **(parameters or {})}
+        set_parameters(notebook, values)
         source = output_dir / f".{name}.source.ipynb"
         nbformat.write(notebook, source)
         target = output_dir / f"{name}.ipynb"
@@ -97,7 +98,7 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
         executed = papermill.execute_notebook(str(source), str(target), cwd=str(root / "book"), kernel_name="python3",
                                               progress_bar=progress, log_output=False)
         source.unlink()
-        executed.metadata["memrnn"] = {"preset": preset, "code_sha256": code_hash(executed)}
+        executed.metadata["memrnn"] = {"preset": preset, "parameters": values, "code_sha256": code_hash(executed)}
         nbformat.write(executed, target)
         written.append(target)
         if progress:
@@ -139,7 +140,7 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
                   "networks": networks, "details": details or {}}
     if record["verdict"] not in VERDICTS:
         raise ValueError(f"verdict {record['verdict']!r} must be one of {VERDICTS}")
-    record.update(chapter=os.environ.get("MEMRNN_CHAPTER"),
+    record.update(device=device_name(), chapter=os.environ.get("MEMRNN_CHAPTER"),
                   code_sha256=code_sha256 or os.environ.get("MEMRNN_CHAPTER_SHA256"), parameters=parameters)
     store.write_json(Path(runs_dir) / "verdicts" / f"{record['claim']}.json", record)
     return record
@@ -196,10 +197,11 @@ def code_version() -> str:
 
 
 def device_name(device: str = "auto") -> str:
+    """What a chapter computes on (the scorecard names it beside each verdict)."""
     import torch
 
     if device == "cpu" or not torch.cuda.is_available():
-        return "CPU"
+        return f"CPU ({os.cpu_count()} cores)"
     return f"GPU ({torch.cuda.get_device_name()})"
 
 

@@ -28,8 +28,13 @@ def run_grid(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str | Pa
         grid = _submit_grid(graph, preset, archs, protocols, delays, out, overrides)
         evaluated = graph.gather([condition["evaluated"] for condition in grid])
     rows = [_grid_row(condition, section) for condition, section in zip(grid, evaluated)]
-    store.write_json(out / f"grid-{preset}.json", rows)
+    store.write_json(out / f"grid-{_summary_name(preset, grid)}.json", rows)
     return rows
+
+
+def _summary_name(preset: str, grid: list[dict]) -> str:
+    """``preset-dataset``: grids of one preset on several datasets share a runs folder."""
+    return f"{preset}-{grid[0]['config'].dataset}"
 
 
 def _submit_grid(graph, preset, archs, protocols, delays, out: Path, overrides) -> list[dict]:
@@ -122,8 +127,8 @@ def run_campaign(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str 
         evaluated, compared, correlations = graph.gather(
             [[condition["evaluated"] for condition in grid], compared, correlations])
     rows = [_grid_row(condition, section) for condition, section in zip(grid, evaluated)]
-    store.write_json(out / f"grid-{preset}.json", rows)
+    store.write_json(out / f"grid-{_summary_name(preset, grid)}.json", rows)
     result = {"grid": rows, "correlations": correlations,
               "regularization": dict(zip([row["run"] for row in rows], compared))}
-    store.write_json(out / f"campaign-{preset}.json", result)
+    store.write_json(out / f"campaign-{_summary_name(preset, grid)}.json", result)
     return result

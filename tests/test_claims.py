@@ -2,6 +2,7 @@
 and the coverage of every interval the package reports at five networks."""
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -200,6 +201,7 @@ def test_claims_verdict_recorded_with_scope_and_staleness(tmp_path):
     c1, c6 = read_verdicts(tmp_path)
     assert c6["verdict"] == "reproduced" and c6["scope"]["archs"] == ["gru", "lstm"] and c6["rule"] == verdict.rule
     assert c6["preset"] == "smoke" and c6["networks"] == 10
+    assert c6["device"] == f"CPU ({os.cpu_count()} cores)"  # the test machine has no GPU
     assert stale_reason(c6, "abc", {"preset": "smoke"}) is None
     assert stale_reason(c6, "abd", {"preset": "smoke"}) == "recorded by other chapter code"
     assert stale_reason(c6, "abc", {"preset": "cpu"}) == "recorded with other parameters"

@@ -98,7 +98,7 @@ def test_regularize_compares_modes(tmp_path, capsys):
 def test_campaign_runs_every_stage(tmp_path, capsys):
     assert main(["campaign", "--preset", "smoke", "--archs", "gru", "--protocols", "none", "--set", "steps=20",
                  "--out", str(tmp_path), "--quiet"]) == 0
-    result = json.loads((tmp_path / "campaign-smoke.json").read_text())
+    result = json.loads((tmp_path / "campaign-smoke-synthetic.json").read_text())
     (run,) = result["regularization"]
     assert (tmp_path / run / "formation.json").exists() and (tmp_path / run / "slowpoints.safetensors").exists()
     assert [r["mode"] for r in result["regularization"][run]] == ["control", "slowpoints", "centermass", "tar"]

@@ -60,7 +60,7 @@ def test_grid_cli_on_a_separate_cluster_equals_in_process(tmp_path, cluster):
     assert main(args + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]) == 0
     rows = run_grid("smoke", ["gru"], ["none", "decu"], delays=[4, 30], out=tmp_path / "here", progress=False,
                     scheduler="sync", steps=20)
-    assert store.read_json(tmp_path / "dask" / "grid-smoke.json") == rows
+    assert store.read_json(tmp_path / "dask" / "grid-smoke-synthetic.json") == rows
     for row in rows:
         _assert_same_weights(tmp_path / "dask" / row["run"], tmp_path / "here" / row["run"])
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from memrnn import store
-from memrnn.presets import make_config, parse_override
+from memrnn.presets import PRESETS, make_config, parse_override
+from memrnn.protocols import schedule
 
 
 def test_config_hash_tracks_fields_that_change_results():
@@ -54,6 +55,14 @@ def test_presets_and_errors():
     cifar = make_config("paper", dataset="cifar10")
     assert (cifar.hidden_size, cifar.batch_size, cifar.steps, cifar.lr, cifar.seeds) == (512, 64, 300_000, 1e-4, 5)
     assert cifar.lr_at(280_000) == pytest.approx(1e-5)
+    gpu = make_config("gpu")
+    assert (gpu.dataset, gpu.hidden_size, gpu.batch_size, gpu.seeds, gpu.lr) == ("mnist-5k", 200, 128, 10, 1e-3)
+    gpu_cifar = make_config("gpu", dataset="cifar10")
+    assert (gpu_cifar.hidden_size, gpu_cifar.batch_size, gpu_cifar.steps) == (512, 64, gpu.steps)
+    # the delay curriculum keeps its shape: T_max reaches 20 after 80/140 of the shortened training
+    decu = schedule("decu", gpu.dataset, gpu.steps)
+    reaches_20 = next(e["step"] for e in decu.events() if e["kind"] == "t_max" and e["value"] == 20)
+    assert abs(reaches_20 - gpu.steps * 80 / 140) <= 1 and decu.at(reaches_20 - 1)[0] == 18
     with pytest.raises(ValueError, match="unknown preset 'fast'.*smoke"):
         make_config("fast")
     with pytest.raises(ValueError, match=r"unknown config field\(s\) \['hidden'\]"):
@@ -69,7 +78,7 @@ def test_presets_and_errors():
 
 
 def test_presets_use_the_reference_model_form():
-    for preset in ("smoke", "cpu", "paper"):
+    for preset in PRESETS:
         config = make_config(preset)
         assert config.is_reference_form, preset
         assert config.model_form["cell"] == "reference" and config.model_form["readout"] == "sigmoid-softmax"

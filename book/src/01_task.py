@@ -30,7 +30,7 @@ if importlib.util.find_spec("memrnn") is None:
                    check=True)
 
 # %% tags=["parameters"]
-preset: str = "cpu"               # smoke | cpu | paper
+preset: str = "cpu"               # smoke | cpu | gpu | paper
 dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
 archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none

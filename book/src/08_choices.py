@@ -40,7 +40,7 @@ if importlib.util.find_spec("memrnn") is None:
                    check=True)
 
 # %% tags=["parameters"]
-preset: str = "cpu"               # smoke | cpu | paper
+preset: str = "cpu"               # smoke | cpu | gpu | paper
 dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
 arch: str = "gru"                 # the architecture whose choices are flipped: gru, lstm
 protocols: str = "decu"           # comma-separated: decu, vocu, none

@@ -27,6 +27,7 @@ import nbformat
 from IPython.display import Markdown
 
 from memrnn.book import read_verdicts, stale_verdicts
+from memrnn.presets import make_config
 
 CHAPTER_OF = {"C1": "01_task", "C2": "02_extrapolation", "C3": "03_slowpoints", "C4": "04_speed_predicts_memory",
               "C5": "05_formation", "C6": "06_regularization"}
@@ -44,7 +45,8 @@ def scope(record):
         return f"preset `{record['preset']}`, {record['networks']} networks"
     text = (f"preset `{s['preset']}`; {', '.join(s['datasets'])}; {', '.join(a.upper() for a in s['archs'])}; "
             f"{s['units']} units; {s['steps']:,} steps; {s['model_form']}; {s['networks']} networks")
-    return text + (f"; search: {s['search']}" if s.get("search") else "")
+    text += f"; search: {s['search']}" if s.get("search") else ""
+    return text + (f"; on {record['device']}" if record.get("device") else "")
 
 
 records = {r["claim"]: r for r in read_verdicts(runs)}
@@ -58,10 +60,17 @@ for claim, chapter in CHAPTER_OF.items():
         continue
     flag = f" (stale: {stale[claim]})" if claim in stale else ""
     lines.append(f"| {link} | {statement(chapter)} | {r['statistic']} | {scope(r)} | **{r['verdict']}**{flag} |")
+
+
+def shape(config):
+    return (f"{config.dataset}, {config.hidden_size} units, batch {config.batch_size}, {config.steps:,} training steps, "
+            f"{config.seeds} networks per ensemble")
+
+
 banner = "" if preset == "paper" else (
-    f"```{{warning}}\nThese verdicts come from the `{preset}` preset, not the paper's scale: smaller networks, "
-    "a subset of MNIST, far fewer training steps and one dataset. They speak for the reference's model at this "
-    "scale only; the `paper` preset reruns every chapter at the reference's.\n```\n\n")
+    f"```{{warning}}\nThese verdicts come from the `{preset}` preset ({shape(make_config(preset))}), not the "
+    f"paper's scale ({shape(make_config('paper'))}), and from one dataset. They speak for the reference's model "
+    "at this scale only; the `paper` preset reruns every chapter at the reference's.\n```\n\n")
 Markdown(banner + "\n".join(lines))
 
 # %% tags=["nbval-check-output"]
