@@ -5,7 +5,7 @@
 # (benchmarks/gpu_bundle.sh, for the image's Python and this one's), the same stages. It passes when
 # every stage finished and what comes back fits the return channel: at most 8 files of at most 16 MiB
 # that unpack to every chapter executed at smoke, the throughput tables and the runs' records.
-#     bash benchmarks/gpu_rehearsal.sh        # about 15 minutes on two cores
+#     bash benchmarks/gpu_rehearsal.sh        # about 20 minutes on two idle cores (budget: an hour)
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -16,7 +16,7 @@ host=$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1
 PYTHONS="3.12 $host" bash benchmarks/gpu_bundle.sh
 python3 -m venv "$work/bare"
 "$work/bare/bin/pip" install --quiet "torch==2.13.0" numpy scipy matplotlib safetensors tqdm
-PYTHON=$work/bare/bin/python PRESET=smoke BUDGET=1800 OUT=$work/out \
+PYTHON=$work/bare/bin/python PRESET=smoke BUDGET=3600 OUT=$work/out \
   THROUGHPUT_ARGS="--members 1,2 --hidden 16 --batch 4 --steps 2 --input 64" bash benchmarks/gpu_run.sh
 
 files=("$work"/out/*)

@@ -196,6 +196,31 @@ def code_version() -> str:
         return f"memrnn {__version__}"
 
 
+def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list[str]:
+    """What an edition brought back from another machine (benchmarks/gpu_run.sh) lacks, unpacked into
+    ``folder``: chapters executed at ``preset``, a verdict per claim, throughput rows, a campaign per
+    dataset. Empty when complete."""
+    folder = Path(folder)
+    problems = []
+    for name in CHAPTERS:
+        notebook = folder / "book" / f"{name}.ipynb"
+        if not notebook.exists():
+            problems.append(f"chapter {name} not executed")
+        elif json.loads(notebook.read_text())["metadata"].get("memrnn", {}).get("preset") != preset:
+            problems.append(f"chapter {name} executed at another preset")
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
+        if not (folder / "runs" / "verdicts" / f"{claim}.json").exists():
+            problems.append(f"no verdict for {claim}")
+    for arch in ("gru", "lstm"):
+        table = folder / "runs" / "gpu-logs" / f"throughput-{arch}.log"
+        if not table.exists() or not any(line.split()[:1] == ["1"] for line in table.read_text().splitlines()):
+            problems.append(f"no throughput row for {arch.upper()}")
+    for dataset in datasets:
+        if not (folder / "runs" / f"campaign-{preset}-{dataset}.json").exists():
+            problems.append(f"no campaign on {dataset}")
+    return problems
+
+
 def device_name(device: str = "auto") -> str:
     """What a chapter computes on (the scorecard names it beside each verdict)."""
     import torch

@@ -197,3 +197,29 @@ def _check_page(driver, page, width):
             "return [...document.querySelectorAll('a[href]')].map(a => a.href)"
             ".filter(h => h.includes('colab.research.google.com') || h.includes('mybinder.org'))")
         assert len(launch) >= 2, f"{page.name}: no Colab and Binder launch buttons"
+
+
+def test_an_edition_from_another_machine_is_checked_for_what_it_lacks(tmp_path):
+    from memrnn.book import missing_from_edition
+
+    (tmp_path / "book").mkdir()
+    for name in CHAPTERS:
+        notebook = nbformat.v4.new_notebook(metadata={"memrnn": {"preset": "gpu"}})
+        nbformat.write(notebook, tmp_path / "book" / f"{name}.ipynb")
+    for folder in ("verdicts", "gpu-logs"):
+        (tmp_path / "runs" / folder).mkdir(parents=True)
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
+        (tmp_path / "runs" / "verdicts" / f"{claim}.json").write_text("{}")
+    table = "network-steps/s\n    E       loop   eager fp32\n    1      310.2   290.0 (  0.9x)\n"
+    for arch in ("gru", "lstm"):
+        (tmp_path / "runs" / "gpu-logs" / f"throughput-{arch}.log").write_text(table)
+    (tmp_path / "runs" / "campaign-gpu-mnist-5k.json").write_text("{}")
+    assert missing_from_edition(tmp_path, "gpu", ["mnist-5k"]) == []
+
+    nbformat.write(nbformat.v4.new_notebook(metadata={"memrnn": {"preset": "cpu"}}), tmp_path / "book" / "03_slowpoints.ipynb")
+    (tmp_path / "book" / "scorecard.ipynb").unlink()
+    (tmp_path / "runs" / "verdicts" / "C4.json").unlink()
+    (tmp_path / "runs" / "gpu-logs" / "throughput-lstm.log").write_text(table.rsplit("\n    1", 1)[0])
+    assert missing_from_edition(tmp_path, "gpu", ["mnist-5k", "fashion-mnist"]) == [
+        "chapter 03_slowpoints executed at another preset", "chapter scorecard not executed", "no verdict for C4",
+        "no throughput row for LSTM", "no campaign on fashion-mnist"]
