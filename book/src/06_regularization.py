@@ -17,7 +17,7 @@
 # 140,000 steps: 107 steps at `cpu`), on networks trained with DeCu **and** with VoCu, 10 per
 # architecture and protocol (two ensembles of the preset's five seeds).
 #
-# **Runtime:** at `cpu`, the committed execution took 47 minutes on two CPU cores shared with other
+# **Runtime:** at `cpu`, computing it from nothing took 47 minutes on two CPU cores shared with other
 # chapters (the extra five networks per condition, slow points of every parent, short fine-tunes and
 # their evaluation); seconds once cached. `centermass` and `tar` are run
 # on the first ensemble only; `control` and `slowpoints`, which the verdict compares, on all.

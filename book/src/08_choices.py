@@ -26,7 +26,7 @@
 # protocol only large effects can show.
 #
 # **Runtime:** at `cpu`, 5 switches × 5 GRUs to train (about 3 minutes per condition on two CPU
-# cores), then slow points and two short fine-tunes per condition: the committed execution took 40
+# cores), then slow points and two short fine-tunes per condition: computing it from nothing took 40
 # minutes on two CPU cores shared with other chapters; seconds once cached.
 
 # %% tags=["remove-cell"]
