@@ -213,7 +213,7 @@ def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list
             problems.append(f"no verdict for {claim}")
     for arch in ("gru", "lstm"):
         table = folder / "runs" / "gpu-logs" / f"throughput-{arch}.log"
-        if not table.exists() or not any(line.split()[:1] == ["1"] for line in table.read_text().splitlines()):
+        if not table.exists() or not any(line.split()[:1] and line.split()[0].isdigit() for line in table.read_text().splitlines()):
             problems.append(f"no throughput row for {arch.upper()}")
     for dataset in datasets:
         if not (folder / "runs" / f"campaign-{preset}-{dataset}.json").exists():
