@@ -130,7 +130,7 @@ _PRESETS: dict[str, dict] = {
     # 20,000 (lr 1e-3 for 8,000, then 1e-4) still let every coordinate cross the region (-1, 1)
     "cpu": dict(dataset="mnist-5k", seeds=5, hidden_size=100, batch_size=32, steps=3000, lr=1e-3,
                 checkpoint_every=250, log_every=50, eval_trials=1000, search_iterations=20_000),
-    # search_iterations as at cpu: the analyses of 24 ensembles must fit one short GPU session
+    # search_iterations as at cpu: the analyses of 24 ensembles must fit a few minutes of one GPU
     "gpu": dict(dataset="mnist-5k", seeds=10, hidden_size=200, batch_size=128, steps=8000, lr=1e-3,
                 checkpoint_every=500, log_every=100, eval_trials=2000, search_iterations=20_000),
     "paper": dict(dataset="mnist", seeds=10, hidden_size=200, batch_size=128, steps=140_000, lr=1e-5,
