@@ -208,12 +208,15 @@ def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list
             problems.append(f"chapter {name} not executed")
         elif json.loads(notebook.read_text())["metadata"].get("memrnn", {}).get("preset") != preset:
             problems.append(f"chapter {name} executed at another preset")
-    for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
+    from .claims import RULES
+
+    for claim in RULES:
         if not (folder / "runs" / "verdicts" / f"{claim}.json").exists():
             problems.append(f"no verdict for {claim}")
     for arch in ("gru", "lstm"):
         table = folder / "runs" / "gpu-logs" / f"throughput-{arch}.log"
-        if not table.exists() or not any(line.split()[:1] and line.split()[0].isdigit() for line in table.read_text().splitlines()):
+        # a measured row starts with its ensemble size E
+        if not table.exists() or not any(line.lstrip()[:1].isdigit() for line in table.read_text().splitlines()):
             problems.append(f"no throughput row for {arch.upper()}")
     for dataset in datasets:
         if not (folder / "runs" / f"campaign-{preset}-{dataset}.json").exists():
