@@ -17,13 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
-from .campaign import run_grid
-from .evaluate import evaluate_run
+from .campaign import grid_row, submit_finetunes, submit_grid
+from .engine import engine
 from .evidence import long_accuracy, trained_accuracy
 from .presets import MODEL_FORM
-from .regularize import compare, finetune
-from .slowpoints import analyse_run, analysis_name
+from .slowpoints import analysis_name
 from .stats import mean_ci, spearman_difference_ci, speed_memory_rows
 
 TRAINING_FIELDS = ("cell", "readout", "init", "loss", "class_sampling")
@@ -49,32 +47,50 @@ def switches(fields=tuple(MODEL_FORM)) -> list[Switch]:
     return [Switch(field, value) for field in fields for value in MODEL_FORM[field][1:]]
 
 
-def measure(preset: str, arch: str, protocols, switch: Switch | None, runs: str | Path, delays,
-            progress: bool = False, **overrides) -> dict:
-    """Train (or reuse) and analyse one setting: the reference (``switch=None``) or one switch.
+def measure(preset: str, arch: str, protocols, settings, runs: str | Path, delays, progress: bool = True,
+            scheduler: str | None = None, **overrides) -> dict:
+    """Train (or reuse) and analyse each setting: the reference (``None``) or one switch, all as one task
+    graph on ``scheduler`` (see :mod:`memrnn.engine`; settings that share networks share their tasks).
 
-    Returns per-network arrays keyed by (protocol, seed): trained- and long-delay accuracy, the
-    fine-tuning gain, and the (log speed, long-delay accuracy, unit) triples of the correlation."""
+    Returns, per setting, per-network arrays keyed by (protocol, seed): trained- and long-delay accuracy,
+    the fine-tuning gain, and the (log speed, long-delay accuracy, unit) triples of the correlation."""
+    out = Path(runs).resolve()
+    with engine(scheduler, progress) as graph:
+        submitted = [_submit_setting(graph, preset, arch, protocols, switch, out, delays, overrides)
+                     for switch in settings]
+        done = graph.gather([([c["evaluated"] for c in grid], tables) for grid, tables, _ in submitted])
+    return {switch: _measures(out, grid, evaluated, tables, sections)
+            for switch, (grid, _, sections), (evaluated, tables) in zip(settings, submitted, done)}
+
+
+def _submit_setting(graph, preset, arch, protocols, switch: Switch | None, out: Path, delays, overrides):
+    """Train -> evaluate, then slow points -> control and slowpoints fine-tunes -> compare, per protocol."""
     training = {switch.field: switch.value} if switch is not None and switch.trains else {}
-    rows = run_grid(preset, [arch], protocols, delays, out=runs, progress=progress, **overrides, **training)
+    grid = submit_grid(graph, preset, [arch], protocols, delays, out, {**overrides, **training})
     analysis = {switch.field: switch.value} if switch is not None and switch.field in ANALYSIS_FIELDS else {}
     form = switch.value if switch is not None and switch.field == "finetune" else None
-    run_dirs = [Path(runs) / r["run"] for r in rows]
-    configs = [store.read_config(d) for d in run_dirs]
-    sections, gains = [], []
-    for run_dir, config in zip(run_dirs, configs):
+    tables, sections = [], []
+    for condition in grid:
+        config = condition["config"]
         settings = {"search": config.search, "centroids": config.centroids, "metric": config.speed_metric}
         settings.update({"metric" if k == "speed_metric" else k: v for k, v in analysis.items()})
-        analyse_run(run_dir, **settings)
         sections.append(analysis_name(config, settings["search"], settings["centroids"], settings["metric"]))
         # the anchors come from the same analysis (for the reference settings, the run's own)
-        children = [finetune(run_dir, mode, form=form, progress=progress, **settings) for mode in ("control", "slowpoints")]
-        for child in children:
-            evaluate_run(child, delays)
-        by_mode = {r["mode"]: r for r in compare(run_dir, children)}
+        _, table = submit_finetunes(graph, condition["run"], [{"mode": m, "form": form} for m in ("control", "slowpoints")],
+                                    delays, settings, after=(condition["evaluated"],))
+        tables.append(table)
+    return grid, tables, sections
+
+
+def _measures(out: Path, grid, evaluated, tables, sections) -> dict:
+    rows = [grid_row(condition, section) for condition, section in zip(grid, evaluated)]
+    run_dirs = [out / r["run"] for r in rows]
+    gains = []
+    for table in tables:
+        by_mode = {r["mode"]: r for r in table}
         gains.append(np.subtract(by_mode["slowpoints"]["long"]["after_per_seed"],
                                  by_mode["control"]["long"]["after_per_seed"]))
-    units = [(r["protocol"], seed) for r, config in zip(rows, configs) for seed in config.member_seeds]
+    units = [(r["protocol"], seed) for r, condition in zip(rows, grid) for seed in condition["config"].member_seeds]
     speed_rows = [row for run_dir, section in zip(run_dirs, sections)
                   for row in speed_memory_rows([run_dir], section=section)]
     unit_index = {unit: i for i, unit in enumerate(units)}

@@ -186,14 +186,18 @@ def read_verdicts(runs_dir: Path) -> list[dict]:
 CPU_SECONDS_PER_NETWORK_STEP = 180 / (5 * 3000)
 
 
-def code_version() -> str:
-    """The git commit of the package's checkout when there is one, else the package version."""
+def code_version(checkout: Path = Path(__file__).parent) -> str:
+    """The git commit of the package's checkout when there is one (saying so when the package or the
+    chapters' sources differ from it, so a book is never credited to a commit it did not run), else
+    the package version."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, check=True).stdout.strip()
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                                capture_output=True, text=True, check=True).stdout.strip()
-        return f"commit {commit}"
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", ":/memrnn", ":/book/src")
     except (OSError, subprocess.CalledProcessError):
         return f"memrnn {__version__}"
+    return f"commit {commit}" + (" with uncommitted changes" if changed else "")
 
 
 def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list[str]:

@@ -25,9 +25,9 @@ def run_grid(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str | Pa
     cached runs and evaluations are reused."""
     out = Path(out).resolve()  # workers may start elsewhere
     with engine(scheduler, progress) as graph:
-        grid = _submit_grid(graph, preset, archs, protocols, delays, out, overrides)
+        grid = submit_grid(graph, preset, archs, protocols, delays, out, overrides)
         evaluated = graph.gather([condition["evaluated"] for condition in grid])
-    rows = [_grid_row(condition, section) for condition, section in zip(grid, evaluated)]
+    rows = [grid_row(condition, section) for condition, section in zip(grid, evaluated)]
     store.write_json(out / f"grid-{_summary_name(preset, grid)}.json", rows)
     return rows
 
@@ -37,8 +37,8 @@ def _summary_name(preset: str, grid: list[dict]) -> str:
     return f"{preset}-{grid[0]['config'].dataset}"
 
 
-def _submit_grid(graph, preset, archs, protocols, delays, out: Path, overrides) -> list[dict]:
-    """Per condition: train -> evaluate."""
+def submit_grid(graph, preset, archs, protocols, delays, out: Path, overrides) -> list[dict]:
+    """Per condition: train -> evaluate. Each condition: its config and the two tasks' futures."""
     grid = []
     for arch in archs:
         for protocol in protocols:
@@ -48,7 +48,8 @@ def _submit_grid(graph, preset, archs, protocols, delays, out: Path, overrides) 
     return grid
 
 
-def _grid_row(condition: dict, section: dict) -> dict:
+def grid_row(condition: dict, section: dict) -> dict:
+    """The grid summary's row of a condition, from its evaluation."""
     config = condition["config"]
     summary = store.read_json(Path(section["run_dir"]) / store.SUMMARY_FILE)
     return {"run": Path(section["run_dir"]).name, "arch": config.arch, "protocol": config.protocol,
@@ -68,9 +69,8 @@ def _evaluate(run_dir: str, delays, *after) -> dict:
         return {**evaluate_run(Path(run_dir), delays), "run_dir": run_dir}
 
 
-def _slowpoints(run_dir: str, *after) -> str:
-    with store.run_lock(run_dir):
-        analyse_run(Path(run_dir))
+def _slowpoints(run_dir: str, *after, **analysis) -> str:
+    analyse_run(Path(run_dir), **analysis)
     return run_dir
 
 
@@ -80,8 +80,8 @@ def _formation(run_dir: str) -> str:
     return run_dir
 
 
-def _finetune(run_dir: str, mode: str) -> str:
-    return str(finetune(Path(run_dir), mode=mode, progress=False))
+def _finetune(run_dir: str, mode: str, **options) -> str:
+    return str(finetune(Path(run_dir), mode, progress=False, **options))
 
 
 def _compare(run_dir: str, children: list[dict], *after) -> list[dict]:
@@ -90,6 +90,41 @@ def _compare(run_dir: str, children: list[dict], *after) -> list[dict]:
 
 def _correlations(run_dirs: list[str], *after) -> list[dict]:
     return correlation_table(speed_memory_rows([Path(r) for r in run_dirs]))
+
+
+def submit_finetunes(graph, parent, finetunes, delays, analysis: dict | None = None, after=()):
+    """The parent's slow points (``analysis``: ``analyse_run``'s settings) -> each fine-tune (``finetunes``:
+    keyword dicts of ``finetune``, anchored on that analysis) -> evaluate each -> compare with the parent.
+    ``after``: tasks that must finish first (the parent's evaluation). Returns the futures of the slow
+    points (the parent's directory, once analysed) and of the comparison."""
+    analysis = analysis or {}
+    points = graph.submit(_slowpoints, parent, *after, **analysis)
+    children = [graph.submit(_evaluate, graph.submit(_finetune, points, **analysis, **options), list(delays))
+                for options in finetunes]
+    return points, graph.submit(_compare, points, children, *after)
+
+
+def finetune_runs(parents, finetunes, delays=DEFAULT_DELAYS, progress: bool = True,
+                  scheduler: str | None = None) -> list[list[dict]]:
+    """Fine-tune trained runs as tasks on ``scheduler``: ``finetunes[i]`` lists the ``finetune`` keyword
+    dicts for ``parents[i]`` (e.g. ``[{"mode": "control"}, {"mode": "slowpoints", "lam": 1e-3}]``); every
+    parent and child is evaluated on ``delays``. Returns each parent's ``compare`` table, in order."""
+    if len(parents) != len(finetunes):
+        raise ValueError(f"one list of fine-tunes per parent: {len(parents)} parents, {len(finetunes)} lists")
+    with engine(scheduler, progress) as graph:
+        tables = []
+        for parent, wanted in zip(parents, finetunes):
+            parent = str(Path(parent).resolve())  # workers may start elsewhere
+            evaluated = graph.submit(_evaluate, parent, list(delays))
+            tables.append(submit_finetunes(graph, parent, wanted, delays, after=(evaluated,))[1])
+        return graph.gather(tables)
+
+
+def each_run(analysis, run_dirs, progress: bool = True, scheduler: str | None = None, **options) -> list:
+    """``analysis(run_dir, **options)`` for every run as parallel tasks on ``scheduler`` (e.g.
+    ``analyse_run``, ``trace_run``: each caches its result in the run); the results, in order."""
+    with engine(scheduler, progress) as graph:
+        return graph.gather([graph.submit(analysis, Path(run_dir).resolve(), **options) for run_dir in run_dirs])
 
 
 def format_table(rows: list[dict]) -> str:
@@ -114,19 +149,19 @@ def run_campaign(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str 
     fine-tune in every mode -> evaluate each -> compare; over all conditions: speed vs memory."""
     out = Path(out).resolve()
     with engine(scheduler, progress) as graph:
-        grid = _submit_grid(graph, preset, archs, protocols, delays, out, overrides)
+        grid = submit_grid(graph, preset, archs, protocols, delays, out, overrides)
         analysed, compared = [], []
         for condition in grid:
             # after evaluation: both write the run's summary, so they would only wait for each other's lock
-            points = graph.submit(_slowpoints, condition["run"], condition["evaluated"])
+            points, table = submit_finetunes(graph, condition["run"], [{"mode": mode} for mode in modes], delays,
+                                             after=(condition["evaluated"],))
             graph.submit(_formation, points)
-            children = [graph.submit(_evaluate, graph.submit(_finetune, points, mode), list(delays)) for mode in modes]
-            compared.append(graph.submit(_compare, points, children, condition["evaluated"]))
+            compared.append(table)
             analysed.append(points)
         correlations = graph.submit(_correlations, analysed, [condition["evaluated"] for condition in grid])
         evaluated, compared, correlations = graph.gather(
             [[condition["evaluated"] for condition in grid], compared, correlations])
-    rows = [_grid_row(condition, section) for condition, section in zip(grid, evaluated)]
+    rows = [grid_row(condition, section) for condition, section in zip(grid, evaluated)]
     store.write_json(out / f"grid-{_summary_name(preset, grid)}.json", rows)
     result = {"grid": rows, "correlations": correlations,
               "regularization": dict(zip([row["run"] for row in rows], compared))}

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from memrnn.book import CHAPTERS, COLAB_METADATA, code_hash, run, set_parameters, source_notebook
+from memrnn.book import CHAPTERS, COLAB_METADATA, code_hash, code_version, run, set_parameters, source_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -223,3 +223,28 @@ def test_an_edition_from_another_machine_is_checked_for_what_it_lacks(tmp_path):
     assert missing_from_edition(tmp_path, "gpu", ["mnist-5k", "fashion-mnist"]) == [
         "chapter 03_slowpoints executed at another preset", "chapter scorecard not executed", "no verdict for C4",
         "no throughput row for LSTM", "no campaign on fashion-mnist"]
+
+
+def test_code_version_names_the_commit_and_says_when_the_code_differs_from_it(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    (tmp_path / "memrnn").mkdir(parents=True)
+    (tmp_path / "book" / "src").mkdir(parents=True)
+    (tmp_path / "memrnn" / "task.py").write_text("x = 1\n")
+    (tmp_path / "book" / "src" / "01.py").write_text("y = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True,
+                            text=True).stdout.strip()
+    package = tmp_path / "memrnn"
+    assert code_version(package) == f"commit {commit}"
+    (tmp_path / "book" / "01.ipynb").write_text("{}")  # an executed chapter is output, not code
+    assert code_version(package) == f"commit {commit}"
+    (tmp_path / "book" / "src" / "01.py").write_text("y = 2\n")
+    assert code_version(package) == f"commit {commit} with uncommitted changes"
+    git("checkout", "--", "book/src/01.py")
+    (tmp_path / "memrnn" / "new.py").write_text("")
+    assert code_version(package) == f"commit {commit} with uncommitted changes"
+    assert code_version(tmp_path.parent).startswith("memrnn ")  # no checkout: the package's version

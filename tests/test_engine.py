@@ -2,15 +2,17 @@ import os
 import signal
 import time
 
+import numpy as np
 import pytest
 import torch
 from distributed import Client
 
-from memrnn import store
-from memrnn.campaign import _train, run_grid
+from memrnn import ablation, store
+from memrnn.campaign import _train, each_run, finetune_runs, run_grid
 from memrnn.cli import main
 from memrnn.engine import InProcess, OnDask, engine, local_cluster
 from memrnn.presets import make_config
+from memrnn.slowpoints import analyse_run
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +94,44 @@ def test_run_lock_is_reentrant_in_one_thread(tmp_path):
         with store.run_lock(tmp_path / "run"):
             pass
         assert (tmp_path / "run" / ".lock").exists()
+
+
+def _chapter_graphs(out, scheduler):
+    """The chapters' graphs on smoke runs: slow points of every run, fine-tunes with evaluation and
+    comparison, and the ablation's settings, two of which share the reference's networks."""
+    rows = run_grid("smoke", ["gru"], ["none", "decu"], delays=[4, 100], out=out, progress=False, scheduler="sync",
+                    steps=20, search_iterations=200)
+    run_dirs = [out / row["run"] for row in rows]
+    wanted = [{"mode": "control", "steps": 4}, {"mode": "slowpoints", "steps": 4, "lam": 1e-2}]
+    return (each_run(analyse_run, run_dirs, progress=False, scheduler=scheduler),
+            finetune_runs(run_dirs, [wanted] * len(run_dirs), delays=[4, 100], progress=False, scheduler=scheduler),
+            ablation.measure("smoke", "gru", ["none", "decu"], SETTINGS, out, [4, 100], progress=False,
+                             scheduler=scheduler, steps=20, search_iterations=200))
+
+
+SETTINGS = [None, ablation.Switch("search", "lm"), ablation.Switch("finetune", "continue")]
+
+
+def test_chapter_analyses_on_a_cluster_equal_in_process(tmp_path, cluster):
+    sections, tables, measured = _chapter_graphs(tmp_path / "dask", cluster.scheduler_address)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on a worker: Levenberg-Marquardt's solves round differently with more threads
+    try:
+        sections_here, tables_here, measured_here = _chapter_graphs(tmp_path / "here", "sync")
+    finally:
+        torch.set_num_threads(threads)
+    assert [len(table) for table in tables] == [2, 2] and list(measured) == SETTINGS
+    assert sections == sections_here and tables == tables_here
+    for switch in SETTINGS:
+        for key in ("trained", "long", "gain"):
+            np.testing.assert_array_equal(measured[switch][key], measured_here[switch][key])
+        for dask_array, here_array in zip(measured[switch]["correlation"], measured_here[switch]["correlation"]):
+            np.testing.assert_array_equal(dask_array, here_array)
+    # the search switch reuses the reference's networks: only what depends on the analysis may change
+    assert measured[SETTINGS[1]]["runs"] == measured[None]["runs"]
+    np.testing.assert_array_equal(measured[SETTINGS[1]]["long"], measured[None]["long"])
+
+
+def test_finetune_runs_needs_one_list_per_parent(tmp_path):
+    with pytest.raises(ValueError, match="2 parents, 1 lists"):
+        finetune_runs([tmp_path / "a", tmp_path / "b"], [[{"mode": "control"}]], scheduler="sync")

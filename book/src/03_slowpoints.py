@@ -66,11 +66,14 @@ run_box(config, archs, protocols, device)
 
 # %%
 from memrnn.book import markdown_table
+from memrnn.campaign import each_run
 from memrnn.runs import load_run
 from memrnn.slowpoints import analyse_run, load_results, probe_trajectories
 
-found = {row["run"]: analyse_run(f"{runs}/{row['run']}") for row in rows}  # the run's search: the reference's
-ours = {row["run"]: analyse_run(f"{runs}/{row['run']}", search="lm") for row in rows}
+names = [row["run"] for row in rows]
+run_dirs = [f"{runs}/{name}" for name in names]
+found = dict(zip(names, each_run(analyse_run, run_dirs)))  # the run's search: the reference's
+ours = dict(zip(names, each_run(analyse_run, run_dirs, search="lm")))
 # summaries over the paper's protocols: networks that never learned (C1) have no memories to find
 learned = [found[row["run"]] for row in rows if row["protocol"] in claims.PAPER_PROTOCOLS]
 speed = np.concatenate([np.asarray(f["speed"]).ravel() for f in learned])

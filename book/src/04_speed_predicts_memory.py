@@ -58,13 +58,13 @@ plots.book_figures()
 run_box(config, archs, protocols, device)
 
 # %%
-from memrnn.slowpoints import analyse_run
 from memrnn.book import markdown_table
+from memrnn.campaign import each_run
+from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows
 
 run_dirs = [f"{runs}/{row['run']}" for row in rows]
-for run_dir in run_dirs:
-    analyse_run(run_dir)
+each_run(analyse_run, run_dirs)
 # the paper's protocols: networks that never learned the task (see C1) have no memories to correlate
 observations = [o for o in speed_memory_rows(run_dirs, min_delay=100) if o["protocol"] in claims.PAPER_PROTOCOLS]
 table = correlation_table(observations)

@@ -57,11 +57,11 @@ plots.book_figures()
 run_box(config, archs, protocols, device)
 
 # %%
+from memrnn.book import markdown_table
+from memrnn.campaign import each_run
 from memrnn.formation import trace_run
 
-from memrnn.book import markdown_table
-
-traces = {row["run"]: trace_run(f"{runs}/{row['run']}") for row in rows}
+traces = dict(zip([row["run"] for row in rows], each_run(trace_run, [f"{runs}/{row['run']}" for row in rows])))
 formation_rows = []
 for row in rows:
     t = traces[row["run"]]

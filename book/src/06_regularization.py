@@ -70,22 +70,21 @@ run_box(config, archs, parent_protocols, device)
 print(f"{ensembles} ensembles of {config.seeds} networks per condition: {ensembles * config.seeds} networks each")
 
 # %% mystnb={"figure": {"caption": "Report accuracy against delay before and after each fine-tuning mode (mean and 95% CI over the first ensemble's networks), one panel per condition; dotted: chance.", "name": "fig-c6-regularization"}}
-from memrnn.evaluate import evaluate_run
-from memrnn.regularize import compare, finetune
+from memrnn.campaign import finetune_runs
 
+# the verdict pairs slowpoints with control over every ensemble; the other modes are shown on the first
+parents = [(b, row) for b, rows in enumerate(blocks) for row in rows]
+wanted = [modes.split(",") if b == 0 else ["control", "slowpoints"] for b, _ in parents]
+tables = finetune_runs([f"{runs}/{row['run']}" for _, row in parents],
+                       [[{"mode": mode, "lam": lam or None} for mode in w] for w in wanted], blocks[0][0]["delays"])
 comparisons, panels = {}, {}
-for b, rows in enumerate(blocks):
-    for row in rows:
-        parent = f"{runs}/{row['run']}"
-        # the verdict pairs slowpoints with control over every ensemble; the other modes are shown on the first
-        wanted = modes.split(",") if b == 0 else ["control", "slowpoints"]
-        children = [finetune(parent, mode, lam or None) for mode in wanted]
-        curves = {"before fine-tuning": evaluate_run(parent, row["delays"])["overall"]}
-        for child in children:
-            curves[store.read_json(child / "summary.json")["finetune"]["mode"]] = evaluate_run(child, row["delays"])["overall"]
-        comparisons.setdefault((row["arch"], row["protocol"]), []).append(compare(parent, children))
-        if b == 0:
-            panels[plots.condition_label(row)] = curves
+for (b, row), table in zip(parents, tables):
+    comparisons.setdefault((row["arch"], row["protocol"]), []).append(table)
+    if b == 0:
+        curves = {"before fine-tuning": row["overall"]}
+        for child in table:
+            curves[child["mode"]] = store.read_json(f"{runs}/{child['run']}/summary.json")["extrapolation"]["overall"]
+        panels[plots.condition_label(row)] = curves
 fig = plots.regularization(panels, blocks[0][0]["delays"])
 
 # %%

@@ -54,8 +54,7 @@ run_box(config, archs, protocols, device)
 # ## 1 · Vanilla RNNs
 
 # %%
-from memrnn.evaluate import evaluate_run
-from memrnn.regularize import compare, finetune
+from memrnn.campaign import finetune_runs
 from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows
 
@@ -89,12 +88,12 @@ Markdown(report)
 # %% mystnb={"figure": {"caption": "Accuracy after fine-tuning with the slow-point penalty against its strength λ: long-delay and trained-delay accuracy; dotted: control (λ = 0).", "name": "fig-c7-lambda"}}
 parent_row = rows[0]
 parent = f"{runs}/{parent_row['run']}"
-evaluate_run(parent, parent_row["delays"])
-control = finetune(parent, "control")
-sweep = [finetune(parent, "slowpoints", float(lam)) for lam in lams.split(",")]
-for child in [control, *sweep]:
-    evaluate_run(child, parent_row["delays"])
-table = compare(parent, [control, *sweep])
+steps = config.finetune_steps
+sweep = [{"mode": "slowpoints", "lam": float(lam)} for lam in lams.split(",")]
+anchors = [{"mode": "slowpoints"}, {"mode": "slowpoints", "relocate": max(1, steps // 5)}]  # fixed, re-found
+# one task graph for this section and the next: control, the sweep, and the two anchor schemes
+(finetuned,) = finetune_runs([parent], [[{"mode": "control"}, *sweep, *anchors]], parent_row["delays"])
+table, anchor_table = finetuned[:1 + len(sweep)], [finetuned[0], *finetuned[1 + len(sweep):]]
 fig = plots.lambda_sweep(table)
 
 # %%
@@ -107,13 +106,8 @@ markdown_table(("λ", "long-delay accuracy", "trained-delay accuracy"),
 # ## 3 · Fixed versus re-found anchors
 
 # %%
-steps = config.finetune_steps
-fixed = finetune(parent, "slowpoints")
-moving = finetune(parent, "slowpoints", relocate=max(1, steps // 5))
-for child in (fixed, moving):
-    evaluate_run(child, parent_row["delays"])
 anchor_rows = []
-for r in compare(parent, [control, fixed, moving]):
+for r in anchor_table:
     vs = r["long"].get("vs_control", {"change": 0.0, "ci95": [0.0, 0.0]})
     name = "control" if r["mode"] == "control" else f"slowpoints, anchors {'re-found every ' + str(r['relocate']) + ' steps' if r['relocate'] else 'fixed'}"
     anchor_rows.append((name, f"{r['long']['after']:.3f}", f"{vs['change']:+.3f} [{vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f}]",

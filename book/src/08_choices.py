@@ -51,8 +51,6 @@ fields: str = ""                  # comma-separated switches to flip; empty: all
 
 # %%
 from IPython.display import Markdown, display
-from tqdm.auto import tqdm
-
 from memrnn import ablation, plots
 from memrnn.book import prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
@@ -65,9 +63,7 @@ plots.book_figures()
 chosen = fields.split(",") if fields else [f for f in MODEL_FORM if arch == "lstm" or f != "speed_metric"]
 flips = ablation.switches(chosen)
 settings = [None, *flips]
-measured = {}
-for switch in tqdm(settings, desc="settings (reference, then each switch)"):
-    measured[switch] = ablation.measure(preset, arch, protocols.split(","), switch, runs, DEFAULT_DELAYS, **overrides)
+measured = ablation.measure(preset, arch, protocols.split(","), settings, runs, DEFAULT_DELAYS, **overrides)
 table = [ablation.effect(measured[None], measured[s], s) for s in flips]
 print(f"{arch.upper()}, protocols {protocols}, {config.seeds} networks per protocol, dataset {config.dataset}, "
       f"{config.steps} training steps; {len(flips)} switches")
