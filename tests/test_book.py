@@ -124,6 +124,12 @@ def test_committed_chapter_is_its_source_executed(name):
     assert _code_cells(committed) == _code_cells(source), \
         f"book/src/{name}.py changed since the chapter was executed: rerun `memrnn book run --chapters {name}`"
     assert stamp["preset"] in ("cpu", "gpu", "paper")
+    for cell in committed.cells:
+        if "figure" in cell.metadata.get("mystnb", {}):
+            # myst-nb puts every output of a figure cell in the figure: a second one (a progress bar)
+            # repeats the figure's label, and the build fails
+            assert [list(o.get("data", {})) for o in cell.outputs] == [["image/svg+xml", "text/plain"]], \
+                f"{name}: the figure cell {cell.metadata['mystnb']['figure']['name']} must show its figure alone"
 
 
 @pytest.fixture(scope="module")

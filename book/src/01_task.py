@@ -15,8 +15,8 @@
 # every network of every condition.
 #
 # **Runtime.** `smoke`: seconds anywhere (tiny networks, synthetic images: the numbers mean nothing).
-# `cpu`: the full grid (GRU, LSTM × 3 protocols × 5 seeds, 3,000 steps, MNIST 5k) trains in about
-# 30 minutes on two CPU cores the first time, then comes from the cache. `paper`: the reference
+# `cpu`: the full grid (GRU, LSTM × 3 protocols × 5 seeds, 3,000 steps, MNIST 5k) took 16 minutes
+# on two CPU cores the first time (a fresh clone, one worker per core), then comes from the cache. `paper`: the reference
 # hyperparameters, for a GPU (Colab); not yet run for this book.
 
 # %% tags=["remove-cell"]

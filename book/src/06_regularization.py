@@ -17,8 +17,8 @@
 # 140,000 steps: 107 steps at `cpu`), on networks trained with DeCu **and** with VoCu, 10 per
 # architecture and protocol (two ensembles of the preset's five seeds).
 #
-# **Runtime:** at `cpu`, computing it from nothing took 47 minutes on two CPU cores shared with other
-# chapters (the extra five networks per condition, slow points of every parent, short fine-tunes and
+# **Runtime:** at `cpu`, computing it from nothing took 25 minutes on two CPU cores (a fresh clone,
+# one worker per core: the extra five networks per condition, slow points of every parent, short fine-tunes and
 # their evaluation); seconds once cached. `centermass` and `tar` are run
 # on the first ensemble only; `control` and `slowpoints`, which the verdict compares, on all.
 
@@ -69,7 +69,7 @@ plots.book_figures()
 run_box(config, archs, parent_protocols, device)
 print(f"{ensembles} ensembles of {config.seeds} networks per condition: {ensembles * config.seeds} networks each")
 
-# %% mystnb={"figure": {"caption": "Report accuracy against delay before and after each fine-tuning mode (mean and 95% CI over the first ensemble's networks), one panel per condition; dotted: chance.", "name": "fig-c6-regularization"}}
+# %%
 from memrnn.campaign import finetune_runs
 
 # the verdict pairs slowpoints with control over every ensemble; the other modes are shown on the first
@@ -85,6 +85,8 @@ for (b, row), table in zip(parents, tables):
         for child in table:
             curves[child["mode"]] = store.read_json(f"{runs}/{child['run']}/summary.json")["extrapolation"]["overall"]
         panels[plots.condition_label(row)] = curves
+
+# %% mystnb={"figure": {"caption": "Report accuracy against delay before and after each fine-tuning mode (mean and 95% CI over the first ensemble's networks), one panel per condition; dotted: chance.", "name": "fig-c6-regularization"}}
 fig = plots.regularization(panels, blocks[0][0]["delays"])
 
 # %%

@@ -26,8 +26,8 @@
 # protocol only large effects can show.
 #
 # **Runtime:** at `cpu`, 5 switches × 5 GRUs to train (about 3 minutes per condition on two CPU
-# cores), then slow points and two short fine-tunes per condition: computing it from nothing took 40
-# minutes on two CPU cores shared with other chapters; seconds once cached.
+# cores), then slow points and two short fine-tunes per condition: computing it from nothing took 19
+# minutes on two CPU cores (a fresh clone, one worker per core); seconds once cached.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
