@@ -28,11 +28,13 @@ def smoke_book(tmp_path_factory):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "_static", root / "_static")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
-    # the chapters' grids run in-process here: a local Dask cluster per chapter would cost more than
-    # the smoke networks themselves (the engine has its own tests)
+    # the chapters' task graphs run in-process here (a local Dask cluster per chapter would cost more
+    # than the smoke networks themselves; the engine has its own tests), chosen by the chapters'
+    # `scheduler` parameter, which must win over the environment: the dead scheduler named there fails
+    # any call that ignores the parameter
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MEMRNN_SCHEDULER", "sync")
-        run(root, "smoke", parameters={"runs": str(root / "runs")}, progress=False)
+        patch.setenv("MEMRNN_SCHEDULER", "tcp://127.0.0.1:1")
+        run(root, "smoke", parameters={"runs": str(root / "runs"), "scheduler": "sync"}, progress=False)
     return root
 
 

@@ -29,6 +29,7 @@ protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
+scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
 from IPython.display import Markdown
@@ -49,7 +50,7 @@ from memrnn.presets import make_config
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
 display(training_note(preset, archs, protocols, runs, **overrides))
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides, scheduler=scheduler)
 config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)

@@ -39,6 +39,7 @@ protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
+scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
 from IPython.display import Markdown
@@ -59,7 +60,7 @@ from memrnn.presets import make_config
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
 display(training_note(preset, archs, protocols, runs, **overrides))
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides, scheduler=scheduler)
 config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)
@@ -72,8 +73,8 @@ from memrnn.slowpoints import analyse_run, load_results, probe_trajectories
 
 names = [row["run"] for row in rows]
 run_dirs = [f"{runs}/{name}" for name in names]
-found = dict(zip(names, each_run(analyse_run, run_dirs)))  # the run's search: the reference's
-ours = dict(zip(names, each_run(analyse_run, run_dirs, search="lm")))
+found = dict(zip(names, each_run(analyse_run, run_dirs, scheduler=scheduler)))  # the run's search: the reference's
+ours = dict(zip(names, each_run(analyse_run, run_dirs, search="lm", scheduler=scheduler)))
 # summaries over the paper's protocols: networks that never learned (C1) have no memories to find
 learned = [found[row["run"]] for row in rows if row["protocol"] in claims.PAPER_PROTOCOLS]
 speed = np.concatenate([np.asarray(f["speed"]).ravel() for f in learned])

@@ -32,6 +32,7 @@ protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
+scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
 from IPython.display import Markdown
@@ -52,7 +53,7 @@ from memrnn.presets import make_config
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
 display(training_note(preset, archs, protocols, runs, **overrides))
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides, scheduler=scheduler)
 config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)
@@ -64,7 +65,7 @@ from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows
 
 run_dirs = [f"{runs}/{row['run']}" for row in rows]
-each_run(analyse_run, run_dirs)
+each_run(analyse_run, run_dirs, scheduler=scheduler)
 # the paper's protocols: networks that never learned the task (see C1) have no memories to correlate
 observations = [o for o in speed_memory_rows(run_dirs, min_delay=100) if o["protocol"] in claims.PAPER_PROTOCOLS]
 table = correlation_table(observations)

@@ -31,6 +31,7 @@ protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
+scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
 from IPython.display import Markdown
@@ -51,7 +52,7 @@ from memrnn.presets import make_config
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
 display(training_note(preset, archs, protocols, runs, **overrides))
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides, scheduler=scheduler)
 config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)
@@ -61,7 +62,8 @@ from memrnn.book import markdown_table
 from memrnn.campaign import each_run
 from memrnn.formation import trace_run
 
-traces = dict(zip([row["run"] for row in rows], each_run(trace_run, [f"{runs}/{row['run']}" for row in rows])))
+names = [row["run"] for row in rows]
+traces = dict(zip(names, each_run(trace_run, [f"{runs}/{name}" for name in names], scheduler=scheduler)))
 formation_rows = []
 for row in rows:
     t = traces[row["run"]]

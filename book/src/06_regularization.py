@@ -40,6 +40,7 @@ seeds: int = 0                    # networks per ensemble; 0: the preset's
 ensembles: int = 2                # ensembles per condition (seeds 0.., then the next block): 10 networks at cpu
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
+scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 parent_protocols: str = "decu,vocu"  # protocols of the networks to fine-tune
 modes: str = "control,slowpoints,centermass,tar"
 lam: float = 0.0                  # penalty strength; 0: the reference value (1e-3, CIFAR-10 1e-2)
@@ -64,7 +65,7 @@ runs = prepare_runs(runs)
 config = make_config(preset, **overrides)
 display(training_note(preset, archs, parent_protocols, runs, **overrides))
 blocks = [run_grid(preset, archs.split(","), parent_protocols.split(","), out=runs, first_seed=b * config.seeds,
-                   **overrides) for b in range(ensembles)]
+                   **overrides, scheduler=scheduler) for b in range(ensembles)]
 plots.book_figures()
 run_box(config, archs, parent_protocols, device)
 print(f"{ensembles} ensembles of {config.seeds} networks per condition: {ensembles * config.seeds} networks each")
@@ -76,7 +77,8 @@ from memrnn.campaign import finetune_runs
 parents = [(b, row) for b, rows in enumerate(blocks) for row in rows]
 wanted = [modes.split(",") if b == 0 else ["control", "slowpoints"] for b, _ in parents]
 tables = finetune_runs([f"{runs}/{row['run']}" for _, row in parents],
-                       [[{"mode": mode, "lam": lam or None} for mode in w] for w in wanted], blocks[0][0]["delays"])
+                       [[{"mode": mode, "lam": lam or None} for mode in w] for w in wanted], blocks[0][0]["delays"],
+                       scheduler=scheduler)
 comparisons, panels = {}, {}
 for (b, row), table in zip(parents, tables):
     comparisons.setdefault((row["arch"], row["protocol"]), []).append(table)

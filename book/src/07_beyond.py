@@ -31,6 +31,7 @@ protocols: str = "decu"           # protocol of the networks fine-tuned
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
+scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 lams: str = "1e-4,1e-3,1e-2,1e-1"  # penalty strengths of the sweep
 
 # %%
@@ -45,7 +46,7 @@ from memrnn.presets import make_config
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
 display(training_note(preset, archs, protocols, runs, **overrides))
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides)
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides, scheduler=scheduler)
 config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)
@@ -58,7 +59,7 @@ from memrnn.campaign import finetune_runs
 from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows
 
-vanilla = run_grid(preset, ["rnn"], ["none"], out=runs, **overrides)
+vanilla = run_grid(preset, ["rnn"], ["none"], out=runs, **overrides, scheduler=scheduler)
 
 # %% mystnb={"figure": {"caption": "Report accuracy against delay for vanilla tanh RNNs (no curriculum) beside the gated networks of this chapter (mean and 95% CI over networks).", "name": "fig-c7-vanilla"}}
 fig = plots.extrapolation(vanilla + [r for r in rows if r["protocol"] == protocols.split(",")[0]])
@@ -92,7 +93,8 @@ steps = config.finetune_steps
 sweep = [{"mode": "slowpoints", "lam": float(lam)} for lam in lams.split(",")]
 anchors = [{"mode": "slowpoints"}, {"mode": "slowpoints", "relocate": max(1, steps // 5)}]  # fixed, re-found
 # one task graph for this section and the next: control, the sweep, and the two anchor schemes
-(finetuned,) = finetune_runs([parent], [[{"mode": "control"}, *sweep, *anchors]], parent_row["delays"])
+(finetuned,) = finetune_runs([parent], [[{"mode": "control"}, *sweep, *anchors]], parent_row["delays"],
+                             scheduler=scheduler)
 table, anchor_table = finetuned[:1 + len(sweep)], [finetuned[0], *finetuned[1 + len(sweep):]]
 
 # %% mystnb={"figure": {"caption": "Accuracy after fine-tuning with the slow-point penalty against its strength λ: long-delay and trained-delay accuracy; dotted: control (λ = 0).", "name": "fig-c7-lambda"}}

@@ -47,6 +47,7 @@ protocols: str = "decu"           # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs
+scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 fields: str = ""                  # comma-separated switches to flip; empty: all that apply to the architecture
 
 # %%
@@ -63,7 +64,8 @@ plots.book_figures()
 chosen = fields.split(",") if fields else [f for f in MODEL_FORM if arch == "lstm" or f != "speed_metric"]
 flips = ablation.switches(chosen)
 settings = [None, *flips]
-measured = ablation.measure(preset, arch, protocols.split(","), settings, runs, DEFAULT_DELAYS, **overrides)
+measured = ablation.measure(preset, arch, protocols.split(","), settings, runs, DEFAULT_DELAYS, scheduler=scheduler,
+                            **overrides)
 table = [ablation.effect(measured[None], measured[s], s) for s in flips]
 print(f"{arch.upper()}, protocols {protocols}, {config.seeds} networks per protocol, dataset {config.dataset}, "
       f"{config.steps} training steps; {len(flips)} switches")
