@@ -83,6 +83,7 @@ def _submit_setting(graph, preset, arch, protocols, switch: Switch | None, out: 
 
 
 def _measures(out: Path, grid, evaluated, tables, sections) -> dict:
+    """One setting's per-network arrays, from its gathered evaluations and comparison tables."""
     rows = [grid_row(condition, section) for condition, section in zip(grid, evaluated)]
     run_dirs = [out / r["run"] for r in rows]
     gains = []
