@@ -14,7 +14,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from memrnn.book import CHAPTERS, COLAB_METADATA, code_hash, code_version, run, set_parameters, source_notebook
+from memrnn.book import (CHAPTERS, COLAB_METADATA, code_hash, code_version, missing_from_edition, run, set_parameters,
+                         source_notebook)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -208,8 +209,6 @@ def _check_page(driver, page, width):
 
 
 def test_an_edition_from_another_machine_is_checked_for_what_it_lacks(tmp_path):
-    from memrnn.book import missing_from_edition
-
     (tmp_path / "book").mkdir()
     for name in CHAPTERS:
         notebook = nbformat.v4.new_notebook(metadata={"memrnn": {"preset": "gpu"}})
