@@ -9,6 +9,14 @@ time-boxed run still prints the rows it finished.
 
     python benchmarks/train_throughput.py --members 1,5,20 --hidden 100 --batch 32
     python benchmarks/train_throughput.py --members 1,10,40,160 --hidden 200 --batch 128 --fast   # GPU
+
+``--trainer PRESET`` times memrnn's own training step instead (``Trainer.step``: drawing the batch,
+unroll, loss, backward, Adam) at that preset's shape on mnist-5k, in eager float32 and on the fast path
+(``fast=True``; on a CPU: bf16 input projection, fused recurrence, members drawn in parallel), with the
+ratio of the two, for GRU and LSTM, full-length trials (T_max = 20):
+
+    python benchmarks/train_throughput.py --trainer cpu          # E=5, H=100, batch 32
+    python benchmarks/train_throughput.py --trainer gpu --steps 4  # the paper's shape: E=10, H=200, batch 128
 """
 from __future__ import annotations
 
@@ -20,6 +28,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from memrnn.models import EnsembleRNN
+from memrnn.presets import make_config
+from memrnn.runs import task_spec
+from memrnn.task import TrialSampler
+from memrnn.train import Trainer
 
 
 def _batch(E, B, T, D, device):
@@ -70,6 +82,28 @@ def time_loop(arch, E, H, frames, trigger, targets, steps):
     return _timed(one_step, steps, device) * E
 
 
+def time_trainer(preset, arch, fast, steps, device):
+    """Network-steps per second of ``Trainer.step`` at the preset's shape."""
+    config = make_config(preset, dataset="mnist-5k", arch=arch, fast=fast, device=device.type)
+    trainer = Trainer.build(config)
+    sampler = TrialSampler(trainer.bank, task_spec(config))
+    return _timed(lambda: trainer.step(sampler, config.n_frames, 10, config.lr), steps, device) * config.seeds
+
+
+def trainer_table(preset, steps, device):
+    config = make_config(preset, dataset="mnist-5k")
+    print(f"memrnn training steps at the {preset} shape: E={config.seeds} H={config.hidden_size} "
+          f"batch={config.batch_size} T={config.n_frames}, on {_device_name(device)}")
+    print(f"{'arch':>5} {'eager fp32':>12} {'fast':>12} {'ratio':>7}   (network-steps/s)", flush=True)
+    for arch in ("gru", "lstm"):
+        eager, fast = (time_trainer(preset, arch, f, steps, device) for f in (False, True))
+        print(f"{arch:>5} {eager:>12.1f} {fast:>12.1f} {fast / eager:>6.2f}x", flush=True)
+
+
+def _device_name(device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+
+
 def _timed(one_step, steps, device) -> float:
     """Steps per second after three warm-up steps (which also compile the fast path)."""
     for _ in range(3):
@@ -94,10 +128,14 @@ def main():
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--fast", action="store_true", help="also time the compiled fp32 and bf16 ensembles")
     parser.add_argument("--deadline", type=float, default=float("inf"), help="seconds after which no new row starts")
+    parser.add_argument("--trainer", metavar="PRESET", help="time memrnn's training step at this preset's shape, "
+                        "eager float32 against the fast path")
     args = parser.parse_args()
     began = time.perf_counter()
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    if args.trainer:
+        return trainer_table(args.trainer, args.steps, device)
+    name = _device_name(device)
     print(f"{args.arch.upper()} H={args.hidden} batch={args.batch} T={args.frames} input={args.input}+1 on {name}")
     variants = {"eager fp32": {}}
     if args.fast:

@@ -6,6 +6,10 @@ the accuracy at every delay <= D: at each requested delay d a trigger readout is
 trajectory (one extra step on a copy of the state) while the trajectory itself continues with
 trigger 0. Trials run in chunks, so memory stays bounded whatever the delay. All members see the
 same probe images and noise, which makes comparisons between them paired.
+
+On the fast path (``fast=True``, the runs of ``fast`` configurations) the noise frames, the same
+draws as the float32 path, are projected for every member at once and many frames at a time in one
+bf16 matmul (``memrnn.fused``), which is where a long unroll spends its time.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ import torch
 
 from . import store
 from .data import ImageBank
+from .fused import BF16, inference_step
 from .models import EnsembleRNN
 from .runs import load_run
 
@@ -35,7 +40,7 @@ class DelayAccuracy:
 
 @torch.no_grad()
 def accuracy_by_delay(model: EnsembleRNN, bank: ImageBank, delays, n_trials: int,
-                      seed: int = 0, chunk_size: int = 256) -> DelayAccuracy:
+                      seed: int = 0, chunk_size: int = 256, fast: bool = False) -> DelayAccuracy:
     """Accuracy of every member at every delay in ``delays`` (steps from stimulus to report)."""
     delays = sorted({int(d) for d in delays})
     if not delays or delays[0] < 1:
@@ -47,7 +52,7 @@ def accuracy_by_delay(model: EnsembleRNN, bank: ImageBank, delays, n_trials: int
     correct = torch.zeros(model.n_members, len(delays), len(trials), dtype=torch.bool, device=device)
     for start in range(0, len(trials), chunk_size):
         chunk = trials[start:start + chunk_size]
-        correct[:, :, start:start + len(chunk)] = _probe(model, bank, chunk, delays, generator)
+        correct[:, :, start:start + len(chunk)] = _probe(model, bank, chunk, delays, generator, fast)
     labels = bank.test_labels[trials]
     counts = torch.bincount(labels, minlength=bank.n_classes)
     per_class = torch.stack([correct[:, :, labels == c].float().mean(-1) for c in range(bank.n_classes)], -1)
@@ -75,27 +80,43 @@ def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int =
         if n_trials > len(bank.test_labels):
             raise ValueError(f"trials={n_trials} is more than the {len(bank.test_labels)} held-out images of "
                              f"{config.dataset}: ask for at most that many")
-        result = accuracy_by_delay(model, bank, delays, n_trials, seed)
+        result = accuracy_by_delay(model, bank, delays, n_trials, seed, fast=config.fast)
         section = {**result.to_json(), **wanted, "member_seeds": config.member_seeds}
         store.update_summary(run_dir, extrapolation=section)
         return section
 
 
 def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: list[int],
-           generator: torch.Generator) -> torch.Tensor:
+           generator: torch.Generator, fast: bool = False) -> torch.Tensor:
     """Correctness (E, n_delays, B) of probe trials with the given test images."""
     E, B, device = model.n_members, len(trials), trials.device
-    off, on = torch.zeros(E, B, device=device), torch.ones(E, B, device=device)
+    off = torch.zeros(E, B, device=device)
     targets = bank.test_labels[trials] + 1
     correct = torch.zeros(E, len(delays), B, dtype=torch.bool, device=device)
     state = model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)
     wanted = {d: j for j, d in enumerate(delays)}
-    for t in range(1, delays[-1] + 1):
-        noise = (torch.randn(B, bank.dim, generator=generator, device=device) * bank.noise_std
-                 + bank.noise_mean).expand(E, B, -1)
+    trigger_row = model.weight_ih[:, -1:]
+    recur = inference_step(model) if fast else model.recur
+    for t, projected in zip(range(1, delays[-1] + 1), _noise_projections(model, bank, B, delays[-1], generator, fast)):
         if t in wanted:
-            logits = model.readout(model.step(state, noise, on))
+            logits = model.readout(recur(state, projected + trigger_row))
             correct[:, wanted[t]] = logits.argmax(-1) == targets
         if t < delays[-1]:
-            state = model.step(state, noise, off)
+            state = recur(state, projected)
     return correct
+
+
+def _noise_projections(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: int, generator: torch.Generator,
+                       fast: bool, frames_at_once: int = 16):
+    """Input projections (E, B, G), trigger off, of ``n_frames`` pixel-noise frames shared by all members."""
+    E, device = model.n_members, model.weight_ih.device
+    if fast:  # (frames x B, D) @ (D, E x G): every member's projection of many frames in one bf16 matmul
+        weight = model.weight_ih[:, :-1].permute(1, 0, 2).reshape(bank.dim, -1).to(BF16)
+    for start in range(0, n_frames, frames_at_once):
+        K = min(frames_at_once, n_frames - start)
+        noise = torch.randn(K, B, bank.dim, generator=generator, device=device) * bank.noise_std + bank.noise_mean
+        if not fast:
+            yield from (model.project(frame.expand(E, B, -1), torch.zeros(E, B, device=device)) for frame in noise)
+            continue
+        projected = (noise.reshape(K * B, -1).to(BF16) @ weight).view(K, B, E, -1)
+        yield from (frame.transpose(0, 1).float() + model.bias_ih for frame in projected)

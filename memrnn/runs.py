@@ -34,8 +34,8 @@ def build_model(config: Config, bank: ImageBank) -> EnsembleRNN:
 
 def data_generators(config: Config, device: torch.device) -> list[torch.Generator]:
     """One generator per member, seeded from (member seed, 'data') so it differs from the init stream;
-    on the fast path a single generator seeded from all member seeds draws for every member."""
-    if config.fast:
+    on the GPU's fast path a single generator seeded from all member seeds draws for every member."""
+    if config.fast and device.type == "cuda":
         seeds = [int(np.random.SeedSequence([*config.member_seeds, 1]).generate_state(1)[0])]
     else:
         seeds = [int(np.random.SeedSequence([s, 1]).generate_state(1)[0]) for s in config.member_seeds]

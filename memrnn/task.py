@@ -16,7 +16,9 @@ whose masked classes get -inf) are switches whose effect the book measures.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from torch.nn import functional as F
@@ -97,9 +99,25 @@ class TrialSampler:
         parts = [self._draw(g, (batch_size,), t_max, n_active) for g in generators]
         return Batch(*[torch.stack(p) for p in zip(*parts)], n_active=n_active, spec=self.spec)
 
-    def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
+    def sample_time_major(self, generators: list[torch.Generator], batch_size: int, t_max: int,
+                          n_active: int) -> Batch:
+        """A batch of ``T_max`` frames, one generator per member; ``frames.transpose(1, 2)`` is contiguous."""
+        self.spec.check(t_max, n_active)
+        frames = torch.empty(len(generators), t_max, batch_size, self.bank.dim, device=self.images.device)
+
+        def draw(k):
+            return self._draw(generators[k], (batch_size,), t_max, n_active, frames_out=frames[k])
+
+        parts = list(_pool().map(draw, range(len(generators))))
+        rest = [torch.stack(p) for p in zip(*parts)]
+        return Batch(frames.transpose(1, 2), *rest[1:], n_active=n_active, spec=self.spec)
+
+    def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int,
+              frames_out: torch.Tensor | None = None):
+        """One member's trials (or all members' for a 2-d ``shape``); with ``frames_out`` (T_max, B, D),
+        only the first T_max frames, drawn into it time-major."""
         spec, bank, device = self.spec, self.bank, self.images.device
-        T, delta = spec.n_frames, spec.min_delay
+        T, delta = (spec.n_frames if frames_out is None else t_max), spec.min_delay
         t_s = torch.randint(0, t_max - delta, shape, generator=g, device=device)
         span = t_max - t_s - delta  # number of allowed report times, >= 1
         t_r = t_s + delta + (torch.rand(shape, generator=g, device=device) * span).long()
@@ -108,16 +126,25 @@ class TrialSampler:
             index = self.class_start[label] + torch.randint(0, self.per_class, shape, generator=g, device=device)
         else:
             index = torch.randint(0, self.prefix[n_active - 1], shape, generator=g, device=device)
-        frames = torch.randn(*shape, T, bank.dim, generator=g, device=device)
-        frames = frames * bank.noise_std + bank.noise_mean
         steps = torch.arange(T, device=device)
-        stimulus = (steps == t_s[..., None]).unsqueeze(-1)
-        frames = torch.where(stimulus, self.images[index].unsqueeze(-2), frames)
+        if frames_out is None:
+            frames = torch.randn(*shape, T, bank.dim, generator=g, device=device)
+            frames = frames * bank.noise_std + bank.noise_mean
+            stimulus = (steps == t_s[..., None]).unsqueeze(-1)
+            frames = torch.where(stimulus, self.images[index].unsqueeze(-2), frames)
+        else:
+            frames = frames_out.normal_(bank.noise_mean, bank.noise_std, generator=g)
+            frames[t_s, torch.arange(shape[0], device=device)] = self.images[index]
         report = steps == t_r[..., None]
         labels = self.labels[index]
         targets = torch.where(report, labels[..., None] + 1, NULL)
         weights = (steps < t_max).float() + (spec.report_weight - 1) * report.float()
         return frames, report.float(), targets, weights, labels, t_s, t_r
+
+
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="memrnn-draw")
 
 
 def mask_inactive(logits: torch.Tensor, n_active: int, readout: str = "sigmoid-softmax") -> torch.Tensor:
@@ -138,9 +165,8 @@ def trial_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     logits = mask_inactive(logits, batch.n_active, spec.readout)
     per_step = F.cross_entropy(logits.flatten(0, 2), batch.targets.flatten(), reduction="none")
     per_step = per_step.reshape(batch.targets.shape) * batch.weights
-    if spec.loss == "mean":
-        B, T = batch.targets.shape[1:]
-        return per_step.sum((1, 2)) / (B * T * logits.shape[-1])
+    if spec.loss == "mean":  # over all n_frames, also when frames from T_max on were never drawn
+        return per_step.sum((1, 2)) / (batch.targets.shape[1] * spec.n_frames * logits.shape[-1])
     return per_step.sum((1, 2)) / batch.weights.sum((1, 2))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import store
+from . import fused, store
 from .data import ImageBank, load_dataset
 from .evaluate import accuracy_by_delay
 from .models import EnsembleRNN
@@ -66,17 +66,42 @@ class Trainer:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=config.fast or None)
         return cls(config, bank, model, optimizer, data_generators(config, device))
 
+    @property
+    def fused(self) -> bool:
+        """The CPU fast path: time-major batches of T_max frames, the fused recurrence, bf16 projection."""
+        return self.config.fast and self.model.weight_hh.device.type == "cpu"
+
+    def sample(self, sampler: TrialSampler, t_max: int, n_active: int):
+        if self.fused:
+            return sampler.sample_time_major(self.generators, self.config.batch_size, t_max, n_active)
+        return sampler.sample(self.generators, self.config.batch_size, t_max, n_active, self.config.seeds)
+
     def unroll(self, batch):
-        """Logits and hidden states of a batch; on the fast path compiled, under bf16 autocast
-        (float32 master weights, logits cast back to float32 for the loss)."""
+        """Logits and hidden states of a batch; on the fast path in bf16 with float32 master weights
+        (CPU: ``memrnn.fused``; GPU: compiled under bf16 autocast, logits cast back for the loss)."""
         if not self.config.fast:
             return self.model(batch.frames, batch.trigger, return_hidden=True)
+        if self.fused:
+            return fused.unroll(self.model, batch.frames, batch.trigger)
         if not hasattr(self, "_compiled"):
             self._compiled = torch.compile(self.model)
         device = self.model.weight_hh.device
         with torch.autocast(device.type, dtype=torch.bfloat16):
             logits, hidden = self._compiled(batch.frames, batch.trigger, return_hidden=True)
         return logits.float(), hidden.float()
+
+    def step(self, sampler: TrialSampler, t_max: int, n_active: int, lr: float, penalty=None, step: int = 0):
+        """One optimiser step on a fresh batch; returns per-member loss, penalty and batch accuracy (detached)."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        batch = self.sample(sampler, t_max, n_active)
+        logits, hidden = self.unroll(batch)
+        loss = trial_loss(logits, batch)
+        extra = penalty(step, self.model, hidden) if penalty else torch.zeros_like(loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss + extra).sum().backward()
+        self.optimizer.step()
+        return loss.detach(), extra.detach(), report_accuracy(logits.detach(), batch)
 
     def resume(self, run_dir: Path) -> tuple[int, list[dict], dict[str, torch.Tensor]]:
         """Restore the newest valid checkpoint of ``run_dir``; returns its step, metrics and tensors."""
@@ -102,18 +127,10 @@ class Trainer:
         bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=run_dir.name, unit="step")
         for step in bar:
             t_max, n_active = task_at(step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step)
-            batch = sampler.sample(self.generators, config.batch_size, t_max, n_active, config.seeds)
-            logits, hidden = self.unroll(batch)
-            loss = trial_loss(logits, batch)
-            extra = penalty(step, model, hidden) if penalty else torch.zeros_like(loss)
-            optimizer.zero_grad(set_to_none=True)
-            (loss + extra).sum().backward()
-            optimizer.step()
-            total = (loss + extra).detach()
+            loss, extra, accuracy = self.step(sampler, t_max, n_active, lr_at(step), penalty, step)
+            total = loss + extra
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total), step, first_bad)
-            sums += torch.stack([loss.detach(), report_accuracy(logits.detach(), batch), extra.detach()])
+            sums += torch.stack([loss, accuracy, extra])
             done = step + 1
             if done % config.log_every == 0 or done == end:
                 _check_finite(first_bad, config)
@@ -139,7 +156,8 @@ class Trainer:
 
     def trained_delay_accuracy(self) -> list[float]:
         spec = task_spec(self.config)
-        result = accuracy_by_delay(self.model, self.bank, spec.trained_delays, self.config.eval_trials)
+        result = accuracy_by_delay(self.model, self.bank, spec.trained_delays, self.config.eval_trials,
+                                   fast=self.config.fast)
         return result.overall.mean(1).tolist()
 
 

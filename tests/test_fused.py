@@ -1,0 +1,140 @@
+"""The CPU fast path (memrnn.fused): the same equations as the eager model, to float64 rounding."""
+import dataclasses
+
+import pytest
+import torch
+
+from memrnn import fused, store
+from memrnn.data import make_synthetic
+from memrnn.evaluate import accuracy_by_delay
+from memrnn.models import EnsembleRNN
+from memrnn.presets import make_config
+from memrnn.task import TaskSpec, TrialSampler, trial_loss
+from memrnn.train import Trainer, train
+
+FORMS = [("gru", "reference"), ("gru", "torch"), ("lstm", "reference"), ("lstm", "torch"), ("rnn", "reference")]
+
+
+def _perturbed(arch, cell, dtype=torch.float64):
+    """A small ensemble with every parameter (bias_hh included) away from its initial value."""
+    model = EnsembleRNN(arch, 3, 12, 7, seeds=[1, 2, 3], cell=cell).to(dtype)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel()), dtype=dtype))
+    return model
+
+
+@pytest.fixture(scope="module")
+def bank():
+    return make_synthetic(n_train=300, n_test=100, seed=1)
+
+
+@pytest.fixture
+def exact_projection(monkeypatch):
+    """The projection in float64 instead of bf16, so the comparison tests the recurrence's equations."""
+    monkeypatch.setattr(fused, "BF16", torch.float64)
+
+
+@pytest.mark.parametrize("arch,cell", FORMS)
+def test_fused_unroll_equals_eager_forward_and_gradients(arch, cell, exact_projection):
+    model = _perturbed(arch, cell)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randn(3, 4, 6, 12, generator=g, dtype=torch.float64)
+    trigger = (torch.rand(3, 4, 6, generator=g) < 0.3).double()
+    params = [p for p in model.parameters() if p.requires_grad]
+    results = []
+    for unroll in (lambda: model(frames, trigger, return_hidden=True), lambda: fused.unroll(model, frames, trigger)):
+        logits, hidden = unroll()
+        loss = logits.sin().sum() + hidden.cos().sum()  # gradients reach logits and hidden states
+        results.append([logits, hidden, *torch.autograd.grad(loss, params)])
+    for eager, fast in zip(*results):
+        torch.testing.assert_close(fast, eager, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch,cell", FORMS)
+def test_inference_step_equals_recur(arch, cell):
+    model = _perturbed(arch, cell)
+    state = torch.rand(3, 5, model.state_size, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
+    projected = torch.randn(3, 5, model.weight_hh.shape[-1], generator=torch.Generator().manual_seed(2),
+                            dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.inference_step(model)(state, projected), model.recur(state, projected),
+                                   rtol=1e-12, atol=1e-12)
+
+
+def test_bf16_unroll_is_close_to_float32():
+    """bf16 inputs to the projection only: logits within bf16's relative precision (2^-8) of float32."""
+    model = EnsembleRNN("gru", 2, 784, 32, seeds=[0, 1])
+    g = torch.Generator().manual_seed(0)
+    frames = 0.3 * torch.randn(2, 8, 20, 784, generator=g) + 0.13
+    trigger = torch.zeros(2, 8, 20)
+    trigger[:, :, 10] = 1
+    fast_logits, _ = fused.unroll(model, frames, trigger)
+    eager_logits = model(frames, trigger)
+    torch.testing.assert_close(fast_logits, eager_logits, rtol=0, atol=0.02)
+    assert (fast_logits - eager_logits).abs().max() > 0  # bf16 was in use
+
+
+def test_time_major_batch_is_each_members_own_draw_truncated_at_t_max(bank):
+    """The fast path's batch holds the trials the eager sampler draws from the same generators (their
+    times and images come first in each stream), cut at T_max; only the noise is laid out differently."""
+    sampler, seeds, t_max = TrialSampler(bank, TaskSpec()), [3, 4, 5], 8
+    fast = sampler.sample_time_major([torch.Generator().manual_seed(s) for s in seeds], 400, t_max, 10)
+    eager = sampler.sample([torch.Generator().manual_seed(s) for s in seeds], 400, t_max, 10)
+    assert fast.frames.shape == (3, 400, t_max, bank.dim) and fast.frames.transpose(1, 2).is_contiguous()
+    for field in ("labels", "stimulus_time", "report_time"):
+        assert torch.equal(getattr(fast, field), getattr(eager, field)), field
+    for field in ("targets", "weights", "trigger"):
+        assert torch.equal(getattr(fast, field), getattr(eager, field)[:, :, :t_max]), field
+    members, trials = torch.meshgrid(torch.arange(3), torch.arange(400), indexing="ij")
+    shown = fast.frames[members, trials, fast.stimulus_time]
+    assert torch.equal(shown, eager.frames[members, trials, eager.stimulus_time])
+    noise = fast.frames.masked_select((torch.arange(t_max) != fast.stimulus_time[..., None])[..., None])
+    assert abs(noise.mean() - bank.noise_mean) < 0.01 and abs(noise.std() - bank.noise_std) < 0.01
+    alone = sampler.sample_time_major([torch.Generator().manual_seed(seeds[1])], 400, t_max, 10)
+    assert torch.equal(alone.frames[0], fast.frames[1])  # member k depends on its own generator only
+
+
+def test_truncated_batch_has_the_loss_of_the_full_one(bank):
+    """Frames from T_max on carry no loss, so dropping them leaves the loss (a mean over all frames) unchanged."""
+    spec = TaskSpec()
+    model = EnsembleRNN("gru", 2, bank.dim, 16, seeds=[0, 1]).double()
+    full = TrialSampler(bank, spec).sample([torch.Generator().manual_seed(s) for s in (0, 1)], 5, 9, 10)
+    short = type(full)(full.frames[:, :, :9], full.trigger[:, :, :9], full.targets[:, :, :9], full.weights[:, :, :9],
+                       full.labels, full.stimulus_time, full.report_time, full.n_active, spec)
+    assert (full.weights[:, :, 9:] == 0).all()
+    full_loss = trial_loss(model(full.frames.double(), full.trigger.double()), full)
+    short_loss = trial_loss(model(short.frames.double(), short.trigger.double()), short)
+    torch.testing.assert_close(short_loss, full_loss, rtol=1e-12, atol=0)
+
+
+def test_fast_probe_sees_the_eager_probes_noise(exact_projection):
+    """In float64, with the projection exact, the fast probe's answers are the eager probe's: same trials,
+    same noise draws, the same map (rounding at 1e-16 cannot flip an argmax but by an exact tie)."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        trainer = Trainer.build(make_config("smoke", hidden_size=16))
+        bank = dataclasses.replace(trainer.bank, test_images=trainer.bank.test_images.double())
+        eager = accuracy_by_delay(trainer.model, bank, [4, 9, 30], 40)
+        fast = accuracy_by_delay(trainer.model, bank, [4, 9, 30], 40, fast=True)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    assert trainer.model.weight_hh.dtype == torch.float64
+    assert torch.equal(eager.overall, fast.overall) and torch.equal(eager.accuracy, fast.accuracy)
+
+
+def _run_tensors(run_dir):
+    return store.load_checkpoint(run_dir, store.checkpoint_steps(run_dir)[-1])
+
+
+def test_fast_training_is_bit_identical_run_to_run_and_after_resume(tmp_path):
+    config = make_config("smoke", steps=30, checkpoint_every=10, log_every=5, protocol="decu", fast=True)
+    runs = [train(config, tmp_path / name, progress=False) for name in ("a", "b")]
+    killed = train(config, tmp_path / "c", progress=False, stop_after=10)
+    runs.append(train(config, tmp_path / "c", progress=False))
+    assert killed == runs[2]
+    first = _run_tensors(runs[0])
+    for other in runs[1:]:
+        tensors = _run_tensors(other)
+        assert all(torch.equal(first[k], tensors[k]) for k in first), other
+        assert store.read_json(other / store.METRICS_FILE) == store.read_json(runs[0] / store.METRICS_FILE)
