@@ -9,6 +9,10 @@ measure, against the reference, the change in trained-delay and long-delay accur
 t-intervals over networks), in the speed-memory Spearman correlation (paired jackknife over
 networks) and in the fine-tuning gain (slowpoints minus control long-delay accuracy, paired
 t-interval over networks).
+
+One more switch is not a model-form field: ``fast``, the bf16 fast path (:mod:`memrnn.fused` on a CPU).
+It trains new networks with the same seeds like the others, and :func:`equivalent` decides, by two
+one-sided tests, whether it may stand in for float32 training.
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from .campaign import grid_row, submit_finetunes, submit_grid
 from .engine import engine
@@ -24,14 +29,15 @@ from .presets import MODEL_FORM
 from .slowpoints import analysis_name
 from .stats import mean_ci, spearman_difference_ci, speed_memory_rows
 
-TRAINING_FIELDS = ("cell", "readout", "init", "loss", "class_sampling")
+TRAINING_FIELDS = ("cell", "readout", "init", "loss", "class_sampling", "fast")
+EQUIVALENCE_MARGIN = 0.03  # accuracy: a change smaller than this is too small to move any verdict
 ANALYSIS_FIELDS = ("search", "centroids", "speed_metric")
 
 
 @dataclass(frozen=True)
 class Switch:
     field: str
-    value: str
+    value: str | bool
 
     @property
     def label(self) -> str:
@@ -116,8 +122,9 @@ def effect(reference: dict, switched: dict, switch: Switch) -> dict:
         if not switch.trains and measure_name != "gain":
             out[measure_name] = None  # the same networks: unchanged by construction
             continue
-        change, low, high = mean_ci(switched[measure_name] - reference[measure_name])
-        out[measure_name] = {"change": change, "ci95": [low, high],
+        differences = switched[measure_name] - reference[measure_name]
+        change, low, high = mean_ci(differences)
+        out[measure_name] = {"change": change, "ci95": [low, high], "per_network": differences.tolist(),
                              "reference": float(reference[measure_name].mean()),
                              "switched": float(switched[measure_name].mean())}
     out["correlation"] = spearman_difference_ci(reference["correlation"], switched["correlation"])
@@ -135,3 +142,21 @@ def matters(row: dict) -> list[str]:
     if low is not None and (low > 0 or high < 0):
         names.append("correlation")
     return names
+
+
+def equivalent(row: dict, measures=("trained", "long"), margin: float = EQUIVALENCE_MARGIN,
+               alpha: float = 0.05) -> dict[str, float]:
+    """Two one-sided paired t-tests (TOST) per measure: the p-value that the mean change lies inside
+    (-margin, +margin). A measure is equivalent at level alpha when its p-value is below alpha."""
+    p_values = {}
+    for name in measures:
+        differences = np.asarray(row[name]["per_network"])
+        if len(differences) < 2:
+            raise ValueError(f"an equivalence test needs at least 2 paired networks, got {len(differences)}")
+        if np.ptp(differences) == 0:  # no spread: the t statistic is undefined, the answer is not
+            p_values[name] = float(abs(differences[0]) >= margin)
+            continue
+        above = stats.ttest_1samp(differences, -margin, alternative="greater").pvalue
+        below = stats.ttest_1samp(differences, margin, alternative="less").pvalue
+        p_values[name] = float(max(above, below))
+    return p_values

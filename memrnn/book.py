@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import __version__, store
+from .engine import shared_cluster
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
             "06_regularization", "07_beyond", "08_choices", "scorecard")
@@ -68,10 +69,8 @@ def set_parameters(notebook, parameters: dict) -> None:
 
 def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, output_dir: Path | None = None,
         progress: bool = True) -> list[Path]:
-    """Execute chapters at ``preset`` (in order) and write the executed notebooks."""
-    import nbformat
-    import papermill
-
+    """Execute chapters at ``preset`` (in order) and write the executed notebooks, all on one Dask cluster
+    (see :func:`memrnn.engine.shared_cluster`)."""
     root = Path(root)
     chapters = list(chapters or CHAPTERS)
     unknown = [c for c in chapters if c not in CHAPTERS]
@@ -79,6 +78,17 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
         raise ValueError(f"unknown chapter(s) {unknown}; choose from {CHAPTERS}")
     output_dir = Path(output_dir or root / "book")
     output_dir.mkdir(parents=True, exist_ok=True)
+    with shared_cluster((parameters or {}).get("scheduler") or None) as address:
+        if progress and address:
+            print(f"one Dask cluster for every chapter: {address}", flush=True)
+        return _run_chapters(root, preset, chapters, parameters, output_dir, progress)
+
+
+def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict | None, output_dir: Path,
+                  progress: bool) -> list[Path]:
+    import nbformat
+    import papermill
+
     written = []
     began = time.perf_counter()
     for i, name in enumerate(chapters, 1):

@@ -8,7 +8,8 @@ take the run directory's lock, so two of them never write one run at once.
 Where tasks run is chosen by ``scheduler``:
 
 - ``None``: the ``MEMRNN_SCHEDULER`` environment variable if set, else an embedded local cluster
-  started and closed here: one single-threaded worker process per CPU core, or one per GPU (each
+  started and closed here: one single-threaded worker process per CPU core this process may use
+  (``dask.system.CPU_COUNT``: affinity and cgroup quota, not the host's count), or one per GPU (each
   seeing only its GPU and advertising ``resources={"GPU": 1}``), bound to 127.0.0.1, no dashboard.
 - ``"sync"``: in this process, one task after another (debugging; callers that are Dask tasks).
 - an address such as ``tcp://10.0.0.5:8786``: an existing cluster (its workers must see ``out``).
@@ -34,7 +35,7 @@ def local_cluster(n_workers: int | None = None):
     from distributed import Nanny, Scheduler, SpecCluster
 
     gpus = torch.cuda.device_count()
-    n_workers = n_workers or gpus or os.cpu_count() or 1
+    n_workers = n_workers or gpus or dask.system.CPU_COUNT or 1
 
     def worker(i: int) -> dict:
         options = {"nthreads": 1, "host": "127.0.0.1", "env": dict(_ONE_THREAD), "dashboard": False,
@@ -51,6 +52,32 @@ def local_cluster(n_workers: int | None = None):
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         return SpecCluster({i: worker(i) for i in range(n_workers)}, scheduler=scheduler,
                            silence_logs=logging.ERROR)
+
+
+@contextlib.contextmanager
+def shared_cluster(scheduler: str | None = None):
+    """One local cluster for many engine calls, even from other processes (a book's chapter kernels):
+    started here and published in ``MEMRNN_SCHEDULER`` unless ``scheduler`` or that variable already
+    names one. Yields the address in use, or None when tasks run in process."""
+    chosen = scheduler or os.environ.get(SCHEDULER_ENV)
+    if chosen:
+        yield None if chosen.lower() in IN_PROCESS else chosen
+        return
+    with local_cluster() as cluster, _environment(SCHEDULER_ENV, cluster.scheduler_address):
+        yield cluster.scheduler_address
+
+
+@contextlib.contextmanager
+def _environment(name: str, value: str):
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = previous
 
 
 @contextlib.contextmanager

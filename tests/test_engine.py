@@ -135,3 +135,29 @@ def test_chapter_analyses_on_a_cluster_equal_in_process(tmp_path, cluster):
 def test_finetune_runs_needs_one_list_per_parent(tmp_path):
     with pytest.raises(ValueError, match="2 parents, 1 lists"):
         finetune_runs([tmp_path / "a", tmp_path / "b"], [[{"mode": "control"}]], scheduler="sync")
+
+
+def test_shared_cluster_serves_every_engine_call_and_child_process(monkeypatch):
+    """A book run starts one cluster: engine() calls and chapter kernels (child processes) all find it."""
+    import subprocess
+    import sys
+
+    from memrnn.engine import SCHEDULER_ENV, shared_cluster
+
+    monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    with shared_cluster() as address:
+        assert address.startswith("tcp://127.0.0.1:") and os.environ[SCHEDULER_ENV] == address
+        seen = set()
+        for _ in range(2):
+            with engine() as graph:
+                seen.add(graph.client.scheduler.address)
+                assert graph.gather(graph.submit(_add, 1, 2)) == 3
+        assert seen == {address}
+        child = subprocess.run([sys.executable, "-c", f"import os; print(os.environ['{SCHEDULER_ENV}'])"],
+                               capture_output=True, text=True, check=True)
+        assert child.stdout.strip() == address
+        with shared_cluster() as inner:  # already published: no second cluster
+            assert inner == address
+    assert SCHEDULER_ENV not in os.environ
+    with shared_cluster("sync") as none:
+        assert none is None and SCHEDULER_ENV not in os.environ
