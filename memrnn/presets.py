@@ -55,7 +55,8 @@ class Config:
     checkpoint_every: int = 20
     log_every: int = 10
     eval_trials: int = 200         # held-out trials per accuracy estimate
-    fast: bool = False             # compiled bf16 step, fused Adam, one data stream for all members (GPU)
+    fast: bool = False             # bf16 input projections, fused Adam; CPU: fused recurrence (memrnn.fused),
+                                   # trials cut at T_max; GPU: compiled, one data stream for all members
     device: str = "auto"
     # the model form; first choice = the reference's (see MODEL_FORM)
     cell: str = "reference"             # one bias per gate, reset gate before U_h | "torch": torch.nn's cells

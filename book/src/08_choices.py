@@ -14,6 +14,10 @@
 #   long-delay accuracy, over (network, class));
 # - the **fine-tuning gain** of C6 (long-delay accuracy after `slowpoints` minus after `control`).
 #
+# One more switch is not a choice of the model but of arithmetic: `fast`, the bf16 fast path (on a
+# CPU: bf16 input projections with float32 master weights, a fused recurrence, trials cut at T_max).
+# It may stand in for float32 training only if it is *equivalent*: see the last section.
+#
 # Switches of the trained model train new networks with the same seeds as the reference networks, so
 # every network has a reference twin with the same initialisation and data streams: each change is a
 # paired difference over networks with a 95% t-interval (for the correlation, a leave-one-network-out
@@ -62,7 +66,7 @@ runs = prepare_runs(runs)
 config = make_config(preset, arch=arch, **overrides)
 plots.book_figures()
 chosen = fields.split(",") if fields else [f for f in MODEL_FORM if arch == "lstm" or f != "speed_metric"]
-flips = ablation.switches(chosen)
+flips = [*ablation.switches(chosen), ablation.Switch("fast", not config.fast)]
 settings = [None, *flips]
 measured = ablation.measure(preset, arch, protocols.split(","), settings, runs, DEFAULT_DELAYS, scheduler=scheduler,
                             **overrides)
@@ -130,6 +134,24 @@ glue("choices_moved", "; ".join(f"`{k}` ({', '.join(claims_of[m] for m in v)})" 
      or "none of the switches")
 glue("choices_still", ", ".join(f"`{k}`" for k, v in moved.items() if not v) or "none")
 glue("choices_networks", str(len(reference["units"])))
+
+# %% [markdown]
+# ## Is the fast path equivalent to float32?
+# Two one-sided paired t-tests (TOST) per accuracy, over the networks above: the fast path is
+# equivalent when the mean change is shown to lie within ±0.03 (p < 0.05), a margin below which no
+# verdict of this book moves. The `cpu` preset trains on the fast path only if both accuracies pass.
+
+# %%
+fast_row = next(row for row in table if row["switch"].startswith("fast="))
+p_values = ablation.equivalent(fast_row)
+for name, p in p_values.items():
+    change, (low, high) = fast_row[name]["change"], fast_row[name]["ci95"]
+    print(f"{name}-delay accuracy, {fast_row['switch']} minus the reference: {change:+.3f} [{low:+.3f}, {high:+.3f}], "
+          f"TOST p = {p:.3f}")
+
+# %% tags=["nbval-check-output"]
+for name, p in p_values.items():
+    print(f"{name}-delay accuracy equivalent within ±{ablation.EQUIVALENCE_MARGIN}: {p < 0.05}")
 
 # %% [markdown]
 # ## What we found
