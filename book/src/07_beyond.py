@@ -4,8 +4,7 @@
 # Three questions the paper leaves open, answered with the same machinery:
 #
 # 1. **Vanilla tanh RNNs** (trained with the delay curriculum). Do networks without gates keep memories
-#    at slow points too, and does speed
-#    predict their memory?
+#    at slow points too, and does speed predict their memory?
 # 2. **How strong should the penalty be?** A sweep of λ for the `slowpoints` fine-tuning of C6, with
 #    both long-delay and trained-delay accuracy (a regulariser that buys memory by failing the task is
 #    no win).
