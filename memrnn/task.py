@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
+import math
+
 import torch
 from torch.nn import functional as F
 
@@ -176,3 +178,42 @@ def report_accuracy(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
     index = batch.report_time[:, :, None, None].expand(-1, -1, 1, logits.shape[-1])
     at_report = logits.gather(2, index).squeeze(2)
     return (at_report.argmax(-1) == batch.labels + 1).float().mean(1)
+
+
+@dataclass(frozen=True)
+class BlindOptimum:
+    """The best a network that ignores image and trigger can do with one output distribution for every
+    frame: ``wanted`` p(null) (its weighted share of the targets), the readout's range of p(null), the
+    p(null) it settles on and that loss."""
+    t_max: int
+    n_active: int
+    wanted: float
+    lowest: float
+    highest: float
+    settled: float
+    loss: float
+
+    @property
+    def inside(self) -> bool:
+        """Whether the wanted p(null) is reachable: otherwise the optimum is the readout's corner."""
+        return self.lowest <= self.wanted <= self.highest
+
+
+def blind_optimum(spec: TaskSpec, t_max: int, n_active: int) -> BlindOptimum:
+    """Per trial a blind network meets T_max - 1 null targets (weight 1) and one report (weight
+    ``report_weight``, its class uniform over the active ones), so its best constant p(null) is
+    (T_max - 1) / (T_max - 1 + report_weight). Sigmoid outputs read by a softmax over the null and the
+    n active outputs (masked ones vanish) confine p(null) to [1 / (1 + n e), e / (e + n)]; the loss is
+    convex in p, so the optimum is the wanted value clipped to that range. Loss in the reference's
+    form: the weighted log-likelihood averaged over n_frames x outputs."""
+    spec.check(t_max, n_active)
+    nulls, report = t_max - 1, spec.report_weight
+    wanted = nulls / (nulls + report)
+    if spec.readout == "sigmoid-softmax":
+        lowest, highest = 1 / (1 + n_active * math.e), math.e / (math.e + n_active)
+    else:
+        lowest, highest = 0.0, 1.0
+    settled = min(max(wanted, lowest), highest)
+    total = -nulls * math.log(settled) - report * math.log((1 - settled) / n_active)
+    divisor = spec.n_frames * spec.n_outputs if spec.loss == "mean" else nulls + report
+    return BlindOptimum(t_max, n_active, wanted, lowest, highest, settled, total / divisor)

@@ -141,3 +141,27 @@ def test_single_generator_draws_all_members_at_once(bank):
     assert not torch.equal(batch.frames[0], batch.frames[1])
     again = TrialSampler(bank, TaskSpec()).sample(_gens(9), 300, t_max=16, n_active=10, n_members=3)
     assert torch.equal(batch.frames, again.frames)
+
+
+@pytest.mark.parametrize("t_max,n_active", [(20, 10), (6, 10), (20, 2)])
+def test_blind_optimum_is_the_best_constant_readout_of_the_real_loss(bank, t_max, n_active):
+    """Search every constant sigmoid output pair (null u, classes v) under trial_loss itself: its minimum is
+    the blind optimum, at the readout's corner when the wanted p(null) is out of reach (T_max = 20, 10 classes)."""
+    from memrnn.task import blind_optimum
+
+    spec = TaskSpec()
+    batch = TrialSampler(bank, spec).sample(_gens(0), 10, t_max=t_max, n_active=n_active)
+    grid = torch.linspace(0, 1, 101, dtype=torch.float64)
+    u, v = torch.meshgrid(grid, grid, indexing="ij")
+    outputs = torch.where(torch.arange(11) == 0, u.reshape(-1, 1), v.reshape(-1, 1))  # (grid, 11)
+    logits = outputs[:, None, None, :].expand(-1, 10, 20, -1)  # every grid point a "member"
+    many = type(batch)(*(x.expand(len(outputs), *x.shape[1:]) for x in
+                         (batch.frames, batch.trigger, batch.targets, batch.weights, batch.labels,
+                          batch.stimulus_time, batch.report_time)), n_active=n_active, spec=spec)
+    losses = trial_loss(logits, many)
+    best = blind_optimum(spec, t_max, n_active)
+    assert losses.min().item() == pytest.approx(best.loss, abs=2e-4)
+    assert best.inside == ((t_max, n_active) != (20, 10))
+    if not best.inside:
+        assert losses.argmin().item() == (len(grid) - 1) * len(grid)  # u = 1, v = 0: the saturated corner
+    assert blind_optimum(spec, 20, 10).loss == pytest.approx(0.36445, abs=1e-5)
