@@ -53,11 +53,12 @@ device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 fields: str = ""                  # comma-separated switches to flip; empty: all that apply to the architecture
+fast_protocols: str = "decu,vocu"  # protocols whose networks test the fast path for equivalence
 
 # %%
 from IPython.display import Markdown, display
 from memrnn import ablation, plots
-from memrnn.book import prepare_runs, run_box
+from memrnn.book import markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
 from memrnn.presets import MODEL_FORM, make_config
 
@@ -66,7 +67,7 @@ runs = prepare_runs(runs)
 config = make_config(preset, arch=arch, **overrides)
 plots.book_figures()
 chosen = fields.split(",") if fields else [f for f in MODEL_FORM if arch == "lstm" or f != "speed_metric"]
-flips = [*ablation.switches(chosen), ablation.Switch("fast", not config.fast)]
+flips = ablation.switches(chosen)
 settings = [None, *flips]
 measured = ablation.measure(preset, arch, protocols.split(","), settings, runs, DEFAULT_DELAYS, scheduler=scheduler,
                             **overrides)
@@ -137,17 +138,23 @@ glue("choices_networks", str(len(reference["units"])))
 
 # %% [markdown]
 # ## Is the fast path equivalent to float32?
-# Two one-sided paired t-tests (TOST) per accuracy, over the networks above: the fast path is
+# The same networks trained twice with the same seeds, in float32 and on the fast path, then the
+# same analyses. Two one-sided paired t-tests (TOST) per accuracy: the fast path is
 # equivalent when the mean change is shown to lie within ±0.03 (p < 0.05), a margin below which no
 # verdict of this book moves. The `cpu` preset trains on the fast path only if both accuracies pass.
 
 # %%
-fast_row = next(row for row in table if row["switch"].startswith("fast="))
+fast_switch = ablation.Switch("fast", not config.fast)
+fast_measured = ablation.measure(preset, arch, fast_protocols.split(","), [None, fast_switch], runs, DEFAULT_DELAYS,
+                                 scheduler=scheduler, **overrides)
+fast_row = ablation.effect(fast_measured[None], fast_measured[fast_switch], fast_switch)
 p_values = ablation.equivalent(fast_row)
-for name, p in p_values.items():
-    change, (low, high) = fast_row[name]["change"], fast_row[name]["ci95"]
-    print(f"{name}-delay accuracy, {fast_row['switch']} minus the reference: {change:+.3f} [{low:+.3f}, {high:+.3f}], "
-          f"TOST p = {p:.3f}")
+print(f"{arch.upper()}, protocols {fast_protocols}: {len(fast_measured[None]['units'])} pairs of networks "
+      f"(same seeds), {fast_switch.label} against fast={config.fast}")
+markdown_table(("measure", "change [95% CI]", "TOST p (±0.03)"),
+               [(f"{name}-delay accuracy", cell(fast_row[name]), f"{p_values[name]:.3f}") for name in p_values]
+               + [("Spearman r", correlation_cell(fast_row["correlation"]), "—"),
+                  ("fine-tuning gain", cell(fast_row["gain"]), "—")])
 
 # %% tags=["nbval-check-output"]
 for name, p in p_values.items():
