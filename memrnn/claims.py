@@ -400,13 +400,22 @@ def _rank_test(x, y, group: str, effect: float, units=None) -> Test | None:
         low, high = spearman_ci(x, y, units)["ci95"]
         if low is None:
             return None
-        zl, zh = np.arctanh(low), np.arctanh(high)
+        zl, zh = np.arctanh(np.clip([low, high], -1 + 1e-12, 1 - 1e-12))
     else:
         se = np.sqrt((1 + r ** 2 / 2) / (len(x) - 3))
         z = np.arctanh(np.clip(r, -0.999999, 0.999999))
         zl, zh = z - Z95 * se, z + Z95 * se
     low, high = sorted((sign * np.tanh(zl), sign * np.tanh(zh)))
     return Test(group, sign * r, float(low), float(high), p, abs(effect), detectable=float(np.tanh(detectable(zl, zh))))
+
+
+def _nanmedian(values, axis: int) -> np.ndarray:
+    """Median over what was measured (NaN: missing); NaN where nothing was."""
+    values = np.asarray(values, float)
+    some = np.isfinite(values).any(axis)
+    out = np.full(some.shape, np.nan)
+    out[some] = np.nanmedian(np.compress(some, values, axis=1 - axis), axis)
+    return out
 
 
 def c5_formation_explains(appears: dict, introduced: dict, long_accuracy: dict, trained: dict, scope: Scope,
@@ -435,9 +444,8 @@ def c5_formation_explains(appears: dict, introduced: dict, long_accuracy: dict, 
         vocu, decu = appears.get((arch, "vocu")), appears.get((arch, "decu"))
         entry = details.setdefault(arch, {})
         if vocu is not None and decu is not None:
-            with np.errstate(all="ignore"):
-                delay = np.nanmedian(vocu, 0) - np.nanmedian(decu, 0)  # all-missing classes: NaN
-            keep = np.isfinite(delay)
+            delay = _nanmedian(vocu, 0) - _nanmedian(decu, 0)  # a class traced in no network: NaN
+            keep = np.isfinite(delay) & np.isfinite(introduced[arch])
             if keep.sum() < 5:
                 sparse.append(arch)
             entry["a"] = {"delay": delay.tolist(), "introduced": list(introduced[arch]), "classes": int(keep.sum())}
@@ -449,8 +457,7 @@ def c5_formation_explains(appears: dict, introduced: dict, long_accuracy: dict, 
         else:
             sparse.append(arch)
         keys = sorted(k for k in appears if k[0] == arch)
-        with np.errstate(all="ignore"):
-            first = {k: np.nanmedian(np.asarray(appears[k], float), 1) for k in keys}  # untraced network: NaN
+        first = {k: _nanmedian(appears[k], 1) for k in keys}  # a network with nothing traced: NaN
         x = np.concatenate([first[k] for k in keys])
         y = np.concatenate([np.asarray(long_accuracy[k], float) for k in keys])
         units = np.arange(len(x))
