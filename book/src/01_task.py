@@ -117,7 +117,7 @@ from memrnn.book import glue
 
 glue("c1_others", beside or "n/a (not run)")
 
-glue("c1_lowest", f"{verdict.details['lowest_mean']:.3f}")
+glue("c1_lowest", f"{verdict.details['lowest_bound']:.3f}")
 glue("c1_widest", f"{verdict.details['widest_ci_bound']:.3f}")
 glue("c1_conditions", str(len(rows)))
 glue("c1_verdict", verdict.verdict)

@@ -92,7 +92,7 @@ fig = plots.class_extrapolation({f"{plots.condition_label(row)}: accuracy per cl
 
 # %% tags=["nbval-check-output"]
 paper = evidence.paper_rows(rows)
-verdict = claims.c2_protocols_differ(evidence.long_accuracy(paper), evidence.scope(config, paper))
+verdict = claims.c2_protocols_differ(evidence.long_accuracy(paper), evidence.trained_accuracy(paper), evidence.scope(config, paper))
 record_verdict(runs, verdict)
 print(f"C2: {verdict.verdict}")
 
