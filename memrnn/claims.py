@@ -190,7 +190,7 @@ def _decide(tests: list[Test], premises: list[dict]) -> tuple[str, str]:
 
 
 def _power(tests: list[Test]) -> str:
-    return "; ".join(f"{t.group}: {t.detectable:.2f} (named {t.effect:g})" for t in tests)
+    return "; ".join(f"{t.group}: {t.detectable:.2f} (named {t.effect:g})" for t in tests) or "n/a (nothing tested)"
 
 
 def _verdict(claim, fn, tests, premises, statistic, details, scope, cap: str = "") -> Verdict:
@@ -284,7 +284,8 @@ def c2_protocols_differ(long_accuracy: dict, trained: dict, scope: Scope, gap: f
         tests.append(Test(f"{key[1].upper()} ({key[0]})", diff, low, high, p, gap))
         details[_key(key)] = {"medians": medians, "best": best, "worst": worst, "gap": diff, "gap_ci95": [low, high],
                               "p": p}
-        parts.append(f"{key[1].upper()} ({key[0]}): {best} longest, {worst} shortest, gap {diff:.2f} "
+        order = f"{best} longest, {worst} shortest" if medians[best] > medians[worst] else "protocols tied"
+        parts.append(f"{key[1].upper()} ({key[0]}): {order}, gap {diff:.2f} "
                      f"[{low:.2f}, {high:.2f}], Mann-Whitney p = {p:.2g}")
     return _verdict("C2", c2_protocols_differ, tests, premises,
                     "; ".join(parts) or "fewer than two protocols per architecture", details, scope)

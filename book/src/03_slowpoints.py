@@ -15,9 +15,12 @@
 # {cite:p}`marquardt1963`), in coordinates that keep iterates inside (−1, 1)^H, the only region a GRU
 # or LSTM can reach, stopping at the floor of the nearest slow valley. This is the slow-point analysis
 # of {cite:t}`sussillo2013`; unlike the FixedPointFinder toolbox {cite:p}`golub2018`, whose first-order
-# search can leave the reachable region, both searches stay in it. We then ask, for both: is the point
-# much slower than the centroid, does a trigger at the point still report the class, and is each
-# class's point distinct from the others? The figures and tables use the reference's search.
+# search can leave the reachable region, the reference's clip keeps h in the closed box [−1, 1] and
+# ours in the open region. A point on the box's boundary is no state a GRU (or an LSTM's h; its c is
+# unbounded) can visit, so it does not count. We then ask, for both: is the point reachable, much
+# slower than the states the network visits during the delay (a centroid is a mean state no
+# trajectory visits), does a trigger at the point still report the class, and is each class's point
+# distinct from the others? The figures and tables use the reference's search.
 #
 # **Runtime:** seconds per run at `cpu` once the networks of C1 exist.
 

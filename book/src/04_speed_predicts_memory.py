@@ -110,7 +110,7 @@ Markdown(claims.verdict_markdown(verdict))
 # %% tags=["remove-cell"]
 from memrnn.book import glue
 
-within = {k: v for k, v in verdict.details.items() if k != "pooled"}
+within = {k: v for k, v in verdict.details.items() if k not in ("pooled", "tests")}
 glue("c4_within", "; ".join(f"{k.split('/')[1].upper()} {r_ci({'r': None, **v})}" for k, v in within.items()))
 glue("c4_between", "; ".join(f"{k.split('/')[1].upper()} {r_ci(v['pooled_over_protocols'])}" for k, v in within.items()))
 glue("c4_reason", verdict.reason)
