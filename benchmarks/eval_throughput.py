@@ -1,7 +1,7 @@
 """Evaluation throughput: the extrapolation probe (``accuracy_by_delay``), eager float32 against the fast path.
 
 Both sides probe the same untrained ensemble at a preset's shape on mnist-5k, with the same trials and
-noise draws, to the longest delay given; the fast path projects the noise frames of every member at once
+noise draws, to the longest delay given, timed alternately; the fast path projects the noise frames of every member at once
 in bf16 and steps the recurrence without autograd (``memrnn.fused``). Prints probe frames per second
 (members x trials x frames / s) and the ratio, measured in this one run, for GRU and LSTM.
 
@@ -11,6 +11,7 @@ in bf16 and steps the recurrence without autograd (``memrnn.fused``). Prints pro
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -20,11 +21,16 @@ from memrnn.presets import make_config
 from memrnn.train import Trainer
 
 
-def probe_rate(model, bank, delay: int, trials: int, fast: bool) -> float:
-    accuracy_by_delay(model, bank, [4], trials, fast=fast)  # warm-up
-    start = time.perf_counter()
-    accuracy_by_delay(model, bank, [4, delay], trials, fast=fast)
-    return model.n_members * trials * delay / (time.perf_counter() - start)
+def probe_rates(model, bank, delay: int, trials: int, repeats: int) -> list[float]:
+    """Eager and fast probes timed alternately (a changing load slows both alike); median rates."""
+    accuracy_by_delay(model, bank, [4], trials, fast=True)  # warm-up
+    times = [[], []]
+    for _ in range(repeats):
+        for fast, spent in zip((False, True), times):
+            start = time.perf_counter()
+            accuracy_by_delay(model, bank, [4, delay], trials, fast=fast)
+            spent.append(time.perf_counter() - start)
+    return [model.n_members * trials * delay / statistics.median(spent) for spent in times]
 
 
 def main():
@@ -32,6 +38,7 @@ def main():
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--delay", type=int, default=300, help="longest delay probed (frames)")
     parser.add_argument("--trials", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating eager / fast probes per architecture")
     args = parser.parse_args()
     config = make_config(args.preset, dataset="mnist-5k", device="cpu")
     print(f"extrapolation probe at the {args.preset} shape: E={config.seeds} H={config.hidden_size}, "
@@ -39,7 +46,7 @@ def main():
     print(f"{'arch':>5} {'eager fp32':>12} {'fast':>12} {'ratio':>7}   (member-trial-frames/s)", flush=True)
     for arch in ("gru", "lstm"):
         trainer = Trainer.build(make_config(args.preset, dataset="mnist-5k", arch=arch, device="cpu"))
-        eager, fast = (probe_rate(trainer.model, trainer.bank, args.delay, args.trials, f) for f in (False, True))
+        eager, fast = probe_rates(trainer.model, trainer.bank, args.delay, args.trials, args.repeats)
         print(f"{arch:>5} {eager:>12.0f} {fast:>12.0f} {fast / eager:>6.2f}x", flush=True)
 
 

@@ -13,7 +13,9 @@ time-boxed run still prints the rows it finished.
 ``--trainer PRESET`` times memrnn's own training step instead (``Trainer.step``: drawing the batch,
 unroll, loss, backward, Adam) at that preset's shape on mnist-5k, in eager float32 and on the fast path
 (``fast=True``; on a CPU: bf16 input projection, fused recurrence, members drawn in parallel), with the
-ratio of the two, for GRU and LSTM, full-length trials (T_max = 20):
+ratio of the two, for GRU and LSTM, full-length trials (T_max = 20). The two are timed alternately,
+step by step, and compared by their median step times, so a machine whose load changes during the run
+slows both alike:
 
     python benchmarks/train_throughput.py --trainer cpu          # E=5, H=100, batch 32
     python benchmarks/train_throughput.py --trainer gpu --steps 4  # the paper's shape: E=10, H=200, batch 128
@@ -21,6 +23,7 @@ ratio of the two, for GRU and LSTM, full-length trials (T_max = 20):
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -82,22 +85,36 @@ def time_loop(arch, E, H, frames, trigger, targets, steps):
     return _timed(one_step, steps, device) * E
 
 
-def time_trainer(preset, arch, fast, steps, device):
-    """Network-steps per second of ``Trainer.step`` at the preset's shape."""
-    config = make_config(preset, dataset="mnist-5k", arch=arch, fast=fast, device=device.type)
-    trainer = Trainer.build(config)
-    sampler = TrialSampler(trainer.bank, task_spec(config))
-    return _timed(lambda: trainer.step(sampler, config.n_frames, 10, config.lr), steps, device) * config.seeds
-
-
 def trainer_table(preset, steps, device):
+    """Eager and fast ``Trainer.step`` timed alternately, step by step, so that a machine whose load
+    changes during the run slows both alike; the median step time of each gives the rates."""
     config = make_config(preset, dataset="mnist-5k")
     print(f"memrnn training steps at the {preset} shape: E={config.seeds} H={config.hidden_size} "
-          f"batch={config.batch_size} T={config.n_frames}, on {_device_name(device)}")
+          f"batch={config.batch_size} T={config.n_frames}, on {_device_name(device)}; median of {steps} "
+          "alternating steps")
     print(f"{'arch':>5} {'eager fp32':>12} {'fast':>12} {'ratio':>7}   (network-steps/s)", flush=True)
     for arch in ("gru", "lstm"):
-        eager, fast = (time_trainer(preset, arch, f, steps, device) for f in (False, True))
+        steppers = []
+        for fast in (False, True):
+            config = make_config(preset, dataset="mnist-5k", arch=arch, fast=fast, device=device.type)
+            trainer = Trainer.build(config)
+            sampler = TrialSampler(trainer.bank, task_spec(config))
+            steppers.append(lambda t=trainer, s=sampler, c=config: t.step(s, c.n_frames, 10, c.lr))
+        eager, fast = (config.seeds / seconds for seconds in _alternating(steppers, steps, device))
         print(f"{arch:>5} {eager:>12.1f} {fast:>12.1f} {fast / eager:>6.2f}x", flush=True)
+
+
+def _alternating(functions, repeats, device) -> list[float]:
+    """Median seconds per call of each function, calls interleaved, after three warm-up rounds."""
+    times = [[] for _ in functions]
+    for round_ in range(repeats + 3):
+        for f, spent in zip(functions, times):
+            start = time.perf_counter()
+            f()
+            _sync(device)
+            if round_ >= 3:
+                spent.append(time.perf_counter() - start)
+    return [statistics.median(spent) for spent in times]
 
 
 def _device_name(device) -> str:
