@@ -3,9 +3,9 @@
 Why: an eager training step of the ``cpu`` shape spends most of its time outside the input-projection
 matmul: in 120 small recurrent matmuls, in per-step slices and copies of ``weight_hh`` and in
 autograd's per-step gradient buffers. Here the unroll is one ``torch.autograd.Function``: the forward
-keeps the gates it needs in preallocated buffers, the backward walks back through time writing every
-step's input gradient into one buffer and forms the recurrent weight gradient with one matmul over all
-steps. The input projection (frames x ``weight_ih``, forward and weight gradient) runs in bf16 with
+keeps only the activated gates the backward needs, the backward walks back through time and stacks
+every step's input gradient once, and the recurrent weight gradient is one matmul over all steps.
+``weight_hh`` is split (and transposed for the backward) once per unroll, never per step. The input projection (frames x ``weight_ih``, forward and weight gradient) runs in bf16 with
 fp32 accumulation (oneDNN on AVX512-BF16 / AMX); master weights, states and gates stay fp32.
 
 The same equations as ``EnsembleRNN.recur`` (tested against it in float64). The torch-form GRU
