@@ -83,15 +83,16 @@ def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int =
 
 def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: list[int],
            generator: torch.Generator) -> torch.Tensor:
-    """Correctness (E, n_delays, B) of probe trials with the given test images."""
-    E, B, device = model.n_members, len(trials), trials.device
+    """Correctness (E, n_delays, B) of probe trials with the given test images, computed in the model's
+    dtype."""
+    E, B, device, dtype = model.n_members, len(trials), trials.device, model.weight_hh.dtype
     off, on = torch.zeros(E, B, device=device), torch.ones(E, B, device=device)
     targets = bank.test_labels[trials] + 1
     correct = torch.zeros(E, len(delays), B, dtype=torch.bool, device=device)
-    state = model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)
+    state = model.step(model.init_state(B), bank.test_images[trials].to(dtype).expand(E, B, -1), off)
     wanted = {d: j for j, d in enumerate(delays)}
     for t in range(1, delays[-1] + 1):
-        noise = (torch.randn(B, bank.dim, generator=generator, device=device) * bank.noise_std
+        noise = (torch.randn(B, bank.dim, generator=generator, device=device, dtype=dtype) * bank.noise_std
                  + bank.noise_mean).expand(E, B, -1)
         if t in wanted:
             logits = model.readout(model.step(state, noise, on))
