@@ -88,12 +88,13 @@ def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int =
 
 def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: list[int],
            generator: torch.Generator, fast: bool = False) -> torch.Tensor:
-    """Correctness (E, n_delays, B) of probe trials with the given test images."""
-    E, B, device = model.n_members, len(trials), trials.device
+    """Correctness (E, n_delays, B) of probe trials with the given test images, computed in the model's
+    dtype."""
+    E, B, device, dtype = model.n_members, len(trials), trials.device, model.weight_hh.dtype
     off = torch.zeros(E, B, device=device)
     targets = bank.test_labels[trials] + 1
     correct = torch.zeros(E, len(delays), B, dtype=torch.bool, device=device)
-    state = model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)
+    state = model.step(model.init_state(B), bank.test_images[trials].to(dtype).expand(E, B, -1), off)
     wanted = {d: j for j, d in enumerate(delays)}
     trigger_row = model.weight_ih[:, -1:]
     recur = inference_step(model) if fast else model.recur
@@ -109,14 +110,15 @@ def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: li
 def _noise_projections(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: int, generator: torch.Generator,
                        fast: bool, frames_at_once: int = 16):
     """Input projections (E, B, G), trigger off, of ``n_frames`` pixel-noise frames shared by all members."""
-    E, device = model.n_members, model.weight_ih.device
+    E, device, dtype = model.n_members, model.weight_ih.device, model.weight_ih.dtype
     if fast:  # (frames x B, D) @ (D, E x G): every member's projection of many frames in one bf16 matmul
         weight = model.weight_ih[:, :-1].permute(1, 0, 2).reshape(bank.dim, -1).to(BF16)
     for start in range(0, n_frames, frames_at_once):
         K = min(frames_at_once, n_frames - start)
-        noise = torch.randn(K, B, bank.dim, generator=generator, device=device) * bank.noise_std + bank.noise_mean
+        noise = torch.randn(K, B, bank.dim, generator=generator, device=device, dtype=dtype)
+        noise = noise * bank.noise_std + bank.noise_mean
         if not fast:
             yield from (model.project(frame.expand(E, B, -1), torch.zeros(E, B, device=device)) for frame in noise)
             continue
         projected = (noise.reshape(K * B, -1).to(BF16) @ weight).view(K, B, E, -1)
-        yield from (frame.transpose(0, 1).float() + model.bias_ih for frame in projected)
+        yield from (frame.transpose(0, 1).to(dtype) + model.bias_ih for frame in projected)

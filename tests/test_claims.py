@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from memrnn import claims
 from memrnn.claims import Scope
@@ -192,16 +193,17 @@ def test_claims_interval_coverage_at_five_networks():
                      6 / np.pi * np.arcsin(pooled_rho / 2), sims=300) >= 0.93
 
 
-def test_claims_verdict_recorded_with_scope_and_staleness(tmp_path):
+def test_claims_verdict_recorded_with_scope_and_staleness(tmp_path, monkeypatch):
     from memrnn.book import read_verdicts, record_verdict, stale_reason
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
     verdict = claims.c6_speed_penalty_helps(_c6(0.2), SCOPE)
     record_verdict(tmp_path, verdict, code_sha256="abc", parameters={"preset": "smoke"})
     record_verdict(tmp_path, "C1", "partly reproduced", "old style", "cpu", 30)
     c1, c6 = read_verdicts(tmp_path)
     assert c6["verdict"] == "reproduced" and c6["scope"]["archs"] == ["gru", "lstm"] and c6["rule"] == verdict.rule
     assert c6["preset"] == "smoke" and c6["networks"] == 10
-    assert c6["device"] == f"CPU ({os.cpu_count()} cores)"  # the test machine has no GPU
+    assert c6["device"] == f"CPU ({os.cpu_count()} cores)"
     assert stale_reason(c6, "abc", {"preset": "smoke"}) is None
     assert stale_reason(c6, "abd", {"preset": "smoke"}) == "recorded by other chapter code"
     assert stale_reason(c6, "abc", {"preset": "cpu"}) == "recorded with other parameters"

@@ -13,6 +13,7 @@ from memrnn.cli import main
 from memrnn.engine import InProcess, OnDask, engine, local_cluster
 from memrnn.presets import make_config
 from memrnn.slowpoints import analyse_run
+from memrnn.train import train
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +57,13 @@ def test_scheduler_choice(monkeypatch, cluster):
         assert graph.resources is None  # no GPU advertised: tasks must not wait for one
 
 
-def test_grid_cli_on_a_separate_cluster_equals_in_process(tmp_path, cluster):
+def test_grid_cli_on_a_separate_cluster_equals_in_process(tmp_path, cluster, one_thread):
+    """Bit for bit, in-process with one thread as on the workers."""
     args = ["grid", "--preset", "smoke", "--archs", "gru", "--protocols", "none,decu", "--delays", "4,30",
             "--quiet", "--set", "steps=20"]
     assert main(args + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address]) == 0
-    rows = run_grid("smoke", ["gru"], ["none", "decu"], delays=[4, 30], out=tmp_path / "here", progress=False,
-                    scheduler="sync", steps=20)
+    rows = one_thread(run_grid, "smoke", ["gru"], ["none", "decu"], delays=[4, 30], out=tmp_path / "here",
+                      progress=False, scheduler="sync", steps=20)
     assert store.read_json(tmp_path / "dask" / "grid-smoke-synthetic.json") == rows
     for row in rows:
         _assert_same_weights(tmp_path / "dask" / row["run"], tmp_path / "here" / row["run"])
@@ -69,19 +71,32 @@ def test_grid_cli_on_a_separate_cluster_equals_in_process(tmp_path, cluster):
 
 def test_killed_worker_loses_nothing(tmp_path, cluster):
     """Kill the worker process training a run after its first checkpoint: Dask reschedules the task, which
-    resumes from the checkpoint and ends with the weights of an uninterrupted run, bit for bit."""
+    resumes from the checkpoint and ends with the weights of an uninterrupted run, bit for bit. The first
+    attempt waits after that checkpoint, so the kill lands inside the task however fast the machine is."""
     config = make_config("smoke", steps=160, checkpoint_every=20, log_every=10, device="cpu")
+    out, waiting = tmp_path / "killed", tmp_path / "waiting"
+
+    def first_attempt_waits_for_the_kill():
+        if waiting.exists():
+            return _train(config, out)
+        train(config, out, progress=False, stop_after=20)
+        waiting.touch()
+        time.sleep(120)
+        raise TimeoutError("the worker was not killed")
+
     with Client(cluster, set_as_default=False) as client:
-        killed = client.submit(_train, config, tmp_path / "killed", retries=2)
+        killed = client.submit(first_attempt_waits_for_the_kill)
         reference = client.submit(_train, config, tmp_path / "reference")
-        run_dir = tmp_path / "killed" / store.run_name(config)
-        while not store.checkpoint_steps(run_dir):
+        run_dir = out / store.run_name(config)
+        deadline = time.monotonic() + 120
+        while not waiting.exists():
+            assert time.monotonic() < deadline, "the first attempt did not reach its checkpoint"
             time.sleep(0.05)
+        assert store.checkpoint_steps(run_dir) == [20]
         worker = next(w for w, keys in client.processing().items() if killed.key in keys)
-        os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
         first = run_dir / "checkpoints" / "step_0000020.safetensors"
         written = first.stat().st_mtime_ns
-        assert not (run_dir / store.SUMMARY_FILE).exists(), "the kill came too late to interrupt training"
+        os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
         assert client.gather([killed, reference]) == [str(run_dir), str(tmp_path / "reference" / run_dir.name)]
     assert first.stat().st_mtime_ns == written  # resumed, not started again
     _assert_same_weights(run_dir, tmp_path / "reference" / run_dir.name)
@@ -112,14 +127,11 @@ def _chapter_graphs(out, scheduler):
 SETTINGS = [None, ablation.Switch("search", "lm"), ablation.Switch("finetune", "continue")]
 
 
-def test_chapter_analyses_on_a_cluster_equal_in_process(tmp_path, cluster):
+def test_chapter_analyses_on_a_cluster_equal_in_process(tmp_path, cluster, one_thread):
+    """Bit for bit, in-process with one thread as on the workers (Levenberg-Marquardt's solves round
+    differently with more threads)."""
     sections, tables, measured = _chapter_graphs(tmp_path / "dask", cluster.scheduler_address)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as on a worker: Levenberg-Marquardt's solves round differently with more threads
-    try:
-        sections_here, tables_here, measured_here = _chapter_graphs(tmp_path / "here", "sync")
-    finally:
-        torch.set_num_threads(threads)
+    sections_here, tables_here, measured_here = one_thread(_chapter_graphs, tmp_path / "here", "sync")
     assert [len(table) for table in tables] == [2, 2] and list(measured) == SETTINGS
     assert sections == sections_here and tables == tables_here
     for switch in SETTINGS:

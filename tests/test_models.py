@@ -13,6 +13,7 @@ def _inputs(E, B, T, D, seed=0):
     return frames, trigger
 
 
+@pytest.mark.threads
 @pytest.mark.parametrize("arch", ARCHS)
 def test_member_matches_torch_module(arch):
     model = EnsembleRNN(arch, n_members=3, input_dim=7, hidden_size=5, seeds=[4, 5, 6], cell="torch",
@@ -26,6 +27,7 @@ def test_member_matches_torch_module(arch):
         torch.testing.assert_close(logits[k], readout(out), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.threads
 @pytest.mark.parametrize("arch", ARCHS)
 def test_member_equals_network_built_alone(arch):
     ensemble = EnsembleRNN(arch, n_members=3, input_dim=6, hidden_size=4, seeds=[10, 11, 12])
@@ -57,6 +59,7 @@ def test_step_is_the_map_the_unroll_uses(arch):
     torch.testing.assert_close(model.readout(state), model(frames, trigger)[:, :, -1])
 
 
+@pytest.mark.threads
 def test_conv_front_end_members_are_independent():
     shape = (3, 16, 16)
     ensemble = EnsembleRNN("gru", 2, 3 * 16 * 16, 8, image_shape=shape, conv=True, seeds=[3, 7])
