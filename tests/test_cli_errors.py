@@ -237,7 +237,7 @@ CASES = [
     *[(["train", "--out", "{root}/summary-" + name, "--steps", "20", "--set", "checkpoint_every=10"], "summary.json")
       for name in ("null", "list", "text")],
     # writes replace only a regular file
-    *[(["correlate", RUN.replace("{runs}", "{root}/complete"), "--out", "{root}/" + name], kind)
+    *[(["correlate", RUN.replace("{runs}", "{root}/complete"), "--min-delay", "30", "--out", "{root}/" + name], kind)
       for name, kind in (("fifo", "a FIFO"), ("link.json", "a symbolic link"), ("device", "a device"))],
     # paths the system cannot look up
     (["train", "--out", "/".join(["x" * 250] * 20)], "File name too long"),
