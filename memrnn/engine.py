@@ -10,7 +10,10 @@ Where tasks run is chosen by ``scheduler``:
 - ``None``: the ``MEMRNN_SCHEDULER`` environment variable if set, else an embedded local cluster
   started and closed here: one single-threaded worker process per CPU core this process may use
   (``dask.system.CPU_COUNT``: affinity and cgroup quota, not the host's count), or one per GPU (each
-  seeing only its GPU and advertising ``resources={"GPU": 1}``), bound to 127.0.0.1, no dashboard.
+  seeing only its GPU and advertising ``resources={"GPU": 1}``), bound to 127.0.0.1, no dashboard,
+  speaking TLS with a certificate made for this cluster alone: a plain loopback port would take tasks
+  (code run as you) from any user of a shared machine. ``shared_cluster`` hands the certificate to child
+  processes in a file only you can read, named by ``MEMRNN_SCHEDULER_CREDENTIALS``.
 - ``"sync"``: in this process, one task after another (debugging; callers that are Dask tasks).
 - an address such as ``tcp://10.0.0.5:8786``: an existing cluster (its workers must see ``out``).
 """
@@ -19,52 +22,85 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import tempfile
 
 from tqdm.auto import tqdm
 
 SCHEDULER_ENV = "MEMRNN_SCHEDULER"
+CREDENTIALS_ENV = "MEMRNN_SCHEDULER_CREDENTIALS"  # a PEM file with the local cluster's key and certificate
 IN_PROCESS = ("sync", "none")
 RETRIES = 2  # a task that raises is tried again; one whose worker dies is rescheduled by Dask itself
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+_STARTED_HERE: dict = {}  # scheduler address -> credentials, for the clusters this process started
 
 
 def local_cluster(n_workers: int | None = None):
-    """A cluster on this machine, on loopback only: one worker per GPU, else one per CPU core."""
+    """A cluster on this machine, on loopback and TLS only: one worker per GPU, else one per CPU core."""
     import dask
     import torch
     from distributed import Nanny, Scheduler, SpecCluster
+    from distributed.security import Security
 
     gpus = torch.cuda.device_count()
     n_workers = n_workers or gpus or dask.system.CPU_COUNT or 1
+    security = Security.temporary()  # a new key and self-signed certificate, held in memory
+    tls = {"host": "127.0.0.1", "protocol": "tls", "security": security}
 
     def worker(i: int) -> dict:
-        options = {"nthreads": 1, "host": "127.0.0.1", "env": dict(_ONE_THREAD), "dashboard": False,
+        options = {"nthreads": 1, **tls, "env": dict(_ONE_THREAD), "dashboard": False,
                    "silence_logs": logging.ERROR}
         if gpus:
             options["env"]["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
             options["resources"] = {"GPU": 1}
         return {"cls": Nanny, "options": options}
 
-    scheduler = {"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {**tls, "dashboard_address": None}}
     # Dask sets MALLOC_TRIM_THRESHOLD_=64 KiB for its workers: glibc then hands every freed tensor back to
     # the kernel, and a training loop of small torch ops spends about half its time in page faults
     # (2 workers on 2 cores ran at 0.5x). Workers keep glibc's adaptive default instead.
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
-        return SpecCluster({i: worker(i) for i in range(n_workers)}, scheduler=scheduler,
-                           silence_logs=logging.ERROR)
+        cluster = SpecCluster({i: worker(i) for i in range(n_workers)}, scheduler=scheduler,
+                              silence_logs=logging.ERROR, security=security)
+    _STARTED_HERE[cluster.scheduler_address] = security
+    return cluster
 
 
 @contextlib.contextmanager
 def shared_cluster(scheduler: str | None = None):
     """One local cluster for many engine calls, even from other processes (a book's chapter kernels):
-    started here and published in ``MEMRNN_SCHEDULER`` unless ``scheduler`` or that variable already
-    names one. Yields the address in use, or None when tasks run in process."""
+    started here and published in ``MEMRNN_SCHEDULER`` (its credentials in ``MEMRNN_SCHEDULER_CREDENTIALS``)
+    unless ``scheduler`` or that variable already names one. Yields the address in use, or None when
+    tasks run in process."""
     chosen = scheduler or os.environ.get(SCHEDULER_ENV)
     if chosen:
         yield None if chosen.lower() in IN_PROCESS else chosen
         return
-    with local_cluster() as cluster, _environment(SCHEDULER_ENV, cluster.scheduler_address):
+    with local_cluster() as cluster, _credentials_file(cluster.security) as path, \
+            _environment(SCHEDULER_ENV, cluster.scheduler_address), _environment(CREDENTIALS_ENV, path):
         yield cluster.scheduler_address
+
+
+@contextlib.contextmanager
+def _credentials_file(security):
+    """The cluster's key and certificate in a 0600 file inside a 0700 temporary folder, removed on exit."""
+    with tempfile.TemporaryDirectory(prefix="memrnn-dask-") as folder:
+        path = os.path.join(folder, "credentials.pem")
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(security.tls_client_key + security.tls_client_cert)
+        yield path
+
+
+def _security(address: str):
+    """Credentials for ``address``: a cluster this process started, else the file that
+    ``MEMRNN_SCHEDULER_CREDENTIALS`` names (for tls:// addresses), else none (a cluster of your own)."""
+    from distributed.security import Security
+
+    if address in _STARTED_HERE:
+        return _STARTED_HERE[address]
+    path = os.environ.get(CREDENTIALS_ENV)
+    if path and address.startswith("tls://"):
+        return Security(require_encryption=True, tls_ca_file=path, tls_client_cert=path, tls_client_key=path)
+    return None
 
 
 @contextlib.contextmanager
@@ -83,6 +119,7 @@ def _environment(name: str, value: str):
 @contextlib.contextmanager
 def engine(scheduler: str | None = None, progress: bool = True):
     """The graph builder for ``scheduler`` (see the module docstring), closed on exit."""
+    origin = "--scheduler" if scheduler else f"${SCHEDULER_ENV}"
     scheduler = scheduler or os.environ.get(SCHEDULER_ENV) or None
     if scheduler is not None and scheduler.lower() in IN_PROCESS:
         yield InProcess(progress)
@@ -90,8 +127,14 @@ def engine(scheduler: str | None = None, progress: bool = True):
     from distributed import Client
 
     with contextlib.ExitStack() as stack:
-        cluster = None if scheduler else stack.enter_context(local_cluster())
-        client = stack.enter_context(Client(scheduler or cluster))
+        if scheduler is None:
+            client = stack.enter_context(Client(stack.enter_context(local_cluster())))
+        else:
+            try:
+                client = stack.enter_context(Client(scheduler, security=_security(scheduler)))
+            except Exception as e:  # distributed raises OSError, ValueError, TypeError... by address and failure
+                where = f" (the address came from {origin})" if origin.startswith("$") else ""
+                raise RuntimeError(f"cannot use the Dask scheduler {scheduler!r}{where}: {e}") from None
         yield OnDask(client, progress)
 
 

@@ -73,8 +73,8 @@ def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int =
             raise ValueError(f"trials must be a positive integer, got {n_trials}")
         wanted = {"delays": sorted({int(d) for d in delays}), "n_trials": n_trials, "seed": seed,
                   "checkpoint_step": step}
-        cached = store.read_json(Path(run_dir) / store.SUMMARY_FILE).get("extrapolation", {})
-        if all(cached.get(k) == v for k, v in wanted.items()):
+        cached = store.read_summary(run_dir).get("extrapolation")
+        if isinstance(cached, dict) and all(cached.get(k) == v for k, v in wanted.items()):
             return cached
         config, model, bank = load_run(run_dir, step, device=device)
         if n_trials > len(bank.test_labels):

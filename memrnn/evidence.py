@@ -63,7 +63,7 @@ def slow_points(run_dirs, section: str = "slowpoints") -> dict:
     as :func:`memrnn.claims.c3_slow_point_per_memory` takes them."""
     parts = {"speed": [], "speed_at_centroid": [], "decoded": [], "spread": [], "points": []}
     for run_dir in map(Path, run_dirs):
-        found = store.read_json(run_dir / store.SUMMARY_FILE).get(section)
+        found = store.read_json(run_dir / store.SUMMARY_FILE, dict).get(section)
         if found is None:
             raise ValueError(f"{run_dir} has no {section!r} analysis: run memrnn.slowpoints.analyse_run on it first")
         parts["speed"].append(found["speed"])
@@ -98,7 +98,7 @@ def formation(run_dirs, rows: list[dict], traces: dict, min_delay: int = LONG_DE
     appears, introduced, fraction, accuracy = [], [], {}, {}
     for run_dir, row in zip(map(Path, run_dirs), rows):
         trace = traces[row["run"]]
-        steps = store.read_json(run_dir / store.SUMMARY_FILE)["train"]["steps"]
+        steps = store.read_json(run_dir / store.SUMMARY_FILE, dict)["train"]["steps"]
         first = np.array([[np.nan if s is None else s for s in member] for member in trace["appears_at_unread"]], float)
         key = (row["arch"], row["protocol"])
         fraction[key] = np.nanmedian(np.where(np.isnan(first), steps, first), axis=1) / steps

@@ -57,7 +57,7 @@ def _trace_locked(run_dir: Path, final: dict, max_iter: int, slower: float, jump
                 "finder_version": final["finder_version"],
                 "analysis": [final["method"], final["centroids"], final["metric"], final["max_iter"]]}
     if (run_dir / FORMATION_FILE).exists():
-        cached = store.read_json(run_dir / FORMATION_FILE)
+        cached = store.read_json(run_dir / FORMATION_FILE, dict)
         if all(cached.get(k) == v for k, v in settings.items()) and "appears_at_unread" in cached:
             return cached
     _, model, bank = load_run(run_dir, device=device)
@@ -75,7 +75,7 @@ def _trace_locked(run_dir: Path, final: dict, max_iter: int, slower: float, jump
     trace.reverse()
     result = _summarise(trace, torch.tensor(final["decoded_class"]), slower, jump_fraction, same)
     result.update(**settings, member_seeds=final["member_seeds"],
-                  curriculum_events=store.read_json(run_dir / store.SUMMARY_FILE)["train"]["curriculum_events"])
+                  curriculum_events=store.read_json(run_dir / store.SUMMARY_FILE, dict)["train"]["curriculum_events"])
     store.write_json(run_dir / FORMATION_FILE, result)
     return result
 

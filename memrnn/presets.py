@@ -35,6 +35,16 @@ MODEL_FORM = {"cell": CELLS, "readout": READOUTS, "init": INITS, "loss": LOSSES,
               "centroids": CENTROID_PROTOCOLS, "finetune": FINETUNE_FORMS}
 
 
+# Bounds far beyond any useful run, so a typo (1e30 steps, a NaN fraction) fails here with one line rather
+# than as an overflow deep inside training; train.check_resources then judges this machine's memory and disk.
+_COUNTS = {"seeds": 10_000, "hidden_size": 1_000_000, "batch_size": 10_000_000, "steps": 10**9,
+           "checkpoint_every": 10**9, "log_every": 10**9, "eval_trials": 10**8, "search_iterations": 10**9}
+_REALS = {"lr": (0, 10), "lr_drop_at": (0, 1), "lr_drop_factor": (0, 1e6), "report_weight": (0, 1e6),
+          "finetune_fraction": (0, 1)}  # (low, high]: low excluded
+MAX_SEED = 2**32 - 1 - _COUNTS["seeds"]  # member seeds stay below 2**32 (NumPy's SeedSequence words)
+MAX_BYTES = 2**50  # 1 PiB: the memory or checkpoint disk no machine has
+
+
 @dataclass(frozen=True)
 class Config:
     preset: str = "smoke"
@@ -87,25 +97,28 @@ class Config:
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field}={getattr(self, field)!r} is not allowed; choose one of {allowed}")
-        for field in ("seeds", "hidden_size", "batch_size", "steps", "checkpoint_every", "log_every", "eval_trials",
-                      "search_iterations"):
-            if getattr(self, field) < 1:
-                raise ValueError(f"{field} must be a positive integer, got {getattr(self, field)}")
-        if self.first_seed < 0:
-            raise ValueError(f"first_seed must be >= 0, got {self.first_seed}")
-        for field in ("lr", "lr_drop_at", "lr_drop_factor", "report_weight"):
-            if not math.isfinite(getattr(self, field)):
-                raise ValueError(f"{field} must be a finite number, got {getattr(self, field)}")
-        if not (self.lr > 0 and 0 < self.lr_drop_at <= 1 and self.lr_drop_factor >= 1 and self.report_weight > 0):
-            raise ValueError(f"need lr > 0 (got {self.lr}), 0 < lr_drop_at <= 1 (got {self.lr_drop_at}), "
-                             f"lr_drop_factor >= 1 (got {self.lr_drop_factor}) and report_weight > 0 "
-                             f"(got {self.report_weight})")
+        for field, high in _COUNTS.items():
+            if not 1 <= getattr(self, field) <= high:
+                raise ValueError(f"{field} must be an integer between 1 and {high}, got {getattr(self, field)}")
+        if not 0 <= self.first_seed <= MAX_SEED:
+            raise ValueError(f"first_seed must be between 0 and {MAX_SEED}, got {self.first_seed}")
+        for field, (low, high) in _REALS.items():
+            value = getattr(self, field)
+            if not (math.isfinite(value) and low < value <= high):
+                raise ValueError(f"{field} must be a finite number in ({low:g}, {high:g}], got {value}")
+        if self.lr_drop_factor < 1:
+            raise ValueError(f"lr_drop_factor must be >= 1, got {self.lr_drop_factor}")
         if not 2 <= self.n_frames <= 10_000:
             raise ValueError(f"n_frames must be between 2 and 10000, got {self.n_frames}")
         if not 1 <= self.min_delay < self.n_frames:
             raise ValueError(f"min_delay must be between 1 and n_frames - 1 = {self.n_frames - 1}, got {self.min_delay}")
         if self.checkpoint_every % self.log_every:
             raise ValueError(f"checkpoint_every={self.checkpoint_every} must be a multiple of log_every={self.log_every}")
+        memory, disk = estimate_bytes(self)
+        if memory > MAX_BYTES or disk > MAX_BYTES:
+            raise ValueError(f"this run needs about {memory / 2**30:.3g} GiB of memory and its checkpoints would take "
+                             f"about {disk / 2**30:.3g} GiB of disk, more than any machine has: lower seeds, "
+                             "hidden_size, batch_size or steps, or raise checkpoint_every")
 
     @property
     def finetune_steps(self) -> int:
@@ -123,6 +136,25 @@ class Config:
 
     def lr_at(self, step: int) -> float:
         return self.lr / self.lr_drop_factor if step >= self.lr_drop_at * self.steps else self.lr
+
+
+# bytes per parameter held while training: weights, gradients and Adam's two moments (float32)
+_TRAINING_COPIES = 4
+
+
+def estimate_bytes(config: Config) -> tuple[int, int]:
+    """Rough (memory, disk) a run needs: parameters with Adam's state, the unrolled activations, and
+    every checkpoint kept. An estimate to refuse the impossible up front, not a budget."""
+    E, H, B, T = config.seeds, config.hidden_size, config.batch_size, config.n_frames
+    G = {"gru": 3, "lstm": 4}.get(config.arch, 1) * H
+    conv = config.dataset == "cifar10"
+    features = 1024 if conv else 784
+    params = E * (G * (features + 1 + H + 2) + 11 * (H + 1))
+    if conv:
+        params += E * (128 * 3 * 9 + 2 * 128 * 128 * 9 + 3 * 128 + 2048 * 2048 + 2048 + 2048 * 1024 + 1024)
+    activations = 4 * E * B * T * (2 * G + 3 * 1024 * (8 if conv else 1))
+    n_checkpoints = math.ceil(config.steps / config.checkpoint_every)
+    return 4 * _TRAINING_COPIES * params + 4 * activations, n_checkpoints * 4 * 3 * params
 
 
 _PRESETS: dict[str, dict] = {

@@ -135,8 +135,8 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
                     form or config.finetune)
     run_dir = parent_dir.parent / spec.name
     with store.run_lock(run_dir):
-        summary_path = run_dir / store.SUMMARY_FILE
-        if summary_path.exists() and "train" in store.read_json(summary_path):
+        if "train" in store.read_summary(run_dir):
+            store.trained_step(run_dir)  # reused only if its configuration and final checkpoint verify
             return run_dir
         return _finetune_locked(spec, config, parent_dir, run_dir, analysis, progress)
 
@@ -193,11 +193,11 @@ def compare(parent_dir: Path, children: list[Path], min_delay: int = 100) -> lis
     """Per fine-tuning mode: long-delay and trained-delay accuracy before and after, and the mean
     change across seeds with a 95% t-interval (paired by seed), also against ``control``."""
     before = _accuracies(parent_dir, min_delay)
-    modes = {store.read_json(Path(c) / store.SUMMARY_FILE)["finetune"]["mode"]: c for c in children}
+    modes = {store.read_json(Path(c) / store.SUMMARY_FILE, dict)["finetune"]["mode"]: c for c in children}
     control = _accuracies(modes["control"], min_delay) if "control" in modes else None
     rows = []
     for child in children:
-        summary = store.read_json(Path(child) / store.SUMMARY_FILE)
+        summary = store.read_json(Path(child) / store.SUMMARY_FILE, dict)
         after = _accuracies(child, min_delay)
         row = {"run": summary["run"], "mode": summary["finetune"]["mode"], "lam": summary["finetune"]["lam"],
                "relocate": summary["finetune"]["relocate"]}
@@ -223,7 +223,7 @@ def _mean_ci(diff: np.ndarray) -> list[float]:
 
 
 def _accuracies(run_dir: Path, min_delay: int) -> dict[str, np.ndarray]:
-    summary = store.read_json(Path(run_dir) / store.SUMMARY_FILE)
+    summary = store.read_json(Path(run_dir) / store.SUMMARY_FILE, dict)
     if "extrapolation" not in summary:
         raise ValueError(f"{run_dir} has no extrapolation results: run `memrnn evaluate {run_dir}` first")
     ex = summary["extrapolation"]

@@ -58,8 +58,24 @@ def load_weights(model: EnsembleRNN, run_dir: Path, step: int | None = None) -> 
     if not steps:
         raise FileNotFoundError(f"{run_dir} has no checkpoints yet")
     step = steps[-1] if step is None else step
-    model.load_state_dict(model_weights(store.load_checkpoint(run_dir, step)))
+    load_model_weights(model, store.load_checkpoint(run_dir, step), f"checkpoint step {step} of {run_dir}")
     return step
+
+
+def load_model_weights(model: EnsembleRNN, checkpoint: dict[str, torch.Tensor], source: str) -> None:
+    """Load a checkpoint's weights, refusing in one line any that do not fit the model (torch lists
+    every mismatched tensor over many lines)."""
+    weights = model_weights(checkpoint)
+    expected = model.state_dict()
+    wrong = [k for k in expected.keys() | weights.keys()
+             if k not in weights or k not in expected or weights[k].shape != expected[k].shape]
+    if wrong:
+        first = sorted(wrong)[0]
+        have = tuple(weights[first].shape) if first in weights else "nothing"
+        want = tuple(expected[first].shape) if first in expected else "nothing"
+        raise store.CorruptCheckpointError(f"{source}: its weights do not fit the run's configuration: {len(wrong)} tensors "
+                                           f"differ, e.g. {first}: {have} in the file, {want} expected")
+    model.load_state_dict(weights)
 
 
 def model_weights(checkpoint: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

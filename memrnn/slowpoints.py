@@ -531,9 +531,8 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
     settings = {"method": search, "centroids": centroids, "tol": tol, "metric": metric, "checkpoint_step": step,
                 "noise_frames": noise_frames, "max_iter": max_iter, "stall": list(_STALL.get(search, ())),
                 "finder_version": FINDER_VERSION}
-    summary_path = run_dir / store.SUMMARY_FILE
-    cached = store.read_json(summary_path).get(name, {}) if summary_path.exists() else {}
-    if step == last and all(cached.get(k) == v for k, v in settings.items()) and (run_dir / f"{name}.safetensors").exists():
+    cached = store.read_summary(run_dir).get(name)
+    if step == last and isinstance(cached, dict) and all(cached.get(k) == v for k, v in settings.items()) and (run_dir / f"{name}.safetensors").exists():
         return cached
     config, model, bank = load_run(run_dir, step, device)
     found_centroids = class_centroids(model, bank, centroids, noise_frames=noise_frames)

@@ -28,7 +28,8 @@ def speed_memory_rows(run_dirs, min_delay: int = 100, section: str = "slowpoints
     slow-point analysis (default: the run's own search)."""
     rows = []
     for run_dir in run_dirs:
-        summary = store.read_json(Path(run_dir) / store.SUMMARY_FILE)
+        store.trained_step(run_dir)  # results are read only from a finished run whose final checkpoint verifies
+        summary = store.read_json(Path(run_dir) / store.SUMMARY_FILE, dict)
         for needed, command in (("extrapolation", "evaluate"), (section, "slowpoints")):
             if needed not in summary:
                 raise ValueError(f"{run_dir} has no {needed} results: run `memrnn {command} {run_dir}` first")

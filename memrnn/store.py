@@ -2,9 +2,12 @@
 
 A run directory is named by a hash of every field that changes the result, so asking for the
 same configuration again finds the cached run. Every file is written to a temporary name and
-renamed, so a killed process never leaves a half-written file under a real name. Checkpoints
-are safetensors files (no pickle is ever executed on load) listed with their SHA-256 in
-``checkpoints/index.json``; a file that does not match is reported, never used.
+renamed, so a killed process never leaves a half-written file under a real name; only a regular
+file is ever replaced. Checkpoints are safetensors files (no pickle is ever executed on load) listed
+with their SHA-256 in ``checkpoints/index.json``, with sorted headers so that identical runs give
+identical files. Every read verifies what it uses: a checkpoint must be the file its index names,
+inside ``checkpoints/``, match its hash and hold finite numbers; ``config.json`` must hash to the
+directory's name. A file that fails is reported with its path, never used.
 """
 from __future__ import annotations
 
@@ -13,9 +16,13 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import os
+import stat
+import sys
 import tempfile
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -51,6 +58,7 @@ def run_name(config: Config) -> str:
 def atomic_write(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _refuse_unless_regular(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
@@ -64,37 +72,102 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _refuse_unless_regular(path: Path) -> None:
+    """A rename would silently swap a FIFO, a device or a symlink for a plain file: only a regular file
+    (or nothing) may be at a path we write."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    kind = next((name for test, name in _KINDS if test(mode)), None)
+    if kind:
+        raise ValueError(f"{path} is {kind}, not a regular file: refusing to replace it (give another path)")
+
+
 def write_json(path: Path, obj) -> None:
     atomic_write(path, json.dumps(obj, indent=1).encode())
 
 
-def read_json(path: Path):
+def read_json(path: Path, kind: type = object):
+    """The JSON value in ``path``, which must be a ``kind`` (e.g. dict) to be of use."""
     try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
+        value = json.loads(Path(path).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptCheckpointError(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(value, kind):
+        raise CorruptCheckpointError(f"{path} is corrupt: it holds a JSON {_JSON_NAMES[type(value)]}, "
+                                     f"not the {_JSON_NAMES[kind]} expected")
+    return value
+
+
+_JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean",
+               type(None): "null"}
+
+
+def read_summary(run_dir: Path) -> dict:
+    """The run's summary (empty before anything is recorded)."""
+    path = Path(run_dir) / SUMMARY_FILE
+    return read_json(path, dict) if path.exists() else {}
 
 
 def read_config(run_dir: Path) -> Config:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
-    values = read_json(path)
+    values = read_json(path, dict)
     try:
-        return Config(**values)
+        config = Config(**values)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path} is not a valid run configuration ({e}); retrain the run with "
                          "`memrnn train --fresh` and the options that made it") from None
+    # a directory is named by its configuration's hash (a fine-tuned child: its parent's name, then "--")
+    name = Path(os.path.abspath(run_dir)).name
+    if name.split("--")[0] != run_name(config):
+        raise ValueError(f"{path} describes run {run_name(config)}, not {name}: the directory was renamed or "
+                         "its configuration edited; retrain with `memrnn train --fresh` and the run's options")
+    return config
 
 
 def _index_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "index.json"
 
 
+def _checkpoint_name(step: int) -> str:
+    return f"step_{step:07d}.safetensors"
+
+
+def _read_index(run_dir: Path) -> dict:
+    """``index.json`` after checking every entry is a step naming its own file (so nothing outside
+    ``checkpoints/`` is ever read) and a SHA-256."""
+    path = _index_path(run_dir)
+    if not path.exists():
+        return {}
+    index = read_json(path, dict)
+    for step, entry in index.items():
+        ok = step.isascii() and step.isdigit() and isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+        if not ok or entry.get("file") != _checkpoint_name(int(step)):
+            raise CorruptCheckpointError(f"{path} is corrupt: entry {step!r}: {json.dumps(entry)[:80]} is not "
+                                         f"{{\"file\": \"step_NNNNNNN.safetensors\", \"sha256\": ...}} for its step; "
+                                         "retrain with `memrnn train --fresh`")
+    return index
+
+
 def checkpoint_steps(run_dir: Path) -> list[int]:
     """Steps of all recorded checkpoints, oldest first."""
-    index = _index_path(run_dir)
-    return sorted(int(s) for s in read_json(index)) if index.exists() else []
+    return sorted(int(s) for s in _read_index(run_dir))
+
+
+def _sorted_header(data: bytes) -> bytes:
+    """safetensors writes its metadata map in a per-process random order: re-serialise the header with
+    sorted keys (space-padded to 8 bytes, as safetensors pads it) so identical states give identical files."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
 
 
 def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], metrics: list | None = None) -> Path:
@@ -105,40 +178,58 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     metadata = {"step": str(step)}
     if metrics is not None:
         metadata["metrics"] = json.dumps(metrics)
-    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
-    path = Path(run_dir) / "checkpoints" / f"step_{step:07d}.safetensors"
+    data = _sorted_header(save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata))
+    path = Path(run_dir) / "checkpoints" / _checkpoint_name(step)
     atomic_write(path, data)
-    index = read_json(_index_path(run_dir)) if _index_path(run_dir).exists() else {}
+    index = _read_index(run_dir)
     index[str(step)] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
     write_json(_index_path(run_dir), index)
     return path
 
 
 def load_checkpoint(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
-    """Tensors of the checkpoint at ``step``, after checking its hash."""
-    return load(_verified_bytes(run_dir, step))
+    """Tensors of the checkpoint at ``step``, after checking its hash and that every number is finite
+    (an index rewritten to match a damaged file must not pass)."""
+    path, data = _verified_bytes(run_dir, step)
+    try:
+        tensors = load(data)
+    except Exception as e:  # safetensors raises its own error types for a malformed file
+        raise CorruptCheckpointError(f"checkpoint {path} is not a readable safetensors file ({e})") from None
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CorruptCheckpointError(f"checkpoint {path} holds non-finite numbers (in {', '.join(bad[:3])})")
+    return tensors
 
 
 def checkpoint_metrics(run_dir: Path, step: int) -> list[dict]:
     """The training log committed with the checkpoint at ``step`` (older checkpoints without one:
     the entries of ``metrics.json`` up to ``step``)."""
-    data = _verified_bytes(run_dir, step)
-    header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
-    recorded = header.get("__metadata__", {}).get("metrics")
-    if recorded is not None:
-        return json.loads(recorded)
-    return [m for m in read_json(Path(run_dir) / METRICS_FILE) if m["step"] <= step]
+    path, data = _verified_bytes(run_dir, step)
+    try:
+        header = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])
+        recorded = header.get("__metadata__", {}).get("metrics")
+        if recorded is not None:
+            return json.loads(recorded)
+    except (ValueError, AttributeError) as e:
+        raise CorruptCheckpointError(f"checkpoint {path} has an unreadable header ({e})") from None
+    return [m for m in read_json(Path(run_dir) / METRICS_FILE, list) if m["step"] <= step]
 
 
-def _verified_bytes(run_dir: Path, step: int) -> bytes:
-    entry = read_json(_index_path(run_dir)).get(str(step))
+def _verified_bytes(run_dir: Path, step: int) -> tuple[Path, bytes]:
+    entry = _read_index(run_dir).get(str(step))
     if entry is None:
         raise KeyError(f"no checkpoint at step {step} in {run_dir}; have {checkpoint_steps(run_dir)}")
     path = Path(run_dir) / "checkpoints" / entry["file"]
-    data = path.read_bytes() if path.exists() else b""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):  # a symlink could lead anywhere, a FIFO would block
+        raise CorruptCheckpointError(f"checkpoint {path} is not a regular file")
+    data = path.read_bytes() if mode is not None else b""
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise CorruptCheckpointError(f"checkpoint {path} is missing or does not match its recorded SHA-256")
-    return data
+    return path, data
 
 
 def latest_valid_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]] | None:
@@ -152,6 +243,8 @@ def latest_valid_checkpoint(run_dir: Path) -> tuple[int, dict[str, torch.Tensor]
 
 
 _held_locks = threading.local()  # run directories this thread has locked
+LOCK_TIMEOUT_ENV = "MEMRNN_LOCK_TIMEOUT"
+LOCK_TIMEOUT = 24 * 3600  # seconds; a paper-scale training holds its run's lock for hours
 
 
 @contextlib.contextmanager
@@ -159,9 +252,11 @@ def run_lock(run_dir: Path):
     """Hold an exclusive lock on a run directory (``.lock`` inside it) for the duration of the block.
 
     Training, fine-tuning and analyses that write a run take it, so two processes (two CLI calls, two
-    campaign workers) never write one run at once: the second waits, then finds the first's results.
-    The lock is an OS file lock, released by the kernel if its holder dies. A thread that already
-    holds it passes straight through (a task that locks a run may call code that locks it again)."""
+    campaign workers) never write one run at once: the second waits, saying so on stderr, then finds the
+    first's results; after ``MEMRNN_LOCK_TIMEOUT`` seconds (default a day) it gives up with an error.
+    The lock is an OS file lock, released by the kernel if its holder dies, so once it is held any
+    ``.tmp`` file left in the run is a dead writer's and is removed. A thread that already holds it
+    passes straight through (a task that locks a run may call code that locks it again)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     held = _held_locks.__dict__.setdefault("paths", set())
@@ -169,8 +264,11 @@ def run_lock(run_dir: Path):
     if key in held:
         yield run_dir
         return
+    timeout = _lock_timeout()
     with open(run_dir / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        _wait_for(handle, run_dir, timeout)
+        for stale in (*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")):
+            stale.unlink(missing_ok=True)
         held.add(key)
         try:
             yield run_dir
@@ -179,33 +277,68 @@ def run_lock(run_dir: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _lock_timeout() -> float:
+    text = os.environ.get(LOCK_TIMEOUT_ENV, str(LOCK_TIMEOUT))
+    try:
+        timeout = float(text)
+    except ValueError:
+        timeout = math.nan
+    if not timeout >= 0:
+        raise ValueError(f"{LOCK_TIMEOUT_ENV}={text!r} is not a number of seconds")
+    return timeout
+
+
+def _wait_for(handle, run_dir: Path, timeout: float) -> None:
+    """Take the lock on ``handle``, telling the user when another process holds it, up to ``timeout`` s."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    print(f"memrnn: waiting for another process to finish writing {run_dir} (at most {timeout:g} s, "
+          f"set by {LOCK_TIMEOUT_ENV})", file=sys.stderr, flush=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{run_dir} is still being written by another process after {timeout:g} s "
+                                   f"(a training or analysis of it is running): try again when it has finished") from None
+            time.sleep(0.2)
+
+
 def trained_step(run_dir: Path, step: int | None = None) -> int:
     """The checkpoint an analysis of ``run_dir`` uses: ``step`` if given and recorded, else the final
     one of a finished run. Refuses an unfinished run without an explicit step, so no result is ever
-    computed from a checkpoint that training has not finished with."""
+    computed from a checkpoint that training has not finished with; and verifies that checkpoint, so no
+    cached result of a damaged run is ever served."""
     read_config(run_dir)
     steps = checkpoint_steps(run_dir)
     if step is not None:
         if step not in steps:
             raise ValueError(f"--step {step}: {run_dir} has no checkpoint at that step; have {steps}")
+        load_checkpoint(run_dir, step)
         return step
-    path = Path(run_dir) / SUMMARY_FILE
-    summary = read_json(path) if path.exists() else {}
+    summary = read_summary(run_dir)
     if "train" not in summary:
         last = f"last checkpoint at step {steps[-1]}" if steps else "no checkpoint yet"
         raise ValueError(f"{run_dir} has not finished training ({last}): finish it with `memrnn train` "
                          "(same options), or pass an explicit --step where the command has one")
-    final = summary["train"]["steps"]
+    final = summary["train"].get("steps") if isinstance(summary["train"], dict) else None
+    if not isinstance(final, int):
+        raise CorruptCheckpointError(f"{Path(run_dir) / SUMMARY_FILE} is corrupt: its train section has no step count")
     if not steps or steps[-1] != final:
         raise ValueError(f"{run_dir}: summary says training ended at step {final} but the checkpoints end at "
                          f"{steps[-1] if steps else None}; retrain with `memrnn train --fresh`")
+    load_checkpoint(run_dir, final)
     return final
 
 
 def update_summary(run_dir: Path, **sections) -> dict:
     """Merge ``sections`` into the run's JSON summary."""
-    path = Path(run_dir) / SUMMARY_FILE
-    summary = read_json(path) if path.exists() else {}
+    summary = read_summary(run_dir)
     summary.update(sections)
-    write_json(path, summary)
+    write_json(Path(run_dir) / SUMMARY_FILE, summary)
     return summary

@@ -8,7 +8,6 @@ traced back through them.
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from . import fused, store
 from .data import ImageBank, load_dataset
 from .evaluate import accuracy_by_delay
 from .models import EnsembleRNN
-from .presets import Config
+from .presets import Config, estimate_bytes
 from .protocols import schedule
-from .runs import build_model, data_generators, model_weights, resolve_device, task_spec
+from .runs import build_model, data_generators, load_model_weights, resolve_device, task_spec
 from .task import TrialSampler, report_accuracy, trial_loss
 
 
@@ -36,8 +35,8 @@ def _state_tensors(model, optimizer, generators) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def _restore(tensors, model, optimizer, generators) -> None:
-    model.load_state_dict(model_weights(tensors))
+def _restore(tensors, model, optimizer, generators, source: str) -> None:
+    load_model_weights(model, tensors, source)
     state: dict[int, dict] = {}
     for key, value in tensors.items():
         if key.startswith("optim/"):
@@ -109,7 +108,7 @@ class Trainer:
         if not found:
             return 0, [], {}
         step, tensors = found
-        _restore(tensors, self.model, self.optimizer, self.generators)
+        _restore(tensors, self.model, self.optimizer, self.generators, f"checkpoint step {step} of {run_dir}")
         return step, store.checkpoint_metrics(run_dir, step), tensors
 
     def fit(self, run_dir: Path, start: int, end: int, metrics: list[dict], task_at, lr_at,
@@ -184,10 +183,11 @@ def _train_locked(config: Config, run_dir: Path, resume: bool, stop_after: int |
         for path in run_dir.iterdir():  # --fresh: start over, whatever state the old files are in
             if path.name != ".lock":
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
-    elif summary_path.exists():
-        summary = _readable(summary_path)
-        if "train" in summary:
-            _readable_checkpoint(run_dir, summary["train"]["steps"])
+    else:
+        if (run_dir / store.CONFIG_FILE).exists():
+            store.read_config(run_dir)  # another run's or an edited configuration is never resumed or reused
+        if summary_path.exists() and "train" in _readable(summary_path):
+            _readable_checkpoint(run_dir)
             return run_dir
     trainer = Trainer.build(config)
     start, metrics, _ = trainer.resume(run_dir) if resume else (0, [], {})
@@ -207,37 +207,18 @@ def _train_locked(config: Config, run_dir: Path, resume: bool, stop_after: int |
 
 def _readable(path: Path) -> dict:
     try:
-        return store.read_json(path)
+        return store.read_json(path, dict)
     except store.CorruptCheckpointError as e:
         raise store.CorruptCheckpointError(f"{e}; retrain with `memrnn train --fresh` (same options)") from None
 
 
-def _readable_checkpoint(run_dir: Path, step: int) -> None:
+def _readable_checkpoint(run_dir: Path) -> None:
     """A finished run is reused only if its final checkpoint still verifies."""
     try:
-        store.load_checkpoint(run_dir, step)
+        store.trained_step(run_dir)
     except (KeyError, store.CorruptCheckpointError) as e:
         raise store.CorruptCheckpointError(f"{run_dir} finished training but its final checkpoint is unusable "
                                            f"({e}); retrain with `memrnn train --fresh` (same options)") from None
-
-
-# bytes per parameter held while training: weights, gradients and Adam's two moments (float32)
-_TRAINING_COPIES = 4
-
-
-def estimate_bytes(config: Config) -> tuple[int, int]:
-    """Rough (memory, disk) a run needs: parameters with Adam's state, the unrolled activations, and
-    every checkpoint kept. An estimate to refuse the impossible up front, not a budget."""
-    E, H, B, T = config.seeds, config.hidden_size, config.batch_size, config.n_frames
-    G = {"gru": 3, "lstm": 4}.get(config.arch, 1) * H
-    conv = config.dataset == "cifar10"
-    features = 1024 if conv else 784
-    params = E * (G * (features + 1 + H + 2) + 11 * (H + 1))
-    if conv:
-        params += E * (128 * 3 * 9 + 2 * 128 * 128 * 9 + 3 * 128 + 2048 * 2048 + 2048 + 2048 * 1024 + 1024)
-    activations = 4 * E * B * T * (2 * G + 3 * 1024 * (8 if conv else 1))
-    n_checkpoints = math.ceil(config.steps / config.checkpoint_every)
-    return 4 * _TRAINING_COPIES * params + 4 * activations, n_checkpoints * 4 * 3 * params
 
 
 def check_resources(config: Config, out: str | Path) -> None:

@@ -1,14 +1,21 @@
-"""Bad input over every subcommand: exit 2, one line naming the bad thing, no traceback, no file changed."""
+"""Bad input and damaged files over every subcommand: exit 2, one line naming the bad thing, no
+traceback, no file changed."""
+import fcntl
 import gzip
 import hashlib
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load, save
 
 from memrnn import store
 from memrnn.cli import main
+from memrnn.evaluate import evaluate_run
 from memrnn.presets import make_config
 from memrnn.slowpoints import analyse_run
 from memrnn.train import train
@@ -51,7 +58,70 @@ def root(tmp_path_factory):
     (data / "mnist").mkdir()
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (data / "mnist" / f"{stem}.gz").write_bytes(b"\x1f\x8b\x08\x00 not gzip")
+    _damaged_caches(root, copy("cached"))
+    narrow = train(make_config("smoke", steps=20, checkpoint_every=10, log_every=10, hidden_size=8), root / "narrow",
+                   progress=False)
+    shutil.copy(narrow / "checkpoints" / FINAL, copy("reshaped") / "checkpoints" / FINAL)
+    _reindex(root / "reshaped" / run.name)
+    foreign = copy("foreign")
+    (foreign / "config.json").write_text(json.dumps({**vars(SMOKE), "lr": 1e-2}))
+    shutil.copytree(run, root / "renamed" / "synthetic-gru-none-0123456789ab")
+    for name, text in (("null", "null"), ("list", "[]"), ("number", '{"train": 5}'), ("text", '"x"')):
+        (copy(f"summary-{name}") / "summary.json").write_text(text)
+    complete = copy("complete")
+    evaluate_run(complete, [4, 30])
+    analyse_run(complete)
+    os.mkfifo(root / "fifo")
+    (root / "target.json").write_text("{}")
+    (root / "link.json").symlink_to(root / "target.json")
+    if os.geteuid() == 0:  # a character device of our own, never a system one
+        os.mknod(root / "device", stat.S_IFCHR | 0o600, os.makedev(1, 3))
     return root
+
+
+FINAL = "step_0000020.safetensors"
+
+
+def _reindex(run_dir: Path, **entry):
+    """Record the final checkpoint's current hash (a damage that rewrites the index to match)."""
+    index = json.loads((run_dir / "checkpoints" / "index.json").read_text())
+    data = (run_dir / "checkpoints" / FINAL).read_bytes()
+    index["20"] = {"file": FINAL, "sha256": hashlib.sha256(data).hexdigest(), **entry}
+    (run_dir / "checkpoints" / "index.json").write_text(json.dumps(index))
+
+
+def _damaged_caches(root: Path, cached: Path):
+    """Copies of an evaluated run (its answer cached for --delays 4,30) with the files it rests on damaged."""
+    evaluate_run(cached, [4, 30])
+
+    def copy(name):
+        shutil.copytree(cached, root / name / cached.name)
+        return root / name / cached.name / "checkpoints"
+
+    final = copy("cache-truncated") / FINAL
+    final.write_bytes(final.read_bytes()[:64])
+    final = copy("cache-garbled") / FINAL
+    data = bytearray(final.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    final.write_bytes(bytes(data))
+    (copy("cache-index") / "index.json").write_text('{"20": ')
+    (copy("cache-index-list") / "index.json").write_text("[]")
+    (copy("cache-index-entry") / "index.json").write_text('{"10": "x", "20": "y"}')
+    tensors = load((cached / "checkpoints" / FINAL).read_bytes())
+    tensors["model/weight_hh"] = torch.full_like(tensors["model/weight_hh"], float("nan"))
+    (copy("cache-nan") / FINAL).write_bytes(save(tensors))
+    _reindex(root / "cache-nan" / cached.name)
+    (copy("cache-header") / FINAL).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbled")
+    _reindex(root / "cache-header" / cached.name)
+    outside = copy("cache-traversal").parent.parent / "outside"
+    outside.mkdir()
+    shutil.copy(cached / "checkpoints" / FINAL, outside / "x.safetensors")
+    _reindex(root / "cache-traversal" / cached.name, file="../../outside/x.safetensors")
+    copy("cache-absolute")
+    _reindex(root / "cache-absolute" / cached.name, file=str(outside / "x.safetensors"))
+    final = copy("cache-symlink") / FINAL
+    final.unlink()
+    final.symlink_to(outside / "x.safetensors")
 
 
 RUN = "{runs}/" + store.run_name(SMOKE)
@@ -70,10 +140,12 @@ CASES = [
     *[(["train", "--steps", v], repr(v)) for v in ("0", "-5", "1e12", "abc")],
     *[(["train", "--set", v], v.split("=")[0]) for v in BAD_SET],
     *[(["train", flag, value, "--set", s], s.split("=")[0]) for flag, value, s in CONFLICTS],
-    (["train", "--set", "hidden_size=10000000"], "memory"),
-    (["train", "--set", "batch_size=100000000"], "memory"),
-    (["train", "--seeds", "100000000"], "memory"),
-    (["train", "--steps", "1000000000000"], "checkpoints would take"),
+    (["train", "--set", "hidden_size=100000"], "memory"),
+    (["train", "--set", "batch_size=10000000"], "memory"),
+    (["train", "--steps", "1000000000"], "checkpoints would take"),
+    (["train", "--seeds", "100000000"], "seeds"),
+    (["train", "--steps", "1000000000000"], "steps"),
+    (["train", "--set", "hidden_size=10000000"], "hidden_size"),
     (["train", "--out", "{root}/file.txt"], "file.txt"),
     (["train", "--dataset", "bogus"], "bogus"),
     (["train", "--preset", "bogus"], "bogus"),
@@ -113,7 +185,7 @@ CASES = [
     (["correlate", RUN.replace("{runs}", "{root}/mixed")], "mixes checkpoints"),
     *[(["correlate", RUN, "--min-delay", v], repr(v)) for v in ("0", "-1")],
     (["correlate", RUN, "--out", "{root}/plain"], "plain"),
-    (["correlate", UNFINISHED], "summary.json"),
+    (["correlate", UNFINISHED], "not finished"),
     *[(["regularize", RUN, "--lam", v], repr(v)) for v in ("-1", "nan", "inf")],
     *[(["regularize", RUN, "--steps", v], repr(v)) for v in ("0", "-5", "abc")],
     (["regularize", RUN, "--relocate", "-1"], "'-1'"),
@@ -136,6 +208,50 @@ CASES = [
     (["book", "run", "--preset", "bogus"], "bogus"),
     (["book", "run", "--set", "noequals"], "noequals"),
     (["bogus"], "bogus"),
+    # config values: finite, in range, no raw overflow
+    *[(["config", "--set", f"finetune_fraction={v}"], "finetune_fraction")
+      for v in ("nan", "inf", "-inf", "-0.1", "0", "1e308", "1.5")],
+    *[(["config", "--set", f"{field}={10**30}"], field)
+      for field in ("seeds", "hidden_size", "batch_size", "steps", "checkpoint_every", "log_every", "eval_trials",
+                    "search_iterations", "first_seed")],
+    *[(["config", "--set", v], v.split("=")[0]) for v in ("lr=1e308", "lr_drop_factor=1e308", "report_weight=1e308")],
+    (["config", "--set", "seeds=10000", "--set", "hidden_size=100000"], "memory"),
+    *[(["train", "--set", v], v.split("=")[0]) for v in ("finetune_fraction=nan", "first_seed=" + "9" * 30)],
+    # a cached answer is served only after its checkpoint verifies
+    *[(["evaluate", RUN.replace("{runs}", "{root}/cache-" + damage), "--delays", "4,30"], named)
+      for damage, named in (("truncated", FINAL), ("garbled", "SHA-256"), ("index", "index.json"),
+                            ("index-list", "index.json"), ("index-entry", "index.json"), ("nan", "non-finite"),
+                            ("header", FINAL), ("traversal", "index.json"), ("absolute", "index.json"),
+                            ("symlink", "not a regular file"))],
+    (["slowpoints", RUN.replace("{runs}", "{root}/cache-nan")], "non-finite"),
+    (["correlate", RUN.replace("{runs}", "{root}/cache-garbled")], "SHA-256"),
+    (["regularize", RUN.replace("{runs}", "{root}/cache-traversal")], "index.json"),
+    (["evaluate", RUN.replace("{runs}", "{root}/reshaped")], "do not fit"),
+    # another run's files are never used
+    (["train", "--out", "{root}/foreign", "--steps", "20", "--set", "checkpoint_every=10"], "config.json"),
+    (["evaluate", RUN.replace("{runs}", "{root}/foreign")], "config.json"),
+    (["evaluate", "{root}/renamed/synthetic-gru-none-0123456789ab"], "config.json"),
+    (["slowpoints", "{root}/renamed/synthetic-gru-none-0123456789ab"], "config.json"),
+    *[(["evaluate", RUN.replace("{runs}", "{root}/summary-" + name)], "summary.json")
+      for name in ("null", "list", "number", "text")],
+    *[(["train", "--out", "{root}/summary-" + name, "--steps", "20", "--set", "checkpoint_every=10"], "summary.json")
+      for name in ("null", "list", "text")],
+    # writes replace only a regular file
+    *[(["correlate", RUN.replace("{runs}", "{root}/complete"), "--min-delay", "30", "--out", "{root}/" + name], kind)
+      for name, kind in (("fifo", "a FIFO"), ("link.json", "a symbolic link"), ("device", "a device"))],
+    # paths the system cannot look up
+    (["train", "--out", "/".join(["x" * 250] * 20)], "File name too long"),
+    (["correlate", RUN, "--out", "/".join(["x" * 250] * 20)], "File name too long"),
+    # schedulers: the message says where the address came from
+    (["grid", "--scheduler", "bogus://nowhere"], "bogus"),
+    (["grid"], "$MEMRNN_SCHEDULER", {"MEMRNN_SCHEDULER": "bogus://nowhere"}),
+    (["campaign"], "$MEMRNN_SCHEDULER", {"MEMRNN_SCHEDULER": "bogus://nowhere"}),
+    (["evaluate", RUN], "MEMRNN_LOCK_TIMEOUT", {"MEMRNN_LOCK_TIMEOUT": "soon"}),
+    # a finished run is reused, and a fine-tune started, only from a checkpoint that verifies
+    *[(["train", "--out", "{root}/cache-" + damage, "--steps", "20", "--set", "checkpoint_every=10"], named)
+      for damage, named in (("nan", "non-finite"), ("traversal", "index.json"), ("symlink", "not a regular file"))],
+    (["formation", RUN.replace("{runs}", "{root}/cache-garbled")], "SHA-256"),
+    (["regularize", RUN.replace("{runs}", "{root}/foreign")], "config.json"),
 ]
 
 
@@ -145,11 +261,16 @@ def _digest(root: Path) -> dict:
 
 
 def test_enough_cases():
-    assert len(CASES) >= 100
+    assert len(CASES) >= 200
 
 
-@pytest.mark.parametrize("argv,named", CASES, ids=[" ".join(a) for a, _ in CASES])
-def test_bad_input_is_a_clear_error(root, argv, named, capsys, monkeypatch):
+@pytest.mark.parametrize("case", CASES, ids=[" ".join(c[0])[:120] for c in CASES])
+def test_bad_input_is_a_clear_error(root, case, capsys, monkeypatch):
+    argv, named, env = (*case, {})[:3]
+    if "{root}/device" in argv and not (root / "device").exists():
+        pytest.skip("making a device file needs root")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("MEMRNN_DATA", str(root / "data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(root / "cache"))
     monkeypatch.chdir(root)
@@ -164,5 +285,23 @@ def test_bad_input_is_a_clear_error(root, argv, named, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
-    assert "error:" in err and named.format(root=root) in err, err
+    assert err.startswith("memrnn: error: ") and err.count("\n") == 1, err
+    assert named.format(root=root) in err, err
+    assert _digest(root) == before
+    assert stat.S_ISFIFO(os.lstat(root / "fifo").st_mode) and (root / "link.json").is_symlink()
+
+
+def test_a_run_being_written_is_waited_for_visibly_then_refused(root, capsys, monkeypatch):
+    """evaluate on a run whose lock another process holds says so at once, and gives up at the timeout."""
+    run = Path(RUN.format(runs=root / "runs"))
+    monkeypatch.setenv("MEMRNN_LOCK_TIMEOUT", "0.5")
+    before = _digest(root)
+    with open(run / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a training in another process holds it
+        code = main(["evaluate", str(run)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    waiting, error = err.splitlines()
+    assert waiting.startswith("memrnn: waiting for another process") and str(run) in waiting
+    assert error.startswith("memrnn: error: evaluate: ") and "still being written" in error
     assert _digest(root) == before

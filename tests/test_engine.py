@@ -1,5 +1,6 @@
 import os
 import signal
+import stat
 import time
 
 import numpy as np
@@ -104,6 +105,18 @@ def test_killed_worker_loses_nothing(tmp_path, cluster):
         tmp_path / "reference" / run_dir.name / store.METRICS_FILE)
 
 
+def test_only_holders_of_the_clusters_certificate_can_connect(cluster):
+    """Another local user reaching the loopback port, with a certificate of their own or none, is refused."""
+    from distributed.security import Security
+
+    assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+    for stranger in (Security.temporary(), None):
+        with pytest.raises((OSError, TypeError)):
+            Client(cluster.scheduler_address, security=stranger, timeout="3s")
+    with pytest.raises(OSError):
+        Client(cluster.scheduler_address.replace("tls://", "tcp://"), timeout="3s")
+
+
 def test_run_lock_is_reentrant_in_one_thread(tmp_path):
     with store.run_lock(tmp_path / "run"):
         with store.run_lock(tmp_path / "run"):
@@ -154,22 +167,29 @@ def test_shared_cluster_serves_every_engine_call_and_child_process(monkeypatch):
     import subprocess
     import sys
 
-    from memrnn.engine import SCHEDULER_ENV, shared_cluster
+    from memrnn.engine import CREDENTIALS_ENV, SCHEDULER_ENV, shared_cluster
 
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
     with shared_cluster() as address:
-        assert address.startswith("tcp://127.0.0.1:") and os.environ[SCHEDULER_ENV] == address
+        assert address.startswith("tls://127.0.0.1:") and os.environ[SCHEDULER_ENV] == address
+        credentials = os.environ[CREDENTIALS_ENV]
+        assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(os.path.dirname(credentials)).st_mode) == 0o700
         seen = set()
         for _ in range(2):
             with engine() as graph:
                 seen.add(graph.client.scheduler.address)
                 assert graph.gather(graph.submit(_add, 1, 2)) == 3
         assert seen == {address}
-        child = subprocess.run([sys.executable, "-c", f"import os; print(os.environ['{SCHEDULER_ENV}'])"],
-                               capture_output=True, text=True, check=True)
-        assert child.stdout.strip() == address
+        # a chapter kernel: a child process that finds the cluster and its credentials in the environment
+        code = ("import os; from memrnn.engine import engine\n"
+                "with engine(progress=False) as graph:\n"
+                "    print(graph.client.scheduler.address, graph.gather(graph.submit(pow, 2, 5)))")
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert child.stdout.split() == [address, "32"]
         with shared_cluster() as inner:  # already published: no second cluster
             assert inner == address
-    assert SCHEDULER_ENV not in os.environ
+    assert SCHEDULER_ENV not in os.environ and CREDENTIALS_ENV not in os.environ
+    assert not os.path.exists(os.path.dirname(credentials))
     with shared_cluster("sync") as none:
         assert none is None and SCHEDULER_ENV not in os.environ

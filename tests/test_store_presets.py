@@ -1,4 +1,5 @@
 import os
+import stat
 
 import pytest
 import torch
@@ -34,6 +35,55 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
         store.write_json(target, {"a": 2})
     assert store.read_json(target) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_atomic_write_replaces_only_a_regular_file(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "target").write_text("kept")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    (tmp_path / "dir").mkdir()
+    for name, kind in (("fifo", "a FIFO"), ("link", "a symbolic link"), ("dir", "a directory")):
+        with pytest.raises(ValueError, match=f"is {kind}, not a regular file: refusing"):
+            store.write_json(tmp_path / name, {"a": 1})
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "fifo").st_mode) and (tmp_path / "link").is_symlink()
+    assert (tmp_path / "target").read_text() == "kept" and not any((tmp_path / "dir").iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir", "fifo", "link", "target"]  # no temporary left
+    store.write_json(tmp_path / "target", {"a": 1})
+    assert store.read_json(tmp_path / "target") == {"a": 1}
+
+
+def test_taking_the_lock_removes_a_dead_writers_temporary_files(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torn = [run / ".summary.json.k2j4.tmp", run / "checkpoints" / ".step_0000020.safetensors.x1y2.tmp"]
+    for path in torn:
+        path.write_bytes(b"half a file")
+    (run / "notes.tmp").write_text("not one of ours")
+    with store.run_lock(run):
+        assert not any(path.exists() for path in torn)
+    assert (run / "notes.tmp").exists()
+
+
+def test_checkpoint_bytes_are_the_same_for_the_same_state(tmp_path):
+    """safetensors orders its metadata at random per map: the stored header is sorted instead."""
+    tensors = {"b": torch.arange(4.0), "a": torch.ones(2, 2, dtype=torch.float64)}
+    metrics = [{"step": 5, "loss": 0.25}]
+    files = {store.save_checkpoint(tmp_path / str(k), 5, tensors, metrics).read_bytes() for k in range(8)}
+    assert len(files) == 1
+    loaded = store.load_checkpoint(tmp_path / "0", 5)
+    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    assert store.checkpoint_metrics(tmp_path / "0", 5) == metrics
+
+
+def test_a_run_directory_must_hash_to_its_name(tmp_path):
+    config = make_config("smoke")
+    for name in (store.run_name(config), store.run_name(config) + "--control-1a2b3c4d"):  # a run, its fine-tune
+        store.write_json(tmp_path / name / "config.json", vars(config))
+        assert store.read_config(tmp_path / name) == config
+    other = tmp_path / store.run_name(make_config("smoke", lr=1e-2))
+    store.write_json(other / "config.json", vars(config))
+    with pytest.raises(ValueError, match=f"describes run {store.run_name(config)}, not {other.name}"):
+        store.read_config(other)
 
 
 def test_checkpoint_round_trip_and_missing_file(tmp_path):

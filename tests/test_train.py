@@ -241,3 +241,12 @@ def test_two_concurrent_identical_trainings_do_the_work_once(tmp_path):
     assert store.checkpoint_steps(run_dir) == [20]
     assert len(list((run_dir / "checkpoints").glob("*.safetensors"))) == 1
     assert len({out for out, _ in results}) == 1
+
+
+def test_two_identical_runs_write_identical_files(tmp_path):
+    """Same command twice, bit for bit: weights, checkpoints (their headers too), metrics and summary."""
+    config = make_config("smoke", steps=20, checkpoint_every=10, log_every=10)
+    runs = [train(config, tmp_path / name, progress=False) for name in ("first", "second")]
+    files = [{p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+             for run in runs]
+    assert len(files[0]) == 6 and files[0] == files[1]
