@@ -48,7 +48,7 @@ def test_bad_input_is_reported(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", str(tmp_path), "--delays", "4,x"])
     assert main(["train", "--set", "lr=-1", "--out", str(tmp_path)]) == 2
-    assert "lr > 0" in capsys.readouterr().err
+    assert "lr must be a finite number in (0, 10], got -1" in capsys.readouterr().err
 
 
 def test_slow_point_analysis_end_to_end(tmp_path, capsys):
