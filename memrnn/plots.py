@@ -262,6 +262,19 @@ def lambda_sweep(table):
     return fig
 
 
+def blind_corner(curves: dict, corner_loss: float):
+    """Training loss against step per condition (mean over networks), with the blind corner's loss."""
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for label, (steps, losses) in curves.items():
+        ax.plot(steps, np.mean(losses, axis=1), label=label)
+    ax.axhline(corner_loss, color="black", ls=":", lw=1, label=f"blind corner, {corner_loss:.4f}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training loss (reference form)")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def switch_effects(table: list[dict]):
     """Each switch's change against the reference model, with 95% intervals, one panel per measure."""
     panels = (("trained", "trained-delay accuracy\n(change)"), ("long", "long-delay accuracy\n(change)"),

@@ -94,6 +94,62 @@ for row in rows:
 markdown_table(("condition", "accuracy, mean ± 95% CI", "networks"), accuracy_rows)
 
 # %% [markdown]
+# ## Why the paper needed curricula
+# The reference reads its 11 sigmoid outputs through a softmax. With every output in (0, 1), p(null)
+# can never exceed e/(e + n) over the null and n active outputs (0.214 with all 10 classes). A network
+# that has not yet learned to use the trigger does best with one output distribution for every frame;
+# per trial it meets T_max − 1 null targets (weight 1) and one report (weight 20), so it wants
+# p(null) = (T_max − 1)/(T_max − 1 + 20): 19/39 = 0.487 at T_max = 20, above the cap. Its best move is
+# then the readout's corner (null output at 1, the others at 0), where every sigmoid is saturated and
+# its slope, hence the gradient, vanishes. The curricula's first stages ask for a p(null) the readout
+# can give — DeCu's T_max = 6 wants 5/25 = 0.200 < 0.214; VoCu's two classes raise the cap to
+# e/(e + 2) = 0.576 > 0.487 — so their networks never meet the corner. Without a curriculum they do.
+
+# %%
+from memrnn.task import blind_optimum
+
+spec = TaskSpec()
+stages = [("none (all of training)", 20, 10), ("DeCu, first stage", 6, 10), ("VoCu, first stage", 20, 2)]
+markdown_table(("protocol", "T_max", "classes", "wanted p(null)", "readout's range of p(null)", "blind loss"),
+               [(name, t, n, f"{b.wanted:.3f}", f"[{b.lowest:.3f}, {b.highest:.3f}]"
+                 + ("" if b.inside else " — out of reach: the corner"), f"{b.loss:.4f}")
+                for name, t, n in stages for b in [blind_optimum(spec, t, n)]])
+
+# %%
+from memrnn import store
+
+corner = blind_optimum(spec, 20, 10)
+linear = run_grid(preset, archs.split(","), ["none"], out=runs, **overrides, readout="linear", scheduler=scheduler)
+
+
+def loss_curve(row):
+    metrics = store.read_json(f"{runs}/{row['run']}/{store.METRICS_FILE}")
+    return [m["step"] for m in metrics], np.array([m["loss"] for m in metrics])
+
+
+curves = {plots.condition_label(r): loss_curve(r) for r in rows if r["protocol"] == "none"}
+
+# %% [markdown]
+# Measured: the training loss of the networks trained without a curriculum, against the blind corner's
+# loss from the table (a linear readout has no cap: the same protocol with `readout=linear` is in the
+# last rows below, its loss in its own form).
+
+# %% mystnb={"figure": {"caption": "Training loss without a curriculum (reference readout, mean over networks) against step; dotted: the loss of the blind corner, where the readout answers null at the cap and its sigmoids no longer pass a gradient.", "name": "fig-c1-corner"}}
+fig = plots.blind_corner(curves, corner.loss) if curves else None
+
+# %%
+none_rows = [r for r in rows if r["protocol"] == "none"]
+markdown_table(("condition", "final training loss (lowest–highest network)", "trained-delay accuracy"),
+               [(label, f"{losses[-1].min():.4f}–{losses[-1].max():.4f}", f"{np.mean(r['trained_delay_accuracy']):.3f}")
+                for (label, (_, losses)), r in zip(curves.items(), none_rows)]
+               + [(plots.condition_label(r) + ", linear readout", f"{loss_curve(r)[1][-1].min():.4f}–"
+                   f"{loss_curve(r)[1][-1].max():.4f}", f"{np.mean(r['trained_delay_accuracy']):.3f}") for r in linear])
+
+# %% tags=["nbval-check-output"]
+print(f"blind corner out of reach without a curriculum: {not corner.inside}; "
+      f"inside for both curricula's first stages: {all(blind_optimum(spec, t, n).inside for _, t, n in stages[1:])}")
+
+# %% [markdown]
 # ## Verdict
 # The rule shown at the top of this chapter (fixed in `memrnn.claims` before any network was trained),
 # applied to this run; the statistic behind the verdict and the scope it speaks for follow. The verdict
@@ -129,7 +185,8 @@ glue("c1_verdict", verdict.verdict)
 # {glue:md}`c1_lowest`, and the 95% intervals of the differences between conditions reached
 # ±{glue:md}`c1_widest`: against an equivalence margin of ±0.03 the claim is **{glue:md}`c1_verdict`**
 # here. Our extra condition without a curriculum, which the paper never ran, reached a mean
-# trained-delay accuracy of {glue:md}`c1_others` (0 means the networks answer "null" at every report).
+# trained-delay accuracy of {glue:md}`c1_others` (0 means the networks answer "null" at every report:
+the readout's blind corner, which no amount of training leaves; see *Why the paper needed curricula*).
 # The paper reports that every protocol and architecture solves the trained delays equally well;
 # its networks trained far longer (140,000 steps) than the `cpu` preset's 3,000, which leaves room for
 # differences that longer training would erase.

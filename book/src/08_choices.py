@@ -14,6 +14,10 @@
 #   long-delay accuracy, over (network, class));
 # - the **fine-tuning gain** of C6 (long-delay accuracy after `slowpoints` minus after `control`).
 #
+# One more switch is not a choice of the model but of arithmetic: `fast`, the bf16 fast path (on a
+# CPU: bf16 input projections with float32 master weights, a fused recurrence, trials cut at T_max).
+# It may stand in for float32 training only if it is *equivalent*: see the last section.
+#
 # Switches of the trained model train new networks with the same seeds as the reference networks, so
 # every network has a reference twin with the same initialisation and data streams: each change is a
 # paired difference over networks with a 95% t-interval (for the correlation, a leave-one-network-out
@@ -49,11 +53,12 @@ device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 fields: str = ""                  # comma-separated switches to flip; empty: all that apply to the architecture
+fast_protocols: str = "decu,vocu"  # protocols whose networks test the fast path for equivalence
 
 # %%
 from IPython.display import Markdown, display
 from memrnn import ablation, plots
-from memrnn.book import prepare_runs, run_box
+from memrnn.book import markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
 from memrnn.presets import MODEL_FORM, make_config
 
@@ -130,6 +135,30 @@ glue("choices_moved", "; ".join(f"`{k}` ({', '.join(claims_of[m] for m in v)})" 
      or "none of the switches")
 glue("choices_still", ", ".join(f"`{k}`" for k, v in moved.items() if not v) or "none")
 glue("choices_networks", str(len(reference["units"])))
+
+# %% [markdown]
+# ## Is the fast path equivalent to float32?
+# The same networks trained twice with the same seeds, in float32 and on the fast path, then the
+# same analyses. Two one-sided paired t-tests (TOST) per accuracy: the fast path is
+# equivalent when the mean change is shown to lie within ±0.03 (p < 0.05), a margin below which no
+# verdict of this book moves. The `cpu` preset trains on the fast path only if both accuracies pass.
+
+# %%
+fast_switch = ablation.Switch("fast", not config.fast)
+fast_measured = ablation.measure(preset, arch, fast_protocols.split(","), [None, fast_switch], runs, DEFAULT_DELAYS,
+                                 scheduler=scheduler, **overrides)
+fast_row = ablation.effect(fast_measured[None], fast_measured[fast_switch], fast_switch)
+p_values = ablation.equivalent(fast_row)
+print(f"{arch.upper()}, protocols {fast_protocols}: {len(fast_measured[None]['units'])} pairs of networks "
+      f"(same seeds), {fast_switch.label} against fast={config.fast}")
+markdown_table(("measure", "change [95% CI]", "TOST p (±0.03)"),
+               [(f"{name}-delay accuracy", cell(fast_row[name]), f"{p_values[name]:.3f}") for name in p_values]
+               + [("Spearman r", correlation_cell(fast_row["correlation"]), "—"),
+                  ("fine-tuning gain", cell(fast_row["gain"]), "—")])
+
+# %% tags=["nbval-check-output"]
+for name, p in p_values.items():
+    print(f"{name}-delay accuracy equivalent within ±{ablation.EQUIVALENCE_MARGIN}: {p < 0.05}")
 
 # %% [markdown]
 # ## What we found
