@@ -25,7 +25,7 @@ from .engine import shared_cluster
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
             "06_regularization", "07_beyond", "08_choices", "scorecard")
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced")
+VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
 
 
 def source_notebook(path: Path):

@@ -25,11 +25,14 @@ def model_form_label(config: Config) -> str:
     return "reference model form" if not changed else "model form with " + ", ".join(changed)
 
 
-def scope(config: Config, rows: list[dict], search: str = "") -> Scope:
-    """What the grid rows (from :func:`memrnn.campaign.run_grid`) cover."""
+def scope(config: Config, rows: list[dict], search: str = "", lam: float | None = None) -> Scope:
+    """What the grid rows (from :func:`memrnn.campaign.run_grid`) cover: with a slow-point ``search``
+    the reference search's iterations (when the runs use it), with a fine-tuning ``lam`` its steps."""
     networks = sum(len(r["trained_delay_accuracy"]) for r in rows)
+    iterations = config.search_iterations if search and config.search == "reference" else 0
     return Scope(config.preset, tuple(sorted({r["dataset"] for r in rows})), tuple(sorted({r["arch"] for r in rows})),
-                 config.hidden_size, config.steps, model_form_label(config), networks, search)
+                 config.hidden_size, config.steps, model_form_label(config), networks, search, iterations,
+                 config.finetune_steps if lam is not None else 0, lam or 0.0)
 
 
 def paper_rows(rows: list[dict]) -> list[dict]:
@@ -41,15 +44,28 @@ def condition(row: dict) -> tuple[str, str, str]:
     return row["dataset"], row["arch"], row["protocol"]
 
 
+def once(rows: list[dict], key=condition) -> list[dict]:
+    """``rows``, refusing a condition that appears twice: keeping one run of it would drop networks silently."""
+    seen = {}
+    for r in rows:
+        seen.setdefault(key(r), []).append(r["run"])
+    repeated = {k: v for k, v in seen.items() if len(v) > 1}
+    if repeated:
+        raise ValueError("repeated condition(s): " + "; ".join(f"{'/'.join(k)} in runs {', '.join(v)}"
+                                                               for k, v in repeated.items())
+                         + " (merge their networks into one condition, or pass one run per condition)")
+    return rows
+
+
 def trained_accuracy(rows: list[dict]) -> dict:
     """{(dataset, arch, protocol): trained-delay accuracy per network}."""
-    return {condition(r): np.asarray(r["trained_delay_accuracy"], float) for r in rows}
+    return {condition(r): np.asarray(r["trained_delay_accuracy"], float) for r in once(rows)}
 
 
 def long_accuracy(rows: list[dict], min_delay: int = LONG_DELAY) -> dict:
     """{(dataset, arch, protocol): accuracy per network, averaged over evaluated delays >= min_delay}."""
     out = {}
-    for r in rows:
+    for r in once(rows):
         long = [j for j, d in enumerate(r["delays"]) if d >= min_delay]
         if not long:
             raise ValueError(f"{r['run']}: no evaluated delay >= {min_delay} (have {r['delays']})")
@@ -58,20 +74,26 @@ def long_accuracy(rows: list[dict], min_delay: int = LONG_DELAY) -> dict:
 
 
 def slow_points(run_dirs, section: str = "slowpoints") -> dict:
-    """One search's results over runs, stacked over networks: speed, speed_at_centroid, decoded,
-    spread (N, K), and points, a list of N arrays (K, S) (state sizes differ between architectures),
-    as :func:`memrnn.claims.c3_slow_point_per_memory` takes them."""
-    parts = {"speed": [], "speed_at_centroid": [], "decoded": [], "spread": [], "points": []}
+    """One search's results over runs, stacked over networks, as
+    :func:`memrnn.claims.c3_slow_point_per_memory` takes them: speed, speed_visited (median speed of
+    the states visited during the delay), decoded, in_region (not on the clip boundary), spread and
+    moved (distance from the start centroid), all (N, K); points, a list of N arrays (K, S) (state
+    sizes differ between architectures)."""
+    parts = {"speed": [], "speed_visited": [], "decoded": [], "in_region": [], "spread": [], "moved": []}
+    points = []
     for run_dir in map(Path, run_dirs):
         found = store.read_json(run_dir / store.SUMMARY_FILE, dict).get(section)
-        if found is None:
-            raise ValueError(f"{run_dir} has no {section!r} analysis: run memrnn.slowpoints.analyse_run on it first")
+        if found is None or "speed_visited" not in found:
+            raise ValueError(f"{run_dir} has no {section!r} analysis with visited-state speeds: run "
+                             "memrnn.slowpoints.analyse_run on it (again)")
+        tensors = load_results(run_dir, found["file"])
         parts["speed"].append(found["speed"])
-        parts["speed_at_centroid"].append(found["speed_at_centroid"])
+        parts["speed_visited"].append(found["speed_visited"])
         parts["decoded"].append(found["decoded_class"])
+        parts["in_region"].append(found["in_region"])
         parts["spread"].append(found["centroid_spread"])
-        parts["points"].extend(load_results(run_dir, found["file"])["points"].numpy())
-    points = parts.pop("points")
+        parts["moved"].append((tensors["points"] - tensors["centroids"]).norm(dim=-1).numpy())
+        points.extend(tensors["points"].numpy())
     return {**{k: np.concatenate([np.asarray(v) for v in values]) for k, values in parts.items()}, "points": points}
 
 
@@ -91,39 +113,42 @@ def introduction_steps(events: list[dict], n_classes: int = 10) -> np.ndarray:
 
 def formation(run_dirs, rows: list[dict], traces: dict, min_delay: int = LONG_DELAY) -> dict:
     """Inputs of :func:`memrnn.claims.c5_formation_explains` from formation traces ({run: formation.json})
-    and grid rows: readout-free appearance and introduction steps (N, K) over vocu networks; and, per
-    (arch, protocol), each network's median appearance as a fraction of training and its long-delay
-    accuracy."""
+    and grid rows, per (arch, protocol): readout-free appearance of each (network, class) point as a
+    fraction of training (NaN where it was never traced), long-delay accuracy per network; per arch,
+    the fraction of training at which vocu introduces each class."""
     long = long_accuracy(rows, min_delay)
-    appears, introduced, fraction, accuracy = [], [], {}, {}
-    for run_dir, row in zip(map(Path, run_dirs), rows):
+    appears, introduced, accuracy = {}, {}, {}
+    for run_dir, row in zip(map(Path, run_dirs), once(rows)):
         trace = traces[row["run"]]
         steps = store.read_json(run_dir / store.SUMMARY_FILE, dict)["train"]["steps"]
         first = np.array([[np.nan if s is None else s for s in member] for member in trace["appears_at_unread"]], float)
         key = (row["arch"], row["protocol"])
-        fraction[key] = np.nanmedian(np.where(np.isnan(first), steps, first), axis=1) / steps
-        accuracy[key] = long[condition(row)]
+        appears[key], accuracy[key] = first / steps, long[condition(row)]
         if row["protocol"] == "vocu":
-            appears.append(first)
-            introduced.append(np.broadcast_to(introduction_steps(trace["curriculum_events"]), first.shape))
-    if not appears:
-        return {"appears": np.zeros((0, 10)), "introduced": np.zeros((0, 10)), "appearance_fraction": fraction,
-                "long_accuracy": accuracy}
-    return {"appears": np.concatenate(appears), "introduced": np.concatenate(introduced),
-            "appearance_fraction": fraction, "long_accuracy": accuracy}
+            introduced[row["arch"]] = introduction_steps(trace["curriculum_events"], first.shape[1]) / steps
+    return {"appears": appears, "introduced": introduced, "long_accuracy": accuracy}
 
 
 def finetune_pairs(comparisons: dict) -> dict:
     """Inputs of :func:`memrnn.claims.c6_speed_penalty_helps` from :func:`memrnn.regularize.compare`
     tables: {(arch, parent protocol): [table, ...]} (one table per parent ensemble; seeds are
-    concatenated) -> per-seed long- and trained-delay accuracy of slowpoints and control, paired."""
-    pairs = {}
+    concatenated) -> per seed, paired, the long- and trained-delay accuracy of the parent, its control
+    and its slowpoints fine-tune; and, over the tables that have a centermass fine-tune, the long-delay
+    accuracy of slowpoints and centermass."""
+    out = {}
     for key, tables in comparisons.items():
-        values = {name: [] for name in ("long_slowpoints", "long_control", "trained_slowpoints", "trained_control")}
+        values = {mode: {"long": [], "trained": []} for mode in ("parent", "control", "slowpoints")}
+        specificity = {"slowpoints": [], "centermass": []}
         for table in tables:
             by_mode = {r["mode"]: r for r in table}
             for measure in ("long", "trained"):
-                for mode in ("slowpoints", "control"):
-                    values[f"{measure}_{mode}"].extend(by_mode[mode][measure]["after_per_seed"])
-        pairs[key] = {k: np.asarray(v, float) for k, v in values.items()}
-    return pairs
+                control = by_mode["control"][measure]
+                values["parent"][measure].extend(np.subtract(control["after_per_seed"], control["per_seed"]))
+                for mode in ("control", "slowpoints"):
+                    values[mode][measure].extend(by_mode[mode][measure]["after_per_seed"])
+            if "centermass" in by_mode:
+                for mode in specificity:
+                    specificity[mode].extend(by_mode[mode]["long"]["after_per_seed"])
+        out[key] = {**{mode: {m: np.asarray(v, float) for m, v in d.items()} for mode, d in values.items()},
+                    "specificity": {m: np.asarray(v, float) for m, v in specificity.items()}}
+    return out

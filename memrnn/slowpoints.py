@@ -490,8 +490,24 @@ def sample_states(model: EnsembleRNN, bank: ImageBank, n: int, max_frames: int =
     return out
 
 
+@torch.no_grad()
+def visited_speed(model: EnsembleRNN, bank: ImageBank, n_frames: int, metric: str = "reference", n_trials: int = 200,
+                  seed: int = 1) -> torch.Tensor:
+    """Median speed (E, n_classes) at rest input of the states the network visits during the delay
+    (after a held-out image of the class, then noise frames up to the trial's length): the scale a
+    slow point must be slow against. A class centroid is a mean state no trajectory visits, so its
+    speed is no such scale."""
+    states, labels = probe_trajectories(model, bank, n_trials, n_frames - 1, seed)
+    delay = states[:, :, 1:]  # after the image
+    E, n, F, S = delay.shape
+    speed = speed_sq(model, delay.reshape(E, n * F, S), rest_input(model, bank), metric).sqrt().view(E, n, F)
+    return torch.stack([speed[:, labels[0] == c].flatten(1).median(-1).values if (labels[0] == c).any()
+                        else torch.full((E,), float("nan"), device=speed.device) for c in range(bank.n_classes)], 1)
+
+
 RESULTS_FILE = "slowpoints.safetensors"
 SECTION = "slowpoints"
+VISITED_TRIALS = 200  # held-out trials whose delay-period states give each class's visited speed
 
 
 def analysis_name(config, search: str, centroids: str, metric: str) -> str:
@@ -530,13 +546,14 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
     name = analysis_name(config, search, centroids, metric)
     settings = {"method": search, "centroids": centroids, "tol": tol, "metric": metric, "checkpoint_step": step,
                 "noise_frames": noise_frames, "max_iter": max_iter, "stall": list(_STALL.get(search, ())),
-                "finder_version": FINDER_VERSION}
+                "finder_version": FINDER_VERSION, "visited_trials": VISITED_TRIALS}
     cached = store.read_summary(run_dir).get(name)
     if step == last and isinstance(cached, dict) and all(cached.get(k) == v for k, v in settings.items()) and (run_dir / f"{name}.safetensors").exists():
         return cached
     config, model, bank = load_run(run_dir, step, device)
     found_centroids = class_centroids(model, bank, centroids, noise_frames=noise_frames)
     found = find_slow_points(model, bank, found_centroids.states, search, tol, max_iter, metric)
+    visited = visited_speed(model, bank, config.n_frames, metric, VISITED_TRIALS)
     eig = eigenvalues(model, bank, found.points)
     radius = eig.abs().amax(-1)
     tensors = {**found.to_tensors(), "centroids": found_centroids.states, "n_correct": found_centroids.n_correct,
@@ -546,6 +563,7 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
     section = {
         **settings, "file": file, "member_seeds": config.member_seeds,
         "speed": found.speed.tolist(), "speed_at_centroid": found.q_start.sqrt().tolist(),
+        "speed_visited": visited.tolist(),
         "converged": found.converged.tolist(), "in_region": found.in_region.tolist(),
         "decoded_class": found.decoded.tolist(), "iterations": found.iterations.tolist(),
         "centroid_correct_trials": found_centroids.n_correct.tolist(),

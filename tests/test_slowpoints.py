@@ -186,3 +186,14 @@ def test_reference_search_follows_its_rule(bank):
     # a start pushed beyond the region comes back to its edge, not inside it
     edge = find_slow_points(model, bank, torch.full((1, 1, 4), 3.0), method="reference", max_iter=1)
     assert edge.points.abs().max() <= 1
+
+
+def test_visited_speed_is_the_median_over_delay_states_of_each_class(bank):
+    from memrnn.slowpoints import probe_trajectories, visited_speed
+
+    model = _model("lstm", bank, E=2, H=5)
+    speed = visited_speed(model, bank, n_frames=6, n_trials=120)
+    states, labels = probe_trajectories(model, bank, 120, 5, seed=1)
+    of_class = states[:, labels[0] == 3, 1:].flatten(1, 2)
+    expected = speed_sq(model, of_class, rest_input(model, bank), "reference").sqrt().median(-1).values
+    assert speed.shape == (2, 10) and torch.allclose(speed[:, 3], expected)
