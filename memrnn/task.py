@@ -111,8 +111,8 @@ class TrialSampler:
             return self._draw(generators[k], (batch_size,), t_max, n_active, frames_out=frames[k])
 
         parts = list(_pool().map(draw, range(len(generators))))
-        rest = [torch.stack(p) for p in zip(*parts)]
-        return Batch(frames.transpose(1, 2), *rest[1:], n_active=n_active, spec=self.spec)
+        rest = [torch.stack(p) for p in list(zip(*parts))[1:]]  # the frames are already in place
+        return Batch(frames.transpose(1, 2), *rest, n_active=n_active, spec=self.spec)
 
     def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int,
               frames_out: torch.Tensor | None = None):

@@ -98,7 +98,8 @@ def test_killed_worker_loses_nothing(tmp_path, cluster):
         first = run_dir / "checkpoints" / "step_0000020.safetensors"
         written = first.stat().st_mtime_ns
         os.kill(client.run(os.getpid, workers=[worker])[worker], signal.SIGKILL)
-        assert client.gather([killed, reference]) == [str(run_dir), str(tmp_path / "reference" / run_dir.name)]
+        results = [future.result(timeout=300) for future in (killed, reference)]  # a lost task fails, not hangs
+        assert results == [str(run_dir), str(tmp_path / "reference" / run_dir.name)]
     assert first.stat().st_mtime_ns == written  # resumed, not started again
     _assert_same_weights(run_dir, tmp_path / "reference" / run_dir.name)
     assert store.read_json(run_dir / store.METRICS_FILE) == store.read_json(
@@ -106,15 +107,28 @@ def test_killed_worker_loses_nothing(tmp_path, cluster):
 
 
 def test_only_holders_of_the_clusters_certificate_can_connect(cluster):
-    """Another local user reaching the loopback port, with a certificate of their own or none, is refused."""
+    """Another local user reaching the loopback port, with a certificate of their own, none, or plain TCP,
+    is refused. Dask's comm layer is called directly: a refused `Client` leaves its IO-loop thread behind,
+    and a later `Client` in the same process may then fail to start for that reason alone."""
+    import asyncio
+
+    from distributed.comm import connect
     from distributed.security import Security
 
-    assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
-    for stranger in (Security.temporary(), None):
+    address = cluster.scheduler_address
+    assert address.startswith("tls://127.0.0.1:")
+
+    async def handshake(address, **connection_args):
+        comm = await connect(address, timeout="3s", **connection_args)
+        await comm.close()
+
+    attempts = [(address, Security.temporary().get_connection_args("client")),
+                (address, Security().get_connection_args("client")),
+                (address.replace("tls://", "tcp://"), {})]
+    for target, connection_args in attempts:
         with pytest.raises((OSError, TypeError)):
-            Client(cluster.scheduler_address, security=stranger, timeout="3s")
-    with pytest.raises(OSError):
-        Client(cluster.scheduler_address.replace("tls://", "tcp://"), timeout="3s")
+            asyncio.run(handshake(target, **connection_args))
+    asyncio.run(handshake(address, **cluster.security.get_connection_args("client")))  # the owner gets in
 
 
 def test_run_lock_is_reentrant_in_one_thread(tmp_path):

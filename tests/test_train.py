@@ -250,3 +250,53 @@ def test_two_identical_runs_write_identical_files(tmp_path):
     files = [{p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
              for run in runs]
     assert len(files[0]) == 6 and files[0] == files[1]
+
+
+_KILLER = """
+import os, signal, sys
+from pathlib import Path
+from memrnn import cli, store, train
+target, name, out = sys.argv[1], sys.argv[2], sys.argv[3:]
+
+def killing(module, attribute, when):
+    real = getattr(module, attribute)
+    def wrapper(*args, **kwargs):
+        if when(*args):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    setattr(module, attribute, wrapper)
+
+named = lambda *args: Path(str(args[-1] if target == "replace" else args[0])).name == name
+if target == "replace":        # inside a checkpoint write: the file written and synced, not yet renamed
+    killing(store.os, "replace", named)
+elif target == "write_json":   # between two files of one checkpoint: the index or the metrics not written
+    killing(store, "write_json", named)
+elif target == "step":         # in the middle of training, between checkpoints
+    killing(train.Trainer, "step", lambda self, *args: args[-1] == int(name))
+elif target == "evaluate":     # inside the final evaluation
+    killing(train, "accuracy_by_delay", lambda *args: True)
+elif target == "summary":      # trained and evaluated, the summary not yet written
+    killing(store, "update_summary", lambda *args: True)
+sys.exit(cli.main(out))
+"""
+
+
+@pytest.mark.parametrize("target,name", [("replace", "step_0000020.safetensors"), ("write_json", "index.json"),
+                                         ("write_json", "metrics.json"), ("step", "25"), ("evaluate", ""),
+                                         ("summary", "")])
+def test_kill_9_at_any_moment_resumes_to_identical_files(tmp_path, target, name):
+    """A real SIGKILL at six moments of a training; the same command again ends with every file of the run
+    byte for byte as an uninterrupted run writes it, and no temporary file left behind."""
+    import subprocess
+    import sys
+
+    command = ["train", "--steps", "30", "--set", "checkpoint_every=10", "--set", "log_every=5", "--quiet"]
+    subprocess.run([sys.executable, "-m", "memrnn", *command, "--out", str(tmp_path / "whole")], check=True)
+    killed = subprocess.run([sys.executable, "-c", _KILLER, target, name, *command, "--out", str(tmp_path / "killed")])
+    assert killed.returncode == -9
+    subprocess.run([sys.executable, "-m", "memrnn", *command, "--out", str(tmp_path / "killed")], check=True)
+    (whole,), (resumed,) = (list((tmp_path / d).iterdir()) for d in ("whole", "killed"))
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.is_file() and p.name != ".lock")
+    assert files == sorted(p.relative_to(resumed) for p in resumed.rglob("*") if p.is_file() and p.name != ".lock")
+    for relative in files:
+        assert (whole / relative).read_bytes() == (resumed / relative).read_bytes(), relative
