@@ -67,15 +67,31 @@ def set_parameters(notebook, parameters: dict) -> None:
     cell.source = "\n".join(lines)
 
 
+def chapter_parameters(root: Path, chapters) -> set[str]:
+    """The names the ``parameters`` cells of ``chapters`` take."""
+    names = set()
+    for name in chapters:
+        cell = next(c for c in source_notebook(Path(root) / "book" / "src" / f"{name}.py").cells
+                    if "parameters" in c.metadata.get("tags", []))
+        for node in ast.parse(cell.source).body:
+            names.add((node.target if isinstance(node, ast.AnnAssign) else node.targets[0]).id)
+    return names
+
+
 def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, output_dir: Path | None = None,
         progress: bool = True) -> list[Path]:
     """Execute chapters at ``preset`` (in order) and write the executed notebooks, all on one Dask cluster
-    (see :func:`memrnn.engine.shared_cluster`)."""
+    (see :func:`memrnn.engine.shared_cluster`). A chapter's notebook is replaced only when its execution
+    succeeds; a parameter no chapter takes (a typo) is refused before anything runs."""
     root = Path(root)
     chapters = list(chapters or CHAPTERS)
     unknown = [c for c in chapters if c not in CHAPTERS]
     if unknown:
         raise ValueError(f"unknown chapter(s) {unknown}; choose from {CHAPTERS}")
+    allowed = chapter_parameters(root, chapters) | {"scheduler"}
+    stray = sorted(set(parameters or {}) - allowed)
+    if stray:
+        raise ValueError(f"unknown chapter parameter(s) {stray}; the chapters run take {sorted(allowed)}")
     output_dir = Path(output_dir or root / "book")
     output_dir.mkdir(parents=True, exist_ok=True)
     with shared_cluster((parameters or {}).get("scheduler") or None) as address:
@@ -101,15 +117,21 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         set_parameters(notebook, values)
         source = output_dir / f".{name}.source.ipynb"
         nbformat.write(notebook, source)
-        target = output_dir / f"{name}.ipynb"
+        target, partial = output_dir / f"{name}.ipynb", output_dir / f".{name}.partial.ipynb"
         # the chapter's kernel inherits these: record_verdict stamps verdicts with the code that made them
         os.environ.update(MEMRNN_CHAPTER=name, MEMRNN_CHAPTER_SHA256=code_hash(notebook))
         # no parameters passed: papermill then injects no cell, the parameters cell already holds the values
-        executed = papermill.execute_notebook(str(source), str(target), cwd=str(root / "book"), kernel_name="python3",
-                                              progress_bar=progress, log_output=False)
-        source.unlink()
+        try:  # papermill writes the notebook as it goes, failed or not: never over the committed one
+            executed = papermill.execute_notebook(str(source), str(partial), cwd=str(root / "book"),
+                                                  kernel_name="python3", progress_bar=progress, log_output=False)
+        except papermill.PapermillExecutionError as e:
+            raise RuntimeError(f"chapter {name} failed ({e.ename}: {e.evalue}); {target.name} is unchanged, the "
+                               f"failed execution is in {partial}") from None
+        finally:
+            source.unlink()
         executed.metadata["memrnn"] = {"preset": preset, "parameters": values, "code_sha256": code_hash(executed)}
-        nbformat.write(executed, target)
+        nbformat.write(executed, partial)
+        os.replace(partial, target)
         written.append(target)
         if progress:
             print(f"[{i}/{len(chapters)}] {name} done in {_minutes(time.perf_counter() - start)}", flush=True)
@@ -306,8 +328,11 @@ def markdown_table(header, rows):
     """A Markdown table (rendered by the book and by Jupyter alike; wraps instead of overflowing)."""
     from IPython.display import Markdown
 
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    def cell(value):  # a bare | would end the cell and drop what follows it
+        return str(value).replace("\\|", "|").replace("|", "\\|")
+
+    lines = ["| " + " | ".join(cell(c) for c in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
 
 

@@ -116,6 +116,34 @@ def test_intro_commands_run_as_written(smoke_book):
     assert "chapter(s) in" in result.stdout
 
 
+def test_a_misspelt_parameter_is_refused_naming_the_allowed_ones(tmp_path, capsys):
+    from memrnn.cli import main
+
+    assert main(["book", "run", "--root", str(ROOT), "--preset", "smoke", "--set", "sedes=3", "--no-build"]) == 2
+    message = capsys.readouterr().err
+    assert "'sedes'" in message and "'seeds'" in message and "'archs'" in message
+
+
+def test_a_failed_execution_leaves_the_chapter_notebook_as_it_was(tmp_path):
+    """papermill writes its output as it goes; a chapter that fails keeps its last good notebook."""
+    shutil.copytree(ROOT / "book", tmp_path / "book")
+    target = tmp_path / "book" / "02_extrapolation.ipynb"
+    before = target.read_bytes()
+    with pytest.raises(RuntimeError, match="02_extrapolation.ipynb is unchanged.*not-an-arch|not-an-arch.*unchanged"):
+        run(tmp_path, "smoke", ["02_extrapolation"], {"runs": str(tmp_path / "runs"), "scheduler": "sync",
+                                                      "archs": "not-an-arch"}, progress=False)
+    assert target.read_bytes() == before
+    failed = nbformat.read(tmp_path / "book" / ".02_extrapolation.partial.ipynb", as_version=4)
+    assert [o for c in failed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+
+
+def test_markdown_tables_escape_the_column_separator():
+    from memrnn.book import markdown_table
+
+    table = markdown_table(["kind", "share"], [["linearly stable (all |eigenvalues| < 1)", "32%"]]).data
+    assert table.splitlines()[-1] == "| linearly stable (all \\|eigenvalues\\| < 1) | 32% |"
+
+
 @pytest.mark.parametrize("name", CHAPTERS)
 def test_committed_chapter_is_its_source_executed(name):
     committed = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)

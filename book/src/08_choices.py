@@ -46,7 +46,7 @@ if importlib.util.find_spec("memrnn") is None:
 # %% tags=["parameters"]
 preset: str = "cpu"               # smoke | cpu | gpu | paper
 dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
-arch: str = "gru"                 # the architecture whose choices are flipped: gru, lstm
+archs: str = "gru"                # the one architecture whose choices are flipped: gru or lstm
 protocols: str = "decu"           # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
@@ -64,6 +64,9 @@ from memrnn.presets import MODEL_FORM, make_config
 
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
+if "," in archs:
+    raise ValueError(f"archs={archs!r}: this chapter flips the choices of one architecture (gru or lstm)")
+arch = archs
 config = make_config(preset, arch=arch, **overrides)
 plots.book_figures()
 chosen = fields.split(",") if fields else [f for f in MODEL_FORM if arch == "lstm" or f != "speed_metric"]
