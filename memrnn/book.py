@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import __version__, store
+from .display import CLAIM_CHAPTERS, write_summary
 from .engine import shared_cluster
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
@@ -132,6 +133,9 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         executed.metadata["memrnn"] = {"preset": preset, "parameters": values, "code_sha256": code_hash(executed)}
         nbformat.write(executed, partial)
         os.replace(partial, target)
+        if name in CLAIM_CHAPTERS.values():  # the scorecard and the landing page read the summary
+            runs_dir = root / "book" / values.get("runs", "../runs")
+            write_summary(output_dir, read_verdicts(runs_dir))
         written.append(target)
         if progress:
             print(f"[{i}/{len(chapters)}] {name} done in {_minutes(time.perf_counter() - start)}", flush=True)
@@ -334,15 +338,3 @@ def markdown_table(header, rows):
     lines = ["| " + " | ".join(cell(c) for c in header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
-
-
-def glue(name: str, text) -> None:
-    """Store ``text`` (already formatted) for the chapter's prose, as {glue:md}`name`; does nothing where
-    myst-nb is absent (Colab), where the prose's numbers are the ones printed above it."""
-    try:
-        from myst_nb import glue as myst_glue
-    except ImportError:
-        return
-    from IPython.display import Markdown
-
-    myst_glue(name, Markdown(str(text)), display=False)

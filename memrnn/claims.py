@@ -2,8 +2,8 @@
 
 Each function takes measured results as plain arrays and dicts (never run directories), applies the
 rule written in its docstring under "Rule:", and returns a :class:`Verdict`. The rule is part of
-the verdict, so a chapter prints it before anything runs (:func:`rule_markdown`) and the verdict
-after (:func:`verdict_markdown`); no verdict logic lives in a notebook.
+the verdict, so a chapter prints it before anything runs (:func:`rule_text`) and the verdict
+after (:func:`memrnn.display.verdict_box`); no verdict logic lives in a notebook.
 
 A verdict is one of four outcomes, each with its reason:
 
@@ -534,9 +534,11 @@ RULES = {"C1": c1_equal_trained_accuracy, "C2": c2_protocols_differ, "C3": c3_sl
          "C4": c4_speed_predicts_memory, "C5": c5_formation_explains, "C6": c6_speed_penalty_helps}
 
 
-def rule_markdown(claim: str) -> str:
-    """The rule of ``claim`` as a Markdown paragraph, for a chapter to show before it runs."""
-    return f"**Verdict rule ({claim}).** {_rule(RULES[claim])}"
+def rule_text(claim: str) -> str:
+    """The rule of ``claim`` as its docstring states it, for a chapter to show before it runs."""
+    if claim not in RULES:
+        raise ValueError(f"claim {claim!r} must be one of {tuple(RULES)}")
+    return _rule(RULES[claim])
 
 
 def scope_markdown(scope: Scope) -> str:
@@ -552,11 +554,3 @@ def scope_markdown(scope: Scope) -> str:
 def premises_markdown(premises: list[dict]) -> str:
     return "; ".join(f"{p['premise']}: {'met' if p['met'] else 'unmet (' + ', '.join(p['failing']) + ')'}"
                      for p in premises)
-
-
-def verdict_markdown(verdict: Verdict) -> str:
-    """A verdict, its reason, statistic, premises, detectable effect and scope as Markdown."""
-    return (f"**{verdict.claim}: {verdict.verdict}.** *Why:* {verdict.reason}.\n\n{verdict.statistic}\n\n"
-            f"*Premises:* {premises_markdown(verdict.premises)}.\n\n"
-            f"*Smallest effect detectable at this n (80% power):* {verdict.detectable}.\n\n"
-            f"*Scope:* {scope_markdown(verdict.scope)}.")

@@ -12,6 +12,7 @@ import torch
 
 from memrnn import claims, evidence
 from memrnn.claims import Scope
+from memrnn.display import OUTCOMES, verdict_box
 from memrnn.stats import correlate, median_ci, shift_ci, spearman_ci
 
 SCOPE = Scope("smoke", ("synthetic",), ("gru", "lstm"), 16, 100, "reference GRU/LSTM", 10, "lm")
@@ -276,9 +277,10 @@ def test_claims_holm_and_markdown():
     assert claims.holm([0.01, 0.04, 0.03]) == [True, False, False]
     assert claims.holm([0.01, 0.02, 0.02]) == [True, True, True]
     for claim in claims.RULES:
-        assert claims.rule_markdown(claim).startswith(f"**Verdict rule ({claim}).** ")
-    text = claims.verdict_markdown(claims.c6_speed_penalty_helps(_c6(0.2, seeds=4), SCOPE))
-    for part in ("**C6: inconclusive.** *Why:* premise unmet", "*Premises:*", "unmet", "detectable", "preset `smoke`"):
+        assert claims.rule_text(claim) == claims._rule(claims.RULES[claim]) and "Reproduced" in claims.rule_text(claim)
+    text = verdict_box(claims.c6_speed_penalty_helps(_c6(0.2, seeds=4), SCOPE)).data
+    for part in (">C6: inconclusive</strong>", "Why: premise unmet", "<details>", "<em>Premises:</em>", "unmet",
+                 "detectable", "preset <code>smoke</code>", OUTCOMES["inconclusive"][1]):
         assert part in text
 
 

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # C1 · The task is solved equally well at the trained delays
+# # C1 · Do all protocols solve the trained delays equally well?
 #
 # **Claim (paper):** networks trained with different protocols, datasets and architectures solve the
 # delayed classification task equally well on the delays they were trained on. (Tested here on one
@@ -40,11 +40,10 @@ runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
-from IPython.display import Markdown
-
 from memrnn import claims, evidence
+from memrnn.display import finding_box, rule_box, verdict_box
 
-Markdown(claims.rule_markdown("C1"))
+rule_box("C1")
 
 # %%
 import numpy as np
@@ -165,30 +164,18 @@ print(f"C1: {verdict.verdict}")
 # %%
 others = [r for r in rows if r not in paper]
 beside = "; ".join(f"{plots.condition_label(r)} {np.mean(r['trained_delay_accuracy']):.3f}" for r in others)
-Markdown(claims.verdict_markdown(verdict) + (f"\n\nBeside the verdict (not run by the paper), mean trained-delay "
-                                             f"accuracy: {beside}." if others else ""))
-
-# %% tags=["remove-cell"]
-from memrnn.book import glue
-
-glue("c1_others", beside or "n/a (not run)")
-
-glue("c1_lowest", f"{verdict.details['lowest_bound']:.3f}")
-glue("c1_widest", f"{verdict.details['widest_ci_bound']:.3f}")
-glue("c1_conditions", str(len(rows)))
-glue("c1_verdict", verdict.verdict)
-glue("c1_reason", verdict.reason)
+verdict_box(verdict)
 
 # %% [markdown]
 # ## What we found
-#
-# Across the {glue:md}`c1_conditions` conditions of this run the lowest 95% lower bound of the median
-# network's trained-delay accuracy was {glue:md}`c1_lowest`, and the 95% intervals of the differences
-# between conditions reached ±{glue:md}`c1_widest`: against an equivalence margin of ±0.03 the claim
-# is **{glue:md}`c1_verdict`** here: {glue:md}`c1_reason`. Our extra condition without a curriculum,
-# which the paper never ran, reached a mean trained-delay accuracy of {glue:md}`c1_others` (0 means the
-# networks answer "null" at every report: the readout's blind corner, which no amount of training
-# leaves; see *Why the paper needed curricula*).
-# The paper reports that every protocol and architecture solves the trained delays equally well;
-# its networks trained far longer (140,000 steps) than the `cpu` preset's 3,000, which leaves room for
-# differences that longer training would erase.
+
+# %% tags=["hide-input"]
+finding_box(
+    f"Across the {len(rows)} conditions of this run the lowest 95% lower bound of the median network's trained-delay "
+    f"accuracy was {verdict.details['lowest_bound']:.3f}, and the 95% intervals of the differences between conditions "
+    f"reached ±{verdict.details['widest_ci_bound']:.3f}: against an equivalence margin of ±0.03 the claim is "
+    f"**{verdict.verdict}** here: {verdict.reason}. Our extra condition without a curriculum, which the paper never "
+    f"ran, reached a mean trained-delay accuracy of {beside or 'n/a (not run)'} (0 means the networks answer \"null\" "
+    "at every report: the readout's blind corner, which no amount of training leaves; see *Why the paper needed "
+    "curricula*). The paper reports that every protocol and architecture solves the trained delays equally well; its "
+    f"networks trained far longer (140,000 steps) than the {config.steps:,} steps of this run.", verdict)

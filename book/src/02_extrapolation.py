@@ -1,5 +1,5 @@
 # %% [markdown]
-# # C2 · …but memories last very differently beyond the trained delays
+# # C2 · Do memories last differently beyond the trained delays?
 #
 # **Claim (paper):** although every condition solves the trained delays, networks differ a lot in how
 # well they extrapolate to longer delays.
@@ -32,11 +32,10 @@ runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
-from IPython.display import Markdown
-
 from memrnn import claims, evidence
+from memrnn.display import finding_box, rule_box, verdict_box
 
-Markdown(claims.rule_markdown("C2"))
+rule_box("C2")
 
 # %%
 import numpy as np
@@ -97,23 +96,17 @@ record_verdict(runs, verdict)
 print(f"C2: {verdict.verdict}")
 
 # %%
-Markdown(claims.verdict_markdown(verdict))
-
-# %% tags=["remove-cell"]
-from memrnn.book import glue
-
-longest = {key: f"{d['best']} ({d['medians'][d['best']]:.2f}; {d['worst']} {d['medians'][d['worst']]:.2f})"
-           for key, d in verdict.details.items() if key != "tests"}
-glue("c2_reason", verdict.reason)
-glue("c2_longest_protocol", "; ".join(f"{key.split('/')[1].upper()}: {text}" for key, text in longest.items()))
-glue("c2_longest", f"{max(delays):,}")
-glue("c2_verdict", verdict.verdict)
+verdict_box(verdict)
 
 # %% [markdown]
 # ## What we found
-#
-# Within each architecture, the protocol whose networks kept memories longest at delays of 100 frames
-# or more (up to {glue:md}`c2_longest`) was: {glue:md}`c2_longest_protocol` (median network's long-delay accuracy,
-# then the shortest-lived protocol). The claim is **{glue:md}`c2_verdict`** here: {glue:md}`c2_reason`. The paper reports large
-# differences between protocols beyond the trained delays; compare the ordering in
-# {numref}`fig-c2-extrapolation` with that expectation.
+
+# %% tags=["hide-input"]
+longest = "; ".join(f"{key.split('/')[1].upper()}: {d['best']} ({d['medians'][d['best']]:.2f}; {d['worst']} "
+                    f"{d['medians'][d['worst']]:.2f})" for key, d in verdict.details.items() if key != "tests")
+finding_box(
+    f"Within each architecture, the protocol whose networks kept memories longest at delays of 100 frames or more "
+    f"(up to {max(delays):,}) was: {longest} (median network's long-delay accuracy, then the shortest-lived "
+    f"protocol). The claim is **{verdict.verdict}** here: {verdict.reason}. The paper reports large differences "
+    "between protocols beyond the trained delays; compare the ordering in the first figure with that expectation.",
+    verdict)

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # C3 · Each memory sits at a slow point of the dynamics
+# # C3 · Does each memory sit at a slow point of the dynamics?
 #
 # **Claim (paper):** each memory is associated with a nearly steady state of the hidden dynamics, a
 # *slow point*.
@@ -45,11 +45,10 @@ runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
-from IPython.display import Markdown
-
 from memrnn import claims, evidence
+from memrnn.display import finding_box, rule_box, verdict_box
 
-Markdown(claims.rule_markdown("C3"))
+rule_box("C3")
 
 # %%
 import numpy as np
@@ -195,11 +194,12 @@ record_verdict(runs, verdict)
 print(f"C3: {verdict.verdict}")
 
 # %%
-Markdown(claims.verdict_markdown(verdict))
+verdict_box(verdict)
 
-# %% tags=["remove-cell"]
-from memrnn.book import glue
+# %% [markdown]
+# ## What we found
 
+# %% tags=["hide-input"]
 reference, ours = verdict.details["reference Adam"], verdict.details["Levenberg-Marquardt"]
 
 
@@ -208,26 +208,15 @@ def counted(d):
             f"{d['own_class']:.0%}, 10x slower than visited states {d['slower']:.0%}, distinct {d['distinct']:.0%})")
 
 
-glue("c3_points", str(reference["points"]))
-glue("c3_reference", counted(reference))
-glue("c3_ours", counted(ours))
-glue("c3_boundary", f"{reference['on_boundary']:.0%}")
-glue("c3_moved", f"{reference['median_moved']:.2f} and {ours['median_moved']:.2f}")
-glue("c3_reason", verdict.reason)
-glue("c3_fewer", f"{fewer} of {len(curves)}")
-glue("c3_verdict", verdict.verdict)
-
-# %% [markdown]
-# ## What we found
-#
-# Of {glue:md}`c3_points` slow points (one per network and class), the share that are states the
-# network can reach (not on the boundary of the reference's clip box), report their class, are at
-# least ten times slower than the states the network visits during the delay and lie farther from
-# every other class's point than the class's own trials spread was {glue:md}`c3_reference` with the
-# reference's search and {glue:md}`c3_ours` with ours (95% intervals over networks). A finding about
-# the reference's method: {glue:md}`c3_boundary` of its points end on the clip boundary, states no GRU
-# can visit. The median point moved {glue:md}`c3_moved` class spreads from its start (reference, ours).
-# Following the valleys from our points lowered the share reporting their class in
-# {glue:md}`c3_fewer` conditions. The claim is **{glue:md}`c3_verdict`** here: {glue:md}`c3_reason`. The paper associates each
-# memory with a slow point found as in {cite:t}`sussillo2013`; the share of exact fixed points above
-# says how often that slow point is a true fixed point in our networks.
+finding_box(
+    f"Of {reference['points']} slow points (one per network and class), the share that are states the network can "
+    "reach (not on the boundary of the reference's clip box), report their class, are at least ten times slower than "
+    "the states the network visits during the delay and lie farther from every other class's point than the class's "
+    f"own trials spread was {counted(reference)} with the reference's search and {counted(ours)} with ours (95% "
+    f"intervals over networks). A finding about the reference's method: {reference['on_boundary']:.0%} of its points "
+    "end on the clip boundary, states no GRU can visit. The median point moved "
+    f"{reference['median_moved']:.2f} and {ours['median_moved']:.2f} class spreads from its start (reference, ours). "
+    f"Following the valleys from our points lowered the share reporting their class in {fewer} of {len(curves)} "
+    f"conditions. The claim is **{verdict.verdict}** here: {verdict.reason}. The paper associates each memory with a "
+    "slow point found as in Sussillo & Barak (2013); the share of exact fixed points above says how often that slow "
+    "point is a true fixed point in our networks.", verdict)

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # C4 · Slow-point speed predicts how long a memory lasts
+# # C4 · Does slow-point speed predict how long a memory lasts?
 #
 # **Claim (paper):** across datasets, protocols and architectures, the speed at a memory's slow point
 # predicts how well the network extrapolates to long delays. (Tested here on one dataset at a time,
@@ -35,11 +35,10 @@ runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
-from IPython.display import Markdown
-
 from memrnn import claims, evidence
+from memrnn.display import finding_box, rule_box, verdict_box
 
-Markdown(claims.rule_markdown("C4"))
+rule_box("C4")
 
 # %%
 import numpy as np
@@ -105,29 +104,22 @@ record_verdict(runs, verdict)
 print(f"C4: {verdict.verdict}")
 
 # %%
-Markdown(claims.verdict_markdown(verdict))
-
-# %% tags=["remove-cell"]
-from memrnn.book import glue
-
-within = {k: v for k, v in verdict.details.items() if k not in ("pooled", "tests")}
-glue("c4_within", "; ".join(f"{k.split('/')[1].upper()} {r_ci({'r': None, **v})}" for k, v in within.items()))
-glue("c4_between", "; ".join(f"{k.split('/')[1].upper()} {r_ci(v['pooled_over_protocols'])}" for k, v in within.items()))
-glue("c4_reason", verdict.reason)
-glue("c4_pooled", r_ci(verdict.details["pooled"]))
-glue("c4_networks", str(table[0]["networks"]))
-glue("c4_verdict", verdict.verdict)
+verdict_box(verdict)
 
 # %% [markdown]
 # ## What we found
-#
-# Over {glue:md}`c4_networks` networks, the Spearman correlation between log slow-point speed and
-# long-delay accuracy inside each condition, combined over the protocols of an architecture
-# (random effects), was {glue:md}`c4_within` (95% intervals over networks). Pooled over the protocols,
-# which mixes the association inside conditions with any between them, it was {glue:md}`c4_between`;
-# that figure decides nothing, since a difference between protocols in both speed and memory is not
-# speed predicting memory.
-# Pooled over architectures it was {glue:md}`c4_pooled`, a figure that mixes the two architectures'
-# different state spaces and decides nothing. The claim is **{glue:md}`c4_verdict`** here: {glue:md}`c4_reason`. The paper
-# reports that slower points go with longer memories across datasets, protocols and architectures,
-# i.e. a negative correlation.
+
+# %% tags=["hide-input"]
+within = {k: v for k, v in verdict.details.items() if k not in ("pooled", "tests")}
+finding_box(
+    f"Over {table[0]['networks']} networks, the Spearman correlation between log slow-point speed and long-delay "
+    "accuracy inside each condition, combined over the protocols of an architecture (random effects), was "
+    + "; ".join(f"{k.split('/')[1].upper()} {r_ci({'r': None, **v})}" for k, v in within.items())
+    + " (95% intervals over networks). Pooled over the protocols, which mixes the association inside conditions with "
+    "any between them, it was "
+    + "; ".join(f"{k.split('/')[1].upper()} {r_ci(v['pooled_over_protocols'])}" for k, v in within.items())
+    + "; that figure decides nothing, since a difference between protocols in both speed and memory is not speed "
+    f"predicting memory. Pooled over architectures it was {r_ci(verdict.details['pooled'])}, a figure that mixes the "
+    f"two architectures' different state spaces and decides nothing. The claim is **{verdict.verdict}** here: "
+    f"{verdict.reason}. The paper reports that slower points go with longer memories across datasets, protocols and "
+    "architectures, i.e. a negative correlation.", verdict)

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # C5 · Watching slow points form during training
+# # C5 · Does watching slow points form explain why the protocols differ?
 #
 # **Claim (paper):** tracking slow points through training explains why the protocols differ.
 #
@@ -34,11 +34,10 @@ runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
 # %%
-from IPython.display import Markdown
-
 from memrnn import claims, evidence
+from memrnn.display import finding_box, rule_box, verdict_box
 
-Markdown(claims.rule_markdown("C5"))
+rule_box("C5")
 
 # %%
 import numpy as np
@@ -98,11 +97,12 @@ record_verdict(runs, verdict)
 print(f"C5: {verdict.verdict}")
 
 # %%
-Markdown(claims.verdict_markdown(verdict))
+verdict_box(verdict)
 
-# %% tags=["remove-cell"]
-from memrnn.book import glue
+# %% [markdown]
+# ## What we found
 
+# %% tags=["hide-input"]
 tests = {t["group"]: t for t in verdict.details["tests"]}
 
 
@@ -113,22 +113,16 @@ def tested(group, sign=1):
 
 
 archs_tested = sorted({group.split()[0] for group in tests})
-glue("c5_a", "; ".join(f"{a}: {tested(f'{a} (a)')}" for a in archs_tested) or "n/a")
-glue("c5_b", "; ".join(f"{a}: {tested(f'{a} (b)', -1)}, earlier-forming protocol "
-                       f"{verdict.details.get(a.lower(), {}).get('earlier', {}).get('forms_earlier', 'n/a')}"
-                       for a in archs_tested) or "n/a")
-glue("c5_reason", verdict.reason)
-glue("c5_verdict", verdict.verdict)
-
-# %% [markdown]
-# ## What we found
-#
-# (a) Located without the readout, how much later a class's point formed in `vocu` than the same
-# class's point in `decu` rose with the step `vocu` introduced the class by {glue:md}`c5_a` (Spearman r
-# over classes, 95% interval; comparing with the same class in `decu` removes the order in which
-# `vocu` introduces classes, always by index). (b) Earlier formation and longer memory:
-# {glue:md}`c5_b` (Spearman r of each network's median appearance time with its long-delay accuracy;
-# a point never traced is missing, not late; "tie" when neither protocol's points form reliably
-# earlier). The claim is **{glue:md}`c5_verdict`** here: {glue:md}`c5_reason`. The paper explains the
-# protocol differences by how slow points form during training; {numref}`fig-c5-formation` shows that
-# formation for one network per protocol.
+a = "; ".join(f"{arch}: {tested(f'{arch} (a)')}" for arch in archs_tested) or "n/a"
+b = "; ".join(f"{arch}: {tested(f'{arch} (b)', -1)}, earlier-forming protocol "
+              f"{verdict.details.get(arch.lower(), {}).get('earlier', {}).get('forms_earlier', 'n/a')}"
+              for arch in archs_tested) or "n/a"
+finding_box(
+    "(a) Located without the readout, how much later a class's point formed in `vocu` than the same class's point in "
+    f"`decu` rose with the step `vocu` introduced the class by {a} (Spearman r over classes, 95% interval; comparing "
+    "with the same class in `decu` removes the order in which `vocu` introduces classes, always by index). (b) Earlier "
+    f"formation and longer memory: {b} (Spearman r of each network's median appearance time with its long-delay "
+    "accuracy; a point never traced is missing, not late; \"tie\" when neither protocol's points form reliably "
+    f"earlier). The claim is **{verdict.verdict}** here: {verdict.reason}. The paper explains the protocol differences "
+    "by how slow points form during training; the formation figure above shows it for one network per protocol.",
+    verdict)

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # C6 · Slowing the memories down makes them last
+# # C6 · Does slowing the memories down make them last?
 #
 # **Claim (paper):** regularising the hidden-state speed at the memories dramatically improves memory
 # robustness.
@@ -46,11 +46,10 @@ modes: str = "control,slowpoints,centermass,tar"
 lam: float = 0.0                  # penalty strength; 0: the reference value (1e-3, CIFAR-10 1e-2)
 
 # %%
-from IPython.display import Markdown
-
 from memrnn import claims, evidence
+from memrnn.display import finding_box, rule_box, verdict_box
 
-Markdown(claims.rule_markdown("C6"))
+rule_box("C6")
 
 # %%
 from IPython.display import display
@@ -126,29 +125,24 @@ record_verdict(runs, verdict)
 print(f"C6: {verdict.verdict}")
 
 # %%
-Markdown(claims.verdict_markdown(verdict))
+verdict_box(verdict)
 
-# %% tags=["remove-cell"]
-from memrnn.book import glue
+# %% [markdown]
+# ## What we found
 
-glue("c6_effects", "; ".join(
+# %% tags=["hide-input"]
+effects = "; ".join(
     f"{key.replace('/', ' ').upper()} parents: {d['vs_control'][0]:+.3f} [{d['vs_control'][1]:+.3f}, "
     f"{d['vs_control'][2]:+.3f}] over control, {d['vs_parent'][0]:+.3f} [{d['vs_parent'][1]:+.3f}, "
     f"{d['vs_parent'][2]:+.3f}] over the parent, {d['seeds']} networks"
     + (f"; over centermass {d['vs_centermass'][0]:+.3f} [{d['vs_centermass'][1]:+.3f}, {d['vs_centermass'][2]:+.3f}]"
        if "vs_centermass" in d else "")
-    for key, d in verdict.details.items() if key != "tests"))
-glue("c6_verdict", verdict.verdict)
-glue("c6_reason", verdict.reason)
-
-# %% [markdown]
-# ## What we found
-#
-# Fine-tuning with the speed penalty at the slow points changed long-delay accuracy by
-# {glue:md}`c6_effects` (median paired difference over seeds, 95% order-statistic interval). The gain
-# must hold over the parent as well as over the same fine-tuning without the penalty (`control`), so a
-# control that fine-tuning damaged cannot make an unchanged network look improved; the comparison
-# with `centermass` (the same penalty at the class centroids) asks whether the effect is specific to
-# slow points. The claim is **{glue:md}`c6_verdict`** here: {glue:md}`c6_reason`. The rule asks for a
-# gain of at least 0.10 to call it "dramatic". The paper reports a dramatic gain in memory robustness from this penalty; the table above
-# gives the size of ours, with the trained-delay accuracy it cost.
+    for key, d in verdict.details.items() if key != "tests")
+finding_box(
+    f"Fine-tuning with the speed penalty at the slow points changed long-delay accuracy by {effects} (median paired "
+    "difference over seeds, 95% order-statistic interval). The gain must hold over the parent as well as over the "
+    "same fine-tuning without the penalty (`control`), so a control that fine-tuning damaged cannot make an unchanged "
+    "network look improved; the comparison with `centermass` (the same penalty at the class centroids) asks whether "
+    f"the effect is specific to slow points. The claim is **{verdict.verdict}** here: {verdict.reason}. The rule asks "
+    "for a gain of at least 0.10 to call it \"dramatic\". The paper reports a dramatic gain in memory robustness from "
+    "this penalty; the table above gives the size of ours, with the trained-delay accuracy it cost.", verdict)

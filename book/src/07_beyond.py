@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Beyond the paper
+# # What happens beyond the paper's settings?
 #
 # Three questions the paper leaves open, answered with the same machinery:
 #
@@ -41,6 +41,7 @@ from IPython.display import display
 from memrnn import plots
 from memrnn.book import prepare_runs, run_box, training_note
 from memrnn.campaign import run_grid
+from memrnn.display import finding_box
 from memrnn.presets import make_config
 
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
@@ -127,19 +128,13 @@ solved = np.mean(vanilla[0]["trained_delay_accuracy"]) >= 0.9
 print(f"vanilla RNNs solve the trained delays (mean accuracy >= 0.9): {solved}")
 print(f"best λ for long delays: {best['lam']:g} (trained-delay accuracy kept: {kept})")
 
-# %% tags=["remove-cell"]
-from memrnn.book import glue
-
-glue("c7_vanilla", report)
-glue("c7_best", f"λ = {best['lam']:g}, long-delay accuracy {best['long']['after']:.2f} against "
-                f"{table[0]['long']['after']:.2f} for control, trained-delay accuracy "
-                f"{'kept within 0.02' if kept else 'lowered by more than 0.02'}")
-
 # %% [markdown]
 # ## What we found
-#
-# {glue:md}`c7_vanilla`
-#
-# The strongest long-delay accuracy in the penalty sweep came at {glue:md}`c7_best`. The paper used one
-# fixed strength and fixed anchors; the sweep and the table of re-found anchors above show how much
-# those choices matter for these networks.
+
+# %% tags=["hide-input"]
+finding_box(
+    f"{report} The strongest long-delay accuracy in the penalty sweep came at λ = {best['lam']:g}, long-delay accuracy "
+    f"{best['long']['after']:.2f} against {table[0]['long']['after']:.2f} for control, trained-delay accuracy "
+    f"{'kept within 0.02' if kept else 'lowered by more than 0.02'}. The paper used one fixed strength and fixed "
+    "anchors; the sweep and the table of re-found anchors above show how much those choices matter for these "
+    "networks.")

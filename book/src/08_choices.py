@@ -60,6 +60,7 @@ from IPython.display import Markdown, display
 from memrnn import ablation, plots
 from memrnn.book import markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
+from memrnn.display import finding_box
 from memrnn.presets import MODEL_FORM, make_config
 
 overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
@@ -130,15 +131,6 @@ for row in table:
     moved = ablation.matters(row)
     print(f"{row['switch']}: " + (", ".join(f"{claims_of[m]} ({m})" for m in moved) if moved else "no measured effect"))
 
-# %% tags=["remove-cell"]
-from memrnn.book import glue
-
-moved = {row["switch"]: ablation.matters(row) for row in table}
-glue("choices_moved", "; ".join(f"`{k}` ({', '.join(claims_of[m] for m in v)})" for k, v in moved.items() if v)
-     or "none of the switches")
-glue("choices_still", ", ".join(f"`{k}`" for k, v in moved.items() if not v) or "none")
-glue("choices_networks", str(len(reference["units"])))
-
 # %% [markdown]
 # ## Is the fast path equivalent to float32?
 # The same networks trained twice with the same seeds, in float32 and on the fast path, then the
@@ -165,9 +157,14 @@ for name, p in p_values.items():
 
 # %% [markdown]
 # ## What we found
-#
-# With {glue:md}`choices_networks` networks per setting, the switches whose effect on a claim's quantity
-# had a 95% interval excluding 0 were: {glue:md}`choices_moved`. No effect could be measured for
-# {glue:md}`choices_still` — at this number of networks that rules out only large effects, not small
-# ones. The paper's claims were made for its own model; where a switch moves a quantity, a
-# re-implementation that makes that choice should not expect the paper's numbers.
+
+# %% tags=["hide-input"]
+moved = {row["switch"]: ablation.matters(row) for row in table}
+finding_box(
+    f"With {len(reference['units'])} networks per setting, the switches whose effect on a claim's quantity had a 95% "
+    "interval excluding 0 were: "
+    + ("; ".join(f"`{k}` ({', '.join(claims_of[m] for m in v)})" for k, v in moved.items() if v) or "none of them")
+    + ". No effect could be measured for " + (", ".join(f"`{k}`" for k, v in moved.items() if not v) or "none")
+    + " — at this number of networks that rules out only large effects, not small ones. The paper's claims were made "
+    "for its own model; where a switch moves a quantity, a re-implementation that makes that choice should not expect "
+    "the paper's numbers.")
