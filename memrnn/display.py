@@ -17,6 +17,8 @@ from . import store
 OUTCOMES = {"reproduced": ("success", "#1b7a3a"), "partly reproduced": ("warning", "#9a5b00"),
             "not reproduced": ("danger", "#b3261e"), "inconclusive": ("secondary", "#5f6368")}
 SUMMARY_FILE, RESULTS_FILE = "verdicts.json", "_results.md"
+# the landing page's figure: C2's extrapolation curves, taken from the executed chapter
+HEADLINE = ("02_extrapolation", "fig-c2-extrapolation", "figures/headline.png")
 CLAIM_CHAPTERS = {"C1": "01_task", "C2": "02_extrapolation", "C3": "03_slowpoints", "C4": "04_speed_predicts_memory",
                   "C5": "05_formation", "C6": "06_regularization"}
 
@@ -123,9 +125,29 @@ def write_summary(book_dir: Path, records: list[dict]) -> dict:
             continue
         summary[claim].update(statement=statement(notebook), question=_question(notebook))
     summary = dict(sorted(summary.items()))
+    write_headline(book_dir)
     store.write_json(book_dir / SUMMARY_FILE, summary)
     (book_dir / RESULTS_FILE).write_text(results_markdown(summary))
     return summary
+
+
+def write_headline(book_dir: Path) -> Path | None:
+    """Copy the headline figure out of its executed chapter (the PNG its figure cell shows)."""
+    import base64
+
+    import nbformat
+
+    chapter, name, target = HEADLINE
+    path = Path(book_dir) / f"{chapter}.ipynb"
+    if not path.exists():
+        return None
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("name") == name:
+            images = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+            if images:
+                store.atomic_write(Path(book_dir) / target, base64.b64decode(images[-1]))
+                return Path(book_dir) / target
+    raise ValueError(f"{path} has no figure {name!r} with an image: the landing page's figure is missing")
 
 
 def results_markdown(summary: dict) -> str:

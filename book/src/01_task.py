@@ -39,13 +39,13 @@ device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import claims, evidence
 from memrnn.display import finding_box, rule_box, verdict_box
 
 rule_box("C1")
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import display
 
@@ -65,7 +65,7 @@ run_box(config, archs, protocols, device)
 # %% [markdown]
 # ## One trial, as the network sees it
 
-# %% mystnb={"figure": {"caption": "One training trial as the network sees it: pixel-noise frames, the image once (red title), and the trigger that asks for the report (red title).", "name": "fig-c1-trial"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "One training trial as the network sees it: pixel-noise frames, the image once (red title), and the trigger that asks for the report (red title).", "name": "fig-c1-trial"}}
 import torch
 
 from memrnn.data import load_dataset
@@ -80,10 +80,10 @@ fig = plots.trial_frames(trial.frames[0, 0], trial.trigger[0, 0], int(trial.labe
 # ## Accuracy at the trained delays
 # One dot per network; bars are condition means. Chance is 1 in 10.
 
-# %% mystnb={"figure": {"caption": "Report accuracy on held-out images at the trained delays 4–19, one dot per network, bars at the condition means; dotted: chance.", "name": "fig-c1-accuracy"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Report accuracy on held-out images at the trained delays 4–19, one dot per network, bars at the condition means; dotted: chance.", "name": "fig-c1-accuracy"}}
 fig = plots.trained_accuracy(rows)
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.book import markdown_table
 
 accuracy_rows = []
@@ -104,7 +104,7 @@ markdown_table(("condition", "accuracy, mean ± 95% CI", "networks"), accuracy_r
 # can give — DeCu's T_max = 6 wants 5/25 = 0.200 < 0.214; VoCu's two classes raise the cap to
 # e/(e + 2) = 0.576 > 0.487 — so their networks never meet the corner. Without a curriculum they do.
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.task import blind_optimum
 
 spec = TaskSpec()
@@ -114,7 +114,7 @@ markdown_table(("protocol", "T_max", "classes", "wanted p(null)", "readout's ran
                  + ("" if b.inside else " — out of reach: the corner"), f"{b.loss:.4f}")
                 for name, t, n in stages for b in [blind_optimum(spec, t, n)]])
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import store
 
 corner = blind_optimum(spec, 20, 10)
@@ -133,10 +133,10 @@ curves = {plots.condition_label(r): loss_curve(r) for r in rows if r["protocol"]
 # loss from the table (a linear readout has no cap: the same protocol with `readout=linear` is in the
 # last rows below, its loss in its own form).
 
-# %% mystnb={"figure": {"caption": "Training loss without a curriculum (reference readout, mean over networks) against step; dotted: the loss of the blind corner, where the readout answers null at the cap and its sigmoids no longer pass a gradient.", "name": "fig-c1-corner"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Training loss without a curriculum (reference readout, mean over networks) against step; dotted: the loss of the blind corner, where the readout answers null at the cap and its sigmoids no longer pass a gradient.", "name": "fig-c1-corner"}}
 fig = plots.blind_corner(curves, corner.loss) if curves else None
 
-# %%
+# %% tags=["hide-input"]
 none_rows = [r for r in rows if r["protocol"] == "none"]
 markdown_table(("condition", "final training loss (lowest–highest network)", "trained-delay accuracy"),
                [(label, f"{losses[-1].min():.4f}–{losses[-1].max():.4f}", f"{np.mean(r['trained_delay_accuracy']):.3f}")
@@ -144,7 +144,7 @@ markdown_table(("condition", "final training loss (lowest–highest network)", "
                + [(plots.condition_label(r) + ", linear readout", f"{loss_curve(r)[1][-1].min():.4f}–"
                    f"{loss_curve(r)[1][-1].max():.4f}", f"{np.mean(r['trained_delay_accuracy']):.3f}") for r in linear])
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 print(f"blind corner out of reach without a curriculum: {not corner.inside}; "
       f"inside for both curricula's first stages: {all(blind_optimum(spec, t, n).inside for _, t, n in stages[1:])}")
 
@@ -155,13 +155,13 @@ print(f"blind corner out of reach without a curriculum: {not corner.inside}; "
 # judges the paper's protocols (DeCu and VoCu); `none`, which the reference code defines but the paper
 # never ran, is shown in the tables and figures and reported beside the verdict, not in it.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 paper = evidence.paper_rows(rows)
 verdict = claims.c1_equal_trained_accuracy(evidence.trained_accuracy(paper), evidence.scope(config, paper))
 record_verdict(runs, verdict)
 print(f"C1: {verdict.verdict}")
 
-# %%
+# %% tags=["hide-input"]
 others = [r for r in rows if r not in paper]
 beside = "; ".join(f"{plots.condition_label(r)} {np.mean(r['trained_delay_accuracy']):.3f}" for r in others)
 verdict_box(verdict)

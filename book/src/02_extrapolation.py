@@ -31,13 +31,13 @@ device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import claims, evidence
 from memrnn.display import finding_box, rule_box, verdict_box
 
 rule_box("C2")
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import display
 
@@ -58,10 +58,10 @@ run_box(config, archs, protocols, device)
 # ## Accuracy versus delay
 # Mean over networks with 95% confidence bands; the dashed line marks the longest trained delay.
 
-# %% mystnb={"figure": {"caption": "Report accuracy against the delay between image and trigger: mean over networks with 95% confidence bands; dashed: the longest trained delay, dotted: chance.", "name": "fig-c2-extrapolation"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Report accuracy against the delay between image and trigger: mean over networks with 95% confidence bands; dashed: the longest trained delay, dotted: chance.", "name": "fig-c2-extrapolation"}}
 fig = plots.extrapolation(rows)
 
-# %%
+# %% tags=["hide-input"]
 from scipy import stats
 
 from memrnn.book import markdown_table
@@ -76,7 +76,7 @@ markdown_table(("condition", "long-delay accuracy, mean ± 95% CI"),
 # ## Which memories fade first
 # Accuracy per image class, for the conditions with the best and the worst long-delay accuracy.
 
-# %% mystnb={"figure": {"caption": "Accuracy per image class and delay, averaged over networks: top, the condition with the best long-delay accuracy; bottom, the worst.", "name": "fig-c2-classes"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy per image class and delay, averaged over networks: top, the condition with the best long-delay accuracy; bottom, the worst.", "name": "fig-c2-classes"}}
 order = sorted(rows, key=lambda r: np.asarray(r["overall"])[:, long].mean())
 fig = plots.class_extrapolation({f"{plots.condition_label(row)}: accuracy per class":
                                  store.read_json(f"{runs}/{row['run']}/summary.json")["extrapolation"]
@@ -89,13 +89,13 @@ fig = plots.class_extrapolation({f"{plots.condition_label(row)}: accuracy per cl
 # judges the paper's protocols (DeCu and VoCu); `none`, which the reference code defines but the paper
 # never ran, is shown in the tables and figures and reported beside the verdict, not in it.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 paper = evidence.paper_rows(rows)
 verdict = claims.c2_protocols_differ(evidence.long_accuracy(paper), evidence.trained_accuracy(paper), evidence.scope(config, paper))
 record_verdict(runs, verdict)
 print(f"C2: {verdict.verdict}")
 
-# %%
+# %% tags=["hide-input"]
 verdict_box(verdict)
 
 # %% [markdown]

@@ -44,13 +44,13 @@ device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import claims, evidence
 from memrnn.display import finding_box, rule_box, verdict_box
 
 rule_box("C3")
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import display
 
@@ -67,7 +67,7 @@ config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.book import markdown_table
 from memrnn.campaign import each_run
 from memrnn.runs import load_run
@@ -97,7 +97,7 @@ markdown_table(("quantity (the paper's protocols)", "value"), [
 # %% [markdown]
 # ## Speed at the start and at the slow point
 
-# %% mystnb={"figure": {"caption": "log₁₀ speed at the class centroids where the search starts (grey) and at the slow points it finds (red), one count per network and class.", "name": "fig-c3-speed"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "log₁₀ speed at the class centroids where the search starts (grey) and at the slow points it finds (red), one count per network and class.", "name": "fig-c3-speed"}}
 fig = plots.speed_histogram(at_centroid, speed)
 
 # %% [markdown]
@@ -105,7 +105,7 @@ fig = plots.speed_histogram(at_centroid, speed)
 # Trajectories after an image (one line per trial, coloured by class) on the first two principal
 # components, with each class's centroid (dots) and the slow point found from it (crosses).
 
-# %% mystnb={"figure": {"caption": "Trajectories of one network after an image (one line per trial, coloured by class) on the first two principal components, with each class's centroid (dots) and the slow point found from it (crosses, labelled by class).", "name": "fig-c3-state-space"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Trajectories of one network after an image (one line per trial, coloured by class) on the first two principal components, with each class's centroid (dots) and the slow point found from it (crosses, labelled by class).", "name": "fig-c3-state-space"}}
 first = rows[0]["run"]
 _, model, bank = load_run(f"{runs}/{first}", device="cpu")
 model = model.member(0)
@@ -118,7 +118,7 @@ fig.axes[0].set_title(f"{plots.condition_label(rows[0])}, seed {found[first]['me
 # %% [markdown]
 # ## Per condition
 
-# %%
+# %% tags=["hide-input"]
 markdown_table(("condition", "median speed", "reports own class", "stable"),
                [(plots.condition_label(row), f"{np.median(found[row['run']]['speed']):.1e}",
                  f"{(np.asarray(found[row['run']]['decoded_class']) == np.arange(10)).mean():.0%}",
@@ -133,7 +133,7 @@ markdown_table(("condition", "median speed", "reports own class", "stable"),
 # true fixed point it converges far faster than that). Here our search goes on from its points with a lenient rule (q falling by 0.1% within 20 iterations is
 # enough), to show what the points become if one follows the valleys.
 
-# %% mystnb={"figure": {"caption": "Following the slow valleys beyond the stopping point, per condition: the fraction of points still reporting their class (top), their median speed (middle) and median distance from where the search stopped (bottom).", "name": "fig-c3-valleys"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Following the slow valleys beyond the stopping point, per condition: the fraction of points still reporting their class (top), their median speed (middle) and median distance from where the search stopped (bottom).", "name": "fig-c3-valleys"}}
 import torch
 
 from memrnn.slowpoints import follow_valleys
@@ -162,7 +162,7 @@ for row in rows:
 fig = plots.valley_drift(curves)
 fewer = sum(c["own_class"][-1] < c["own_class"][0] for c in curves.values())
 
-# %%
+# %% tags=["hide-input"]
 markdown_table(("condition", "reports own class", "median speed", "moved"),
                [(plots.condition_label({"arch": a, "protocol": p}), f"{c['own_class'][0]:.0%} → {c['own_class'][-1]:.0%}",
                  f"{c['speed'][0]:.1e} → {c['speed'][-1]:.1e}", f"{c['distance'][-1]:.2f}")
@@ -178,7 +178,7 @@ markdown_table(("condition", "reports own class", "median speed", "moved"),
 # judges the paper's protocols (DeCu and VoCu); `none`, which the reference code defines but the paper
 # never ran, is shown in the tables and figures and reported beside the verdict, not in it.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 from memrnn.slowpoints import analysis_name
 from memrnn.store import read_config
 
@@ -193,7 +193,7 @@ verdict = claims.c3_slow_point_per_memory(searches, evidence.trained_accuracy(pa
 record_verdict(runs, verdict)
 print(f"C3: {verdict.verdict}")
 
-# %%
+# %% tags=["hide-input"]
 verdict_box(verdict)
 
 # %% [markdown]

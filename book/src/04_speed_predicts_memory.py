@@ -34,13 +34,13 @@ device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import claims, evidence
 from memrnn.display import finding_box, rule_box, verdict_box
 
 rule_box("C4")
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import display
 
@@ -57,7 +57,7 @@ config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.book import markdown_table
 from memrnn.campaign import each_run
 from memrnn.slowpoints import analyse_run
@@ -86,7 +86,7 @@ markdown_table(("condition", "n", "networks", "Spearman [95% CI]", "Pearson [95%
                [(condition_name(t["condition"]), t["n"], t["networks"], r_ci(t["spearman"]), r_ci(t["pearson"]))
                 for t in table])
 
-# %% mystnb={"figure": {"caption": "One dot per network and class: log₁₀ slow-point speed against that class's long-delay accuracy (delays ≥ 100), coloured by condition; dotted: chance.", "name": "fig-c4-scatter"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "One dot per network and class: log₁₀ slow-point speed against that class's long-delay accuracy (delays ≥ 100), coloured by condition; dotted: chance.", "name": "fig-c4-scatter"}}
 fig = plots.speed_vs_memory(observations)
 
 # %% [markdown]
@@ -96,14 +96,14 @@ fig = plots.speed_vs_memory(observations)
 # judges the paper's protocols (DeCu and VoCu); `none`, which the reference code defines but the paper
 # never ran, is shown in the tables and figures and reported beside the verdict, not in it.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 paper = evidence.paper_rows(rows)
 verdict = claims.c4_speed_predicts_memory(observations, evidence.trained_accuracy(paper),
                                           evidence.scope(config, paper, "reference Adam"))
 record_verdict(runs, verdict)
 print(f"C4: {verdict.verdict}")
 
-# %%
+# %% tags=["hide-input"]
 verdict_box(verdict)
 
 # %% [markdown]

@@ -33,13 +33,13 @@ device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import claims, evidence
 from memrnn.display import finding_box, rule_box, verdict_box
 
 rule_box("C5")
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import display
 
@@ -56,7 +56,7 @@ config = make_config(preset, **overrides)
 plots.book_figures()
 run_box(config, archs, protocols, device)
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.book import markdown_table
 from memrnn.campaign import each_run
 from memrnn.formation import trace_run
@@ -77,7 +77,7 @@ markdown_table(("condition", "traced to the end", "median appearance step", "spl
 # One network per protocol (seed of the first member); dashed lines are curriculum events (a longer
 # maximal delay for `decu`, a new class for `vocu`).
 
-# %% mystnb={"figure": {"caption": "Speed of each class's traced slow point through training, first network of each protocol; each line is labelled with its class at its end; dashed: curriculum events.", "name": "fig-c5-formation"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Speed of each class's traced slow point through training, first network of each protocol; each line is labelled with its class at its end; dashed: curriculum events.", "name": "fig-c5-formation"}}
 fig = plots.formation({f"{plots.condition_label(row)}, first network": traces[row["run"]]
                        for row in rows if row["arch"] == rows[0]["arch"]}, 0)
 
@@ -88,7 +88,7 @@ fig = plots.formation({f"{plots.condition_label(row)}, first network": traces[ro
 # judges the paper's protocols (DeCu and VoCu); `none`, which the reference code defines but the paper
 # never ran, is shown in the tables and figures and reported beside the verdict, not in it.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 paper = evidence.paper_rows(rows)
 run_dirs = [f"{runs}/{row['run']}" for row in paper]
 verdict = claims.c5_formation_explains(**evidence.formation(run_dirs, paper, traces), trained=evidence.trained_accuracy(paper),
@@ -96,7 +96,7 @@ verdict = claims.c5_formation_explains(**evidence.formation(run_dirs, paper, tra
 record_verdict(runs, verdict)
 print(f"C5: {verdict.verdict}")
 
-# %%
+# %% tags=["hide-input"]
 verdict_box(verdict)
 
 # %% [markdown]

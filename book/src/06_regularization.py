@@ -45,13 +45,13 @@ parent_protocols: str = "decu,vocu"  # protocols of the networks to fine-tune
 modes: str = "control,slowpoints,centermass,tar"
 lam: float = 0.0                  # penalty strength; 0: the reference value (1e-3, CIFAR-10 1e-2)
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import claims, evidence
 from memrnn.display import finding_box, rule_box, verdict_box
 
 rule_box("C6")
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import display
 
 from memrnn import plots, store
@@ -69,7 +69,7 @@ plots.book_figures()
 run_box(config, archs, parent_protocols, device)
 print(f"{ensembles} ensembles of {config.seeds} networks per condition: {ensembles * config.seeds} networks each")
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.campaign import finetune_runs
 
 # the verdict pairs slowpoints with control over every ensemble; the other modes are shown on the first
@@ -87,10 +87,10 @@ for (b, row), table in zip(parents, tables):
             curves[child["mode"]] = store.read_json(f"{runs}/{child['run']}/summary.json")["extrapolation"]["overall"]
         panels[plots.condition_label(row)] = curves
 
-# %% mystnb={"figure": {"caption": "Report accuracy against delay before and after each fine-tuning mode (mean and 95% CI over the first ensemble's networks), one panel per condition; dotted: chance.", "name": "fig-c6-regularization"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Report accuracy against delay before and after each fine-tuning mode (mean and 95% CI over the first ensemble's networks), one panel per condition; dotted: chance.", "name": "fig-c6-regularization"}}
 fig = plots.regularization(panels, blocks[0][0]["delays"])
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.book import markdown_table
 from memrnn.stats import mean_ci
 
@@ -114,7 +114,7 @@ markdown_table(("parents", "mode", "networks", "parent's long-delay accuracy", "
 # The rule shown at the top of this chapter (fixed in `memrnn.claims` before any network was trained),
 # applied to this run; the statistic behind the verdict and the scope it speaks for follow.
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 from memrnn.regularize import default_lam
 
 networks = sum(len(r["trained_delay_accuracy"]) for rows in blocks for r in rows)
@@ -124,7 +124,7 @@ verdict = claims.c6_speed_penalty_helps(evidence.finetune_pairs(comparisons), sc
 record_verdict(runs, verdict)
 print(f"C6: {verdict.verdict}")
 
-# %%
+# %% tags=["hide-input"]
 verdict_box(verdict)
 
 # %% [markdown]

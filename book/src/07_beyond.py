@@ -34,7 +34,7 @@ runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 lams: str = "1e-4,1e-3,1e-2,1e-1"  # penalty strengths of the sweep
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import display
 
@@ -55,7 +55,7 @@ run_box(config, archs, protocols, device)
 # %% [markdown]
 # ## 1 · Vanilla RNNs
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.campaign import finetune_runs
 from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows
@@ -64,10 +64,10 @@ from memrnn.stats import correlation_table, speed_memory_rows
 # forever (see C1), so a vanilla network that did not learn would tell nothing about vanilla networks
 vanilla = run_grid(preset, ["rnn"], ["decu"], out=runs, **overrides, scheduler=scheduler)
 
-# %% mystnb={"figure": {"caption": "Report accuracy against delay for vanilla tanh RNNs (delay curriculum) beside the gated networks of this chapter (mean and 95% CI over networks).", "name": "fig-c7-vanilla"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Report accuracy against delay for vanilla tanh RNNs (delay curriculum) beside the gated networks of this chapter (mean and 95% CI over networks).", "name": "fig-c7-vanilla"}}
 fig = plots.extrapolation(vanilla + [r for r in rows if r["protocol"] == protocols.split(",")[0]])
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown
 
 vanilla_dir = f"{runs}/{vanilla[0]['run']}"
@@ -89,7 +89,7 @@ Markdown(report)
 # %% [markdown]
 # ## 2 · Penalty strength
 
-# %%
+# %% tags=["hide-input"]
 parent_row = rows[0]
 parent = f"{runs}/{parent_row['run']}"
 steps = config.finetune_steps
@@ -100,10 +100,10 @@ anchors = [{"mode": "slowpoints"}, {"mode": "slowpoints", "relocate": max(1, ste
                              scheduler=scheduler)
 table, anchor_table = finetuned[:1 + len(sweep)], [finetuned[0], *finetuned[1 + len(sweep):]]
 
-# %% mystnb={"figure": {"caption": "Accuracy after fine-tuning with the slow-point penalty against its strength λ: long-delay and trained-delay accuracy; dotted: control (λ = 0).", "name": "fig-c7-lambda"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy after fine-tuning with the slow-point penalty against its strength λ: long-delay and trained-delay accuracy; dotted: control (λ = 0).", "name": "fig-c7-lambda"}}
 fig = plots.lambda_sweep(table)
 
-# %%
+# %% tags=["hide-input"]
 from memrnn.book import markdown_table
 
 markdown_table(("λ", "long-delay accuracy", "trained-delay accuracy"),
@@ -112,7 +112,7 @@ markdown_table(("λ", "long-delay accuracy", "trained-delay accuracy"),
 # %% [markdown]
 # ## 3 · Fixed versus re-found anchors
 
-# %%
+# %% tags=["hide-input"]
 anchor_rows = []
 for r in anchor_table:
     vs = r["long"].get("vs_control", {"change": 0.0, "ci95": [0.0, 0.0]})
@@ -121,7 +121,7 @@ for r in anchor_table:
                         f"{r['trained']['after']:.3f}"))
 markdown_table(("fine-tuning", "long-delay accuracy", "vs control [95% CI]", "trained-delay accuracy"), anchor_rows)
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 best = max(table[1:], key=lambda r: r["long"]["after"])
 kept = best["trained"]["after"] >= table[0]["trained"]["after"] - 0.02
 solved = np.mean(vanilla[0]["trained_delay_accuracy"]) >= 0.9

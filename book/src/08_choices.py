@@ -55,7 +55,7 @@ scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $M
 fields: str = ""                  # comma-separated switches to flip; empty: all that apply to the architecture
 fast_protocols: str = "decu,vocu"  # protocols whose networks test the fast path for equivalence
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
 from memrnn import ablation, plots
 from memrnn.book import markdown_table, prepare_runs, run_box
@@ -85,7 +85,7 @@ run_box(config, arch, protocols, device)
 # Changes are the switch minus the reference, paired by network, with 95% intervals; **bold** marks an
 # interval that excludes 0. "—": the switch does not change the trained networks.
 
-# %%
+# %% tags=["hide-input"]
 def cell(value, digits=3):
     if value is None:
         return "—"
@@ -116,7 +116,7 @@ for row in table:
                  f"{correlation_cell(row['correlation'])} | {cell(row['gain'])} |")
 display(Markdown("\n".join(lines)))
 
-# %% mystnb={"figure": {"caption": "Each switch minus the reference model, paired by network: trained-delay and long-delay accuracy, the speed-memory Spearman correlation and the fine-tuning gain (slowpoints minus control), with 95% intervals; red: the interval excludes 0.", "name": "fig-choices"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Each switch minus the reference model, paired by network: trained-delay and long-delay accuracy, the speed-memory Spearman correlation and the fine-tuning gain (slowpoints minus control), with 95% intervals; red: the interval excludes 0.", "name": "fig-choices"}}
 fig = plots.switch_effects(table)
 
 # %% [markdown]
@@ -125,7 +125,7 @@ fig = plots.switch_effects(table)
 # accuracy (C1), long-delay accuracy (C2), the speed–memory correlation (C4) and the fine-tuning gain
 # (C6).
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 claims_of = {"trained": "C1", "long": "C2", "correlation": "C4", "gain": "C6"}
 for row in table:
     moved = ablation.matters(row)
@@ -138,7 +138,7 @@ for row in table:
 # equivalent when the mean change is shown to lie within ±0.03 (p < 0.05), a margin below which no
 # verdict of this book moves. The `cpu` preset trains on the fast path only if both accuracies pass.
 
-# %%
+# %% tags=["hide-input"]
 fast_switch = ablation.Switch("fast", not config.fast)
 fast_measured = ablation.measure(preset, arch, fast_protocols.split(","), [None, fast_switch], runs, DEFAULT_DELAYS,
                                  scheduler=scheduler, **overrides)
@@ -151,7 +151,7 @@ markdown_table(("measure", "change [95% CI]", "TOST p (±0.03)"),
                + [("Spearman r", correlation_cell(fast_row["correlation"]), "—"),
                   ("fine-tuning gain", cell(fast_row["gain"]), "—")])
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 for name, p in p_values.items():
     print(f"{name}-delay accuracy equivalent within ±{ablation.EQUIVALENCE_MARGIN}: {p < 0.05}")
 

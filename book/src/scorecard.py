@@ -71,6 +71,6 @@ for claim, chapter in CLAIM_CHAPTERS.items():
                           link=f"{chapter}.html"))
 HTML("".join(cards))
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 for claim in CLAIM_CHAPTERS:
     print(f"{claim}: {summary[claim]['verdict'] if claim in summary else 'not run'}")
