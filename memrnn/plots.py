@@ -2,7 +2,8 @@
 
 One palette and one naming of conditions serve the whole book (:func:`condition_label`,
 :func:`condition_style`); figures are at most 7 inches wide with fonts of at least 9 pt, so at the
-page's width (where they are shown at natural size, as SVG) every label stays readable.
+page's width (where they are shown at natural size, as SVG) every label stays readable; legends sit
+below the axes, never over the data.
 """
 from __future__ import annotations
 
@@ -24,6 +25,25 @@ _ARCH_MARKS = {"gru": ("o", "-"), "lstm": ("s", "--"), "rnn": ("^", ":")}
 MODE_COLOURS = {"before fine-tuning": "#636363", "control": "#000000", "slowpoints": "#d62728",
                 "centermass": "#9467bd", "tar": "#17becf"}
 CLASS_COLOURS = plt.cm.tab10(np.arange(10))
+
+
+def _legend_below(fig, ax, ncol: int = 2) -> None:
+    """The axes' legend under the figure, never over the data (needs a constrained layout)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False)
+
+
+def _spread(values, gap: float) -> np.ndarray:
+    """Positions near ``values`` at least ``gap`` apart, order kept: end labels that do not pile up."""
+    values = np.asarray(values, float)
+    order = np.argsort(values)
+    placed = values[order].copy()
+    for i in range(1, len(placed)):
+        placed[i] = max(placed[i], placed[i - 1] + gap)
+    placed -= (placed - values[order]).mean()  # centred on the lines they label
+    out = np.empty_like(placed)
+    out[order] = placed
+    return out
 
 
 def book_figures() -> None:
@@ -83,17 +103,18 @@ def trained_accuracy(rows):
         ax.bar(i, values.mean(), color=condition_style(row["arch"], row["protocol"])["color"], alpha=0.6)
         ax.plot(np.full(len(values), i) + np.linspace(-0.2, 0.2, len(values)), values, "k.", ms=4)
     ax.set_xticks(range(len(rows)), [condition_label(r) for r in rows], rotation=30, ha="right")
-    ax.axhline(CHANCE, color="grey", ls=":", label="chance")
+    ax.axhline(CHANCE, color="grey", ls=":")
+    ax.annotate("chance", (1, CHANCE), xycoords=("axes fraction", "data"), xytext=(2, 0), textcoords="offset points",
+                va="center", fontsize=9, color="grey")
     ax.set_ylim(0, 1)
     ax.set_ylabel("report accuracy, delays 4–19\n(fraction of held-out trials)")
-    ax.legend(loc="lower right")
     fig.tight_layout()
     return fig
 
 
 def extrapolation(rows, trained_max: int = 19):
     """Accuracy versus delay, mean and 95% CI over networks, one line per condition."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
     for row in rows:
         mean, half = mean_ci(row["overall"])
         style = condition_style(row["arch"], row["protocol"])
@@ -105,8 +126,7 @@ def extrapolation(rows, trained_max: int = 19):
     ax.set_xlabel("delay between image and trigger (frames)")
     ax.set_ylabel("report accuracy\n(fraction of held-out trials)")
     ax.set_ylim(0, 1)
-    ax.legend(ncol=2, loc="lower left")
-    fig.tight_layout()
+    _legend_below(fig, ax, ncol=3)
     return fig
 
 
@@ -128,16 +148,15 @@ def class_extrapolation(sections: dict):
 
 def speed_histogram(at_centroid, at_point):
     """log10 speed at the class centroids and at the slow points found from them."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
+    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
     logs = [np.log10(np.maximum(np.asarray(v, dtype=float), 1e-15)) for v in (at_centroid, at_point)]
     low, high = min(v.min() for v in logs), max(v.max() for v in logs)
     bins = np.linspace(np.floor(low * 4) / 4, np.ceil(high * 4) / 4 + 0.25, 40)  # the data's range, not a fixed one
     ax.hist(logs[0], bins=bins, alpha=0.6, color="#636363", label="class centroid (start)")
     ax.hist(logs[1], bins=bins, alpha=0.6, color="#d62728", label="slow point found")
-    ax.set_xlabel(r"log$_{10}$ speed $\sqrt{q}$ (state units per frame)")
+    ax.set_xlabel(r"log$_{10}$ speed $q^{1/2}$ (state units per frame)")
     ax.set_ylabel("count (network × class)")
-    ax.legend()
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 
@@ -146,19 +165,18 @@ def valley_drift(curves: dict):
     that still report their class, the median speed and the median distance from the stopping point.
     ``curves``: (arch, protocol) -> {"iterations", "own_class", "speed", "distance"} (equal-length lists).
     Panels are stacked so each keeps the page's full width."""
-    fig, axes = plt.subplots(3, 1, figsize=(6.5, 7), sharex=True)
+    fig, axes = plt.subplots(3, 1, figsize=(6.5, 7.6), sharex=True, layout="constrained")
     for (arch, protocol), c in curves.items():
         for ax, key in zip(axes, ("own_class", "speed", "distance")):
             ax.plot(c["iterations"], c[key], ms=4, label=condition_label({"arch": arch, "protocol": protocol}),
                     **condition_style(arch, protocol))
     axes[0].set_ylabel("reporting their\nclass (fraction)")
     axes[0].set_ylim(0, 1.02)
-    axes[1].set_ylabel("median speed $\\sqrt{q}$")
+    axes[1].set_ylabel("median speed $q^{1/2}$")
     axes[1].set_yscale("log")
     axes[2].set_ylabel("median distance\nfrom the point")
     axes[2].set_xlabel("extra Levenberg–Marquardt iterations along the valley")
-    axes[0].legend(ncol=2, loc="lower left")
-    fig.tight_layout()
+    _legend_below(fig, axes[0], ncol=3)
     return fig
 
 
@@ -169,7 +187,7 @@ def state_space(trajectories, labels, points, centroids):
     mean = flat.mean(0)
     _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
     project = lambda x: (x - mean) @ vt[:2].T  # noqa: E731
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
     colours = CLASS_COLOURS
     for trajectory, label in zip(trajectories, labels):
         xy = project(trajectory)
@@ -181,14 +199,13 @@ def state_space(trajectories, labels, points, centroids):
         ax.annotate(str(k), p[k], fontsize=10, xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("PC 1 of hidden state")
     ax.set_ylabel("PC 2 of hidden state")
-    ax.legend()
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 
 def speed_vs_memory(rows):
     """One dot per (network, class): slow-point speed against long-delay accuracy."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
     conditions = sorted({(r["arch"], r["protocol"]) for r in rows})
     for arch, protocol in conditions:
         subset = [r for r in rows if (r["arch"], r["protocol"]) == (arch, protocol)]
@@ -197,10 +214,9 @@ def speed_vs_memory(rows):
                    alpha=0.7, color=style["color"], marker=style["marker"],
                    label=condition_label({"arch": arch, "protocol": protocol}))
     ax.axhline(CHANCE, color="grey", ls=":", lw=1)
-    ax.set_xlabel(r"log$_{10}$ slow-point speed $\sqrt{q}$")
+    ax.set_xlabel(r"log$_{10}$ slow-point speed $q^{1/2}$")
     ax.set_ylabel("long-delay accuracy of the class\n(fraction of held-out trials)")
-    ax.legend(ncol=2)
-    fig.tight_layout()
+    _legend_below(fig, ax, ncol=4)
     return fig
 
 
@@ -210,15 +226,17 @@ def formation(results: dict, member: int):
     fig, axes = plt.subplots(len(results), 1, figsize=(6.5, 2.8 * len(results)), squeeze=False)
     for ax, (title, result) in zip(axes[:, 0], results.items()):
         steps = result["steps"]
-        for k, speeds in enumerate(result["speed"][member]):
-            speeds = np.maximum(speeds, 1e-15)
+        curves = np.maximum(np.asarray(result["speed"][member], float), 1e-15)
+        ends = np.log10(curves[:, -1])
+        span = max(np.ptp(np.log10(curves)), 1.0)
+        for k, (speeds, label_at) in enumerate(zip(curves, _spread(ends, span / 14))):
             ax.plot(steps, speeds, color=CLASS_COLOURS[k], lw=1.2)
-            ax.annotate(str(k), (steps[-1], speeds[-1]), xytext=(4, 0), textcoords="offset points",
-                        color=CLASS_COLOURS[k], fontsize=9, va="center")
+            ax.annotate(str(k), (steps[-1], 10 ** label_at), xytext=(4, 0), textcoords="offset points",
+                        color=CLASS_COLOURS[k], fontsize=9, va="center", annotation_clip=False)
         for event in result["curriculum_events"]:
             ax.axvline(event["step"], color="grey", lw=0.6, ls="--")
         ax.set_yscale("log")
-        ax.set_ylabel(r"speed $\sqrt{q}$")
+        ax.set_ylabel(r"speed $q^{1/2}$")
         ax.set_title(title)
     axes[-1, 0].set_xlabel("training step (dashed: curriculum events; labels: image class)")
     fig.tight_layout()
@@ -228,7 +246,8 @@ def formation(results: dict, member: int):
 def regularization(panels: dict, delays):
     """Accuracy versus delay after each fine-tuning mode (mean and 95% CI over networks);
     ``panels``: title -> {mode: overall accuracy (networks, delays)}, one panel each."""
-    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, 3.4 * len(panels)), squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, 3.2 * len(panels) + 0.6), squeeze=False,
+                             layout="constrained")
     for ax, (title, curves) in zip(axes[:, 0], panels.items()):
         for mode, overall in curves.items():
             mean, half = mean_ci(overall)
@@ -240,15 +259,14 @@ def regularization(panels: dict, delays):
         ax.set_ylim(0, 1)
         ax.set_ylabel("report accuracy")
         ax.set_title(title)
-        ax.legend(loc="lower left")
     axes[-1, 0].set_xlabel("delay between image and trigger (frames)")
-    fig.tight_layout()
+    _legend_below(fig, axes[0, 0], ncol=len(next(iter(panels.values()))))
     return fig
 
 
 def lambda_sweep(table):
     """Accuracy after slow-point fine-tuning against the penalty strength; table[0] is control."""
-    fig, ax = plt.subplots(figsize=(5, 3.2))
+    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
     lams = [r["lam"] for r in table[1:]]
     for key, label in (("long", "long-delay accuracy (delays ≥ 100)"), ("trained", "trained-delay accuracy")):
         line, = ax.plot(lams, [r[key]["after"] for r in table[1:]], marker="o", label=label)
@@ -257,21 +275,19 @@ def lambda_sweep(table):
     ax.set_xlabel("penalty strength λ (dotted: control, λ = 0)")
     ax.set_ylabel("accuracy (fraction of held-out trials)")
     ax.set_ylim(0, 1)
-    ax.legend()
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 
 def blind_corner(curves: dict, corner_loss: float):
     """Training loss against step per condition (mean over networks), with the blind corner's loss."""
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, ax = plt.subplots(figsize=(6, 3.9), layout="constrained")
     for label, (steps, losses) in curves.items():
         ax.plot(steps, np.mean(losses, axis=1), label=label)
     ax.axhline(corner_loss, color="black", ls=":", lw=1, label=f"blind corner, {corner_loss:.4f}")
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (reference form)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    _legend_below(fig, ax, ncol=3)
     return fig
 
 
@@ -279,9 +295,9 @@ def switch_effects(table: list[dict]):
     """Each switch's change against the reference model, with 95% intervals, one panel per measure."""
     panels = (("trained", "trained-delay accuracy\n(change)"), ("long", "long-delay accuracy\n(change)"),
               ("correlation", "speed-memory Spearman r\n(change)"), ("gain", "fine-tuning gain\n(change)"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(11, 0.45 * len(table) + 1.6), sharey=True)
+    fig, axes = plt.subplots(2, 2, figsize=(6.5, 2 * (0.32 * len(table) + 1.3)), sharey=True, layout="constrained")
     y = np.arange(len(table))[::-1]
-    for ax, (name, label) in zip(axes, panels):
+    for ax, (name, label) in zip(axes.flat, panels):
         for yi, row in zip(y, table):
             value = row[name]
             if value is None:
@@ -297,7 +313,7 @@ def switch_effects(table: list[dict]):
         ax.axvline(0, color="k", lw=0.8)
         ax.set_xlabel(label, fontsize=9)
         ax.tick_params(labelsize=9)
-    axes[0].set_yticks(y, [row["switch"] for row in table], fontsize=9)
+    for ax in axes[:, 0]:
+        ax.set_yticks(y, [row["switch"] for row in table], fontsize=9)
     fig.suptitle("each switch minus the reference model (95% intervals; red: excludes 0)", fontsize=10)
-    fig.tight_layout()
     return fig
