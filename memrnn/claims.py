@@ -57,6 +57,7 @@ PAPER_PROTOCOLS = ("decu", "vocu")
 SOLVED = 0.80      # premise: a condition solves the trained delays when its median network's lower bound is above this
 MIN_NETWORKS = 5   # premise: the fewest networks per condition for which a distribution-free interval exists
 ALPHA = 0.05       # family-wise error of "partly reproduced" (Holm over groups)
+DRAMATIC = 0.10    # C6: the long-delay gain the rule calls "dramatic"
 Z95 = stats.norm.ppf(0.975)
 
 
@@ -479,7 +480,7 @@ def c5_formation_explains(appears: dict, introduced: dict, long_accuracy: dict, 
     return _verdict("C5", c5_formation_explains, tests, premises, "; ".join(parts) or "nothing traced", details, scope)
 
 
-def c6_speed_penalty_helps(runs: dict, scope: Scope, dramatic: float = 0.10, max_loss: float = 0.02) -> Verdict:
+def c6_speed_penalty_helps(runs: dict, scope: Scope, dramatic: float = DRAMATIC, max_loss: float = 0.02) -> Verdict:
     """C6: regularising speed at the memories dramatically improves memory robustness.
 
     Rule: per (architecture, parent protocol), per seed, the parent, its control fine-tune (λ = 0)

@@ -317,3 +317,23 @@ def switch_effects(table: list[dict]):
         ax.set_yticks(y, [row["switch"] for row in table], fontsize=9)
     fig.suptitle("each switch minus the reference model (95% intervals; red: excludes 0)", fontsize=10)
     return fig
+
+
+def paired_gains(groups: dict, dramatic: float):
+    """Per network, the long-delay accuracy after slow-point fine-tuning minus each comparison, one row
+    per (group, comparison): the paired differences C6's verdict rests on, with their medians."""
+    rows = [(f"{group}\n{name}", np.asarray(values, float)) for group, comparisons in groups.items()
+            for name, values in comparisons.items()]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(rows) + 1.6), layout="constrained")
+    for i, (_, values) in enumerate(rows):
+        y = len(rows) - 1 - i
+        ax.plot(values, y + np.linspace(-0.15, 0.15, len(values)), "o", ms=4, color="#d62728", alpha=0.6)
+        ax.plot([np.median(values)] * 2, [y - 0.3, y + 0.3], color="k", lw=2)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.axvline(dramatic, color="grey", ls="--", lw=1)
+    ax.annotate(f"named effect {dramatic:+.2f}", (dramatic, 1), xycoords=("data", "axes fraction"),
+                xytext=(3, -10), textcoords="offset points", fontsize=9, color="grey")
+    ax.set_yticks(range(len(rows))[::-1], [label for label, _ in rows], fontsize=9)
+    ax.set_xlabel("long-delay accuracy: slow-point fine-tuning minus the comparison\n"
+                  "(one dot per network; bar: median)")
+    return fig

@@ -107,6 +107,25 @@ print(f"C4: {verdict.verdict}")
 verdict_box(verdict)
 
 # %% [markdown]
+# ## The correlations the verdict combines
+# Inside each condition (one observation per network and class), then combined over the protocols of an
+# architecture by a random-effects mean of Fisher's z; the verdict reads the combined interval.
+
+# %% tags=["hide-input"]
+rows_c4 = []
+for key, d in verdict.details.items():
+    if key in ("pooled", "tests"):
+        continue
+    dataset, arch = key.split("/")
+    for protocol, c in d["conditions"].items():
+        rows_c4.append((f"{arch.upper()} · {plots.PROTOCOL_NAMES[protocol]}", "inside the condition", f"{c['r']:+.2f}",
+                        f"{c['se']:.2f}"))
+    rows_c4.append((f"{arch.upper()}, combined", f"random effects, τ² = {d['tau2']:.3f}", r_ci({"r": d["r"], "ci95": d["ci95"]}),
+                    "—"))
+    rows_c4.append((f"{arch.upper()}, pooled over protocols", "decides nothing", r_ci(d["pooled_over_protocols"]), "—"))
+markdown_table(("correlation", "how", "Spearman r [95% CI]", "SE of Fisher z"), rows_c4)
+
+# %% [markdown]
 # ## What we found
 
 # %% tags=["hide-input"]

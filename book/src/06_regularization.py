@@ -110,6 +110,25 @@ markdown_table(("parents", "mode", "networks", "parent's long-delay accuracy", "
                lines)
 
 # %% [markdown]
+# ## The paired differences behind the verdict
+# Each network fine-tuned with the penalty at its slow points against the same network fine-tuned without
+# it (`control`) and against itself before fine-tuning (the parent), over every ensemble.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Long-delay accuracy after slow-point fine-tuning minus control and minus the parent, one dot per network, per parent condition; bar: median; dashed: the gain the rule calls dramatic.", "name": "fig-c6-paired"}}
+import numpy as np
+
+gains = {}
+for (arch, protocol), tables in comparisons.items():
+    pairs = [{r["mode"]: r for r in table} for table in tables]
+    slow = [v for t in pairs for v in t["slowpoints"]["long"]["after_per_seed"]]
+    control = [v for t in pairs for v in t["control"]["long"]["after_per_seed"]]
+    parent = [a - d for t in pairs for a, d in zip(t["slowpoints"]["long"]["after_per_seed"],
+                                                   t["slowpoints"]["long"]["per_seed"])]
+    gains[plots.condition_label({"arch": arch, "protocol": protocol})] = {
+        "over control": np.subtract(slow, control), "over the parent": np.subtract(slow, parent)}
+fig = plots.paired_gains(gains, dramatic=claims.DRAMATIC)
+
+# %% [markdown]
 # ## Verdict
 # The rule shown at the top of this chapter (fixed in `memrnn.claims` before any network was trained),
 # applied to this run; the statistic behind the verdict and the scope it speaks for follow.
