@@ -198,12 +198,25 @@ def test_every_page_loads_with_figures_and_links(html, tmp_path):
         driver.quit()
 
 
-# outputs (and anything inside them) whose content is wider than the box the page gives them
+# outputs (and anything inside them) whose content is wider than the box the page gives them; a table
+# scrolls sideways by design (its cells never break words), so only its cells are held to their boxes
 WIDER_THAN_CONTAINER = """
+const scrolls = e => ['auto', 'scroll'].includes(getComputedStyle(e).overflowX);
 return [...document.querySelectorAll('div.cell_output, div.cell_output *, figure, figure img')]
-  .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).display !== 'inline'
-               || e.getBoundingClientRect().right > document.querySelector('main').getBoundingClientRect().right + 1)
+  .filter(e => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).display !== 'inline' && !scrolls(e)
+               || e.getBoundingClientRect().right > document.querySelector('main').getBoundingClientRect().right + 1
+                  && !e.closest('table'))
   .map(e => e.tagName + '.' + e.className + ': ' + (e.innerText || e.src || '').slice(0, 60));
+"""
+# table cells narrower than their longest word (a word broken mid-word, as "n/ot/re/pr/o/d/u/ce/d" once was)
+WORDS_BROKEN = """
+const canvas = document.createElement('canvas').getContext('2d');
+return [...document.querySelectorAll('div.cell_output td, div.cell_output th')].filter(td => {
+  const style = getComputedStyle(td);
+  canvas.font = style.font;
+  const longest = Math.max(0, ...td.innerText.split(/\\s+/).map(w => canvas.measureText(w).width));
+  return td.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) + 1 < longest;
+}).map(td => td.innerText.slice(0, 40));
 """
 
 
@@ -225,6 +238,17 @@ def _check_page(driver, page, width):
         assert target.exists(), f"{page.name} links to missing {target}"
     wide = driver.execute_script(WIDER_THAN_CONTAINER)
     assert not wide, f"{page.name} at {width} px: outputs wider than the page: {wide}"
+    broken_words = driver.execute_script(WORDS_BROKEN)
+    assert not broken_words, f"{page.name} at {width} px: table cells narrower than a word: {broken_words}"
+    text = driver.execute_script("return document.querySelector('main').innerText")
+    assert "{glue" not in text and "```" not in text, f"{page.name}: raw Markdown shown to the reader"
+    if page.stem in CHAPTERS[:6]:
+        boxes = driver.execute_script("return [...document.querySelectorAll('.memrnn-box strong')].map(b => b.innerText)")
+        assert any(b.startswith("Verdict rule") for b in boxes) and any(": " in b and "C" in b[:3] for b in boxes) \
+            and "What we found" in boxes, f"{page.name}: rule, verdict and finding boxes: {boxes}"
+    if page.stem in ("intro", "scorecard"):
+        shown = driver.execute_script("return document.querySelectorAll('.sd-badge, .memrnn-box').length")
+        assert shown >= 6, f"{page.name} shows {shown} verdicts"
     uncaptioned = driver.execute_script(
         "return [...document.querySelectorAll('article img')].filter(i => !i.closest('figure')"
         " || !i.closest('figure').querySelector('figcaption')).map(i => i.src.slice(-60))")
