@@ -318,8 +318,23 @@ def _names(value) -> list[str]:
     return value.split(",") if isinstance(value, str) else list(value)
 
 
-def prepare_runs(runs: str) -> str:
-    """The runs cache; a folder under /content/drive is mounted first, so a Colab session keeps its runs."""
+DEFAULT_RUNS = "../runs"  # the chapters' default: the repository's runs/, seen from book/
+COLAB_RUNS = "/content/runs"
+
+
+def prepare_runs(runs: str, on_colab: bool | None = None) -> str:
+    """The runs cache. On Colab a notebook opened alone sits in /content, where the default ``../runs``
+    would be /runs: it becomes /content/runs. A folder under /content/drive is mounted first, so a
+    Colab session keeps its runs."""
+    if on_colab is None:
+        import importlib.util
+
+        try:
+            on_colab = importlib.util.find_spec("google.colab") is not None
+        except ModuleNotFoundError:  # no "google" package at all
+            on_colab = False
+    if on_colab and runs == DEFAULT_RUNS:
+        runs = COLAB_RUNS
     if runs.startswith("/content/drive") and not Path("/content/drive/MyDrive").exists():
         from google.colab import drive
 

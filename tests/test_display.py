@@ -112,3 +112,14 @@ def test_one_repository_address_everywhere():
         install = next(c.source for c in source_notebook(ROOT / "book" / "src" / f"{name}.py").cells
                        if "pip" in c.source and "install" in c.source)
         assert f"git+{REPOSITORY}" in install, name
+
+
+def test_the_default_runs_folder_on_colab_is_under_content(tmp_path, monkeypatch):
+    from memrnn import book
+
+    monkeypatch.setattr(book, "COLAB_RUNS", str(tmp_path / "content-runs"))
+    assert book.prepare_runs("../runs", on_colab=True) == str(tmp_path / "content-runs")
+    assert (tmp_path / "content-runs").is_dir()
+    assert book.prepare_runs(str(tmp_path / "mine"), on_colab=True) == str(tmp_path / "mine")  # a chosen folder stays
+    monkeypatch.chdir(tmp_path)
+    assert book.prepare_runs("../runs", on_colab=False) == "../runs"  # the repository's layout
