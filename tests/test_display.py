@@ -103,11 +103,14 @@ def test_one_repository_address_everywhere():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["repository"]["url"] == REPOSITORY
     assert published_summary() == REPOSITORY.replace("github.com", "raw.githubusercontent.com") + "/main/book/verdicts.json"
-    named = set()
+    owner, name = REPOSITORY.removeprefix("https://github.com/").split("/")
+    named, pages = set(), set()
     for path in [*(ROOT / "book" / "src").glob("*.py"), ROOT / "README.md", ROOT / "book" / "intro.md",
                  ROOT / "pyproject.toml", ROOT / "environment.yml", ROOT / "postBuild"]:
         named |= {m.rstrip(".)/") for m in re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", path.read_text())}
+        pages |= set(re.findall(r"https://[\w-]+\.github\.io/[\w.-]+", path.read_text()))
     assert named - {"https://github.com/DoronHaviv/MemoryRNN"} <= {REPOSITORY, REPOSITORY + ".git"}, named
+    assert pages <= {f"https://{owner}.github.io/{name}"}, pages  # where GitHub Pages serves the book
     for name in CHAPTERS:
         install = next(c.source for c in source_notebook(ROOT / "book" / "src" / f"{name}.py").cells
                        if "pip" in c.source and "install" in c.source)
