@@ -1,6 +1,6 @@
 """CIFAR-10 as the reference's code runs it (TriggerCIFARCloud.py, BlackBoxCIFAR.py, TriggerCIFARSpeedCont.py):
-the CNN's equations, its initial statistics, Adam's step on its conv weights, the fine-tuning length and the
-centroid trials."""
+the CNN's equations, its initial statistics, Adam's step on its conv weights in training and fine-tuning, the
+fine-tuning length, the centroid trials, and a run on files in CIFAR-10's format."""
 import dataclasses
 
 import numpy as np
@@ -9,11 +9,12 @@ import torch
 
 from memrnn import store
 from memrnn.ablation import switches
-from memrnn.data import make_synthetic
+from memrnn.data import load_dataset, make_synthetic
 from memrnn.evidence import model_form_label
 from memrnn.models import EnsembleRNN
 from memrnn.presets import make_config
 from memrnn.regularize import finetune, fresh_adam_groups
+from memrnn.runs import build_model
 from memrnn.slowpoints import class_centroids
 from memrnn.train import set_lr, train
 from test_data import fake_cifar
@@ -181,8 +182,10 @@ def test_cifar_format_end_to_end(tmp_path, monkeypatch):
                          checkpoint_every=2, log_every=1, eval_trials=4, device="cpu")
     parent = train(config, tmp_path / "runs", progress=False)
     assert store.read_config(parent).cnn == "reference" and config.finetune_steps == 1
+    bank = load_dataset("cifar10")
+    assert bank.image_shape == SHAPE and build_model(config, bank).frontend.form == "reference"
+    assert build_model(dataclasses.replace(config, cnn="plain"), bank).frontend.form == "plain"
     child = finetune(parent, "control", progress=False)
-    assert store.trained_step(child) == 3
     before, after = (store.load_checkpoint(run, step)["model/frontend.conv_weights.1"]
                      for run, step in ((parent, 2), (child, 3)))
     # a fine-tuning step moves the effective conv2 kernel by about lr = 3e-3: its variable by 128 lr
