@@ -1,9 +1,9 @@
 """Which choices matter? Each of our own choices flipped alone away from the reference's model.
 
 A *switch* is one configuration field set to its non-reference value (see
-:data:`memrnn.presets.MODEL_FORM`). Switches of the trained model (cell, readout, init, loss,
-class sampling) train new networks with the same seeds, so every network is paired with its
-reference twin (same initialisation stream and data stream); switches of the analysis (search,
+:data:`memrnn.presets.MODEL_FORM`, or the CIFAR-10 CNN's ``cnn``). Switches of the trained model (cell,
+readout, init, cnn, loss, class sampling) train new networks with the same seeds, so every network is
+paired with its reference twin (same initialisation stream and data stream); switches of the analysis (search,
 centroids, speed metric) and of fine-tuning reuse the reference networks. For each switch we
 measure, against the reference, the change in trained-delay and long-delay accuracy (paired
 t-intervals over networks), in the speed-memory Spearman correlation (paired jackknife over
@@ -25,11 +25,11 @@ from scipy import stats
 from .campaign import grid_row, submit_finetunes, submit_grid
 from .engine import engine
 from .evidence import long_accuracy, trained_accuracy
-from .presets import MODEL_FORM
+from .presets import CNN_FORM, MODEL_FORM
 from .slowpoints import analysis_name
 from .stats import mean_ci, spearman_difference_ci, speed_memory_rows
 
-TRAINING_FIELDS = ("cell", "readout", "init", "loss", "class_sampling", "fast")
+TRAINING_FIELDS = ("cell", "readout", "init", "cnn", "loss", "class_sampling", "fast")
 EQUIVALENCE_MARGIN = 0.03  # accuracy: a change smaller than this is too small to move any verdict
 ANALYSIS_FIELDS = ("search", "centroids", "speed_metric")
 
@@ -49,8 +49,9 @@ class Switch:
 
 
 def switches(fields=tuple(MODEL_FORM)) -> list[Switch]:
-    """Every non-reference choice of the given fields."""
-    return [Switch(field, value) for field in fields for value in MODEL_FORM[field][1:]]
+    """Every non-reference choice of the given fields (``cnn`` applies to CIFAR-10 only)."""
+    choices = {**MODEL_FORM, **CNN_FORM}
+    return [Switch(field, value) for field in fields for value in choices[field][1:]]
 
 
 def measure(preset: str, arch: str, protocols, settings, runs: str | Path, delays, progress: bool = True,

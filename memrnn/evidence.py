@@ -12,7 +12,7 @@ import numpy as np
 
 from . import store
 from .claims import PAPER_PROTOCOLS, Scope
-from .presets import MODEL_FORM, Config
+from .presets import Config
 from .slowpoints import load_results
 
 LONG_DELAY = 100  # long delays: evaluated delays >= this
@@ -20,7 +20,7 @@ LONG_DELAY = 100  # long delays: evaluated delays >= this
 
 def model_form_label(config: Config) -> str:
     """'reference model form', or the fields that differ from the reference's."""
-    changed = [f"{field}={getattr(config, field)}" for field, choices in MODEL_FORM.items()
+    changed = [f"{field}={getattr(config, field)}" for field, choices in config.form_choices.items()
                if getattr(config, field) != choices[0]]
     return "reference model form" if not changed else "model form with " + ", ".join(changed)
 

@@ -11,8 +11,10 @@ The state is one flat tensor: h for GRU and vanilla RNN, the concatenation (h, c
 
 By default every piece has the reference's form (Haviv et al.'s code): one bias per gate, the GRU's
 reset gate applied to h before the recurrent matrix and h' = (1 - z) h + z n, sigmoid outputs read by
-a softmax, weights N(0, 1)/sqrt(fan_in) and biases 0.01 N(0, 1). PyTorch's forms stay available as
-switches (``cell="torch"``, ``readout="linear"``, ``init="uniform"``) so their effect can be measured.
+a softmax, weights N(0, 1)/sqrt(fan_in) and biases 0.01 N(0, 1), and the CIFAR-10 CNN as the reference
+parameterises it (``cnn="reference"``, see :class:`ConvFrontEnd`). PyTorch's forms stay available as
+switches (``cell="torch"``, ``readout="linear"``, ``init="uniform"``, ``cnn="plain"``) so their effect can be
+measured.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ ARCHS = ("gru", "lstm", "rnn")
 CELLS = ("reference", "torch")            # one bias per gate, reference GRU | torch.nn's forms
 READOUTS = ("sigmoid-softmax", "linear")  # sigmoid outputs fed to the softmax | linear logits
 INITS = ("reference", "uniform")          # N(0,1)/sqrt(fan_in), biases 0.01 N(0,1) | U(+-1/sqrt(H))
+CNN_FORMS = ("reference", "plain")        # conv variables scaled in the forward pass, slope 0.2 | plain, slope 0.01
 _GATES = {"gru": 3, "lstm": 4, "rnn": 1}
 CONV_CHANNELS = 128
 CONV_FEATURES = 1024
@@ -42,18 +45,32 @@ class ConvFrontEnd(nn.Module):
 
     3 x [3x3 conv, 128 filters, leaky-ReLU, 2x2 max-pool] -> 2048 -> FC 2048 -> FC 2048 -> FC 1024
     (leaky-ReLU).
+
+    ``form="reference"``, as the reference's code: each conv kernel is trained as a variable drawn
+    truncated N(0, 1) (within 2 standard deviations) and each conv bias as a variable set to 0.1, and the
+    forward pass divides them by sqrt(c_in * c_out) and sqrt(c_out). The divisor then also scales Adam's
+    step on the effective weights (Adam's step on a variable is about lr whatever its scale), so it is
+    part of the model, not only of its initialisation. Leaky-ReLU slope 0.2, TensorFlow's default.
+    ``form="plain"``: the conv weights are the trained variables, initialised like the other layers
+    (see ``EnsembleRNN.init``); slope 0.01, PyTorch's default.
     """
 
-    def __init__(self, n_members: int, image_shape: tuple[int, int, int]):
+    def __init__(self, n_members: int, image_shape: tuple[int, int, int], form: str = "reference"):
         super().__init__()
+        if form not in CNN_FORMS:
+            raise ValueError(f"unknown CNN form {form!r}; choose one of {CNN_FORMS}")
         channels, height, width = image_shape
-        self.n_members, self.image_shape = n_members, tuple(image_shape)
+        self.n_members, self.image_shape, self.form = n_members, tuple(image_shape), form
+        self.slope = 0.2 if form == "reference" else 0.01
         E, C = n_members, CONV_CHANNELS
         self.conv_weights = nn.ParameterList()
         self.conv_biases = nn.ParameterList()
-        for c_in in (channels, C, C):
+        self.divisors: dict[str, float] = {}  # trained variable -> what the forward pass divides it by
+        for i, c_in in enumerate((channels, C, C)):
             self.conv_weights.append(nn.Parameter(torch.empty(E, C, c_in, 3, 3)))
             self.conv_biases.append(nn.Parameter(torch.empty(E, C)))
+            if form == "reference":
+                self.divisors.update({f"conv_weights.{i}": math.sqrt(c_in * C), f"conv_biases.{i}": math.sqrt(C)})
         flat = C * (height // 8) * (width // 8)
         self.fc1_weight = nn.Parameter(torch.empty(E, flat, 2048))
         self.fc1_bias = nn.Parameter(torch.empty(E, 1, 2048))
@@ -75,12 +92,15 @@ class ConvFrontEnd(nn.Module):
         """frames (E, N, C*H*W) -> features (E, N, 1024)."""
         E, N, _ = frames.shape
         x = frames.reshape(E, N, *self.image_shape).transpose(0, 1).reshape(N, -1, *self.image_shape[1:])
-        for w, b in zip(self.conv_weights, self.conv_biases):
+        for i, (w, b) in enumerate(zip(self.conv_weights, self.conv_biases)):
+            if self.form == "reference":
+                w, b = w / self.divisors[f"conv_weights.{i}"], b / self.divisors[f"conv_biases.{i}"]
             x = F.conv2d(x, w.reshape(-1, *w.shape[2:]), b.reshape(-1), padding=1, groups=E)
-            x = F.max_pool2d(F.leaky_relu(x), 2)
+            x = F.max_pool2d(F.leaky_relu(x, self.slope), 2)
         x = x.reshape(N, E, -1).transpose(0, 1)
         for layer in ("fc1", "fc2", "fc3"):
-            x = F.leaky_relu(_ensemble_linear(x, getattr(self, f"{layer}_weight"), getattr(self, f"{layer}_bias")))
+            linear = _ensemble_linear(x, getattr(self, f"{layer}_weight"), getattr(self, f"{layer}_bias"))
+            x = F.leaky_relu(linear, self.slope)
         return x
 
 
@@ -96,18 +116,18 @@ class EnsembleRNN(nn.Module):
     def __init__(self, arch: str, n_members: int, input_dim: int, hidden_size: int,
                  n_outputs: int = 11, image_shape: tuple[int, int, int] | None = None,
                  conv: bool = False, seeds: list[int] | None = None, cell: str = "reference",
-                 readout: str = "sigmoid-softmax", init: str = "reference"):
+                 readout: str = "sigmoid-softmax", init: str = "reference", cnn: str = "reference"):
         super().__init__()
         for name, value, allowed in (("architecture", arch, ARCHS), ("cell", cell, CELLS),
-                                     ("readout", readout, READOUTS), ("init", init, INITS)):
+                                     ("readout", readout, READOUTS), ("init", init, INITS), ("cnn", cnn, CNN_FORMS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; choose one of {allowed}")
-        self.cell, self.readout_form, self.init = cell, readout, init
+        self.cell, self.readout_form, self.init, self.cnn = cell, readout, init, cnn
         if conv and image_shape is None:
             raise ValueError("the CNN front end needs image_shape=(C, H, W)")
         self.arch, self.n_members, self.hidden_size = arch, n_members, hidden_size
         self.input_dim, self.n_outputs = input_dim, n_outputs
-        self.frontend = ConvFrontEnd(n_members, image_shape) if conv else None
+        self.frontend = ConvFrontEnd(n_members, image_shape, cnn) if conv else None
         features = self.frontend.out_features if conv else input_dim
         self.cell_input_size = features + 1
         E, H, G = n_members, hidden_size, _GATES[arch] * hidden_size
@@ -122,6 +142,11 @@ class EnsembleRNN(nn.Module):
             raise ValueError(f"got {len(self.seeds)} seeds for {n_members} members")
         self._initialise()
         self.bias_hh.requires_grad_(cell == "torch")
+
+    @property
+    def divisors(self) -> dict[str, float]:
+        """The parameters the forward pass divides by a constant (the reference CNN's conv variables)."""
+        return {} if self.frontend is None else {f"frontend.{k}": d for k, d in self.frontend.divisors.items()}
 
     @property
     def state_size(self) -> int:
@@ -143,14 +168,20 @@ class EnsembleRNN(nn.Module):
 
         ``reference``: weights N(0, 1)/sqrt(fan_in), biases 0.01 N(0, 1), bias_hh 0 (the reference's
         one bias per gate); ``uniform``: PyTorch's U(-1/sqrt(H), 1/sqrt(H)) for the cell and readout,
-        U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the CNN."""
+        U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the CNN. The reference CNN's conv variables are drawn as
+        its code draws them, whatever ``init``: kernels truncated N(0, 1), biases 0.1."""
         fans = self._fan_ins()
         params = dict(self.named_parameters())
+        scaled = self.divisors
         for k, seed in enumerate(self.seeds):
             generator = torch.Generator().manual_seed(int(seed))
             for name in sorted(params):
                 member = torch.empty(params[name].shape[1:])
-                if self.init == "uniform":
+                if name in scaled and "bias" in name:
+                    member.fill_(0.1)
+                elif name in scaled:
+                    nn.init.trunc_normal_(member, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=generator)
+                elif self.init == "uniform":
                     bound = 1 / math.sqrt(self.hidden_size if name in _CELL_PARAMS else fans[name])
                     member.uniform_(-bound, bound, generator=generator)
                 elif "bias" in name:
@@ -239,7 +270,7 @@ class EnsembleRNN(nn.Module):
         image_shape = self.frontend.image_shape if self.frontend is not None else None
         sub = EnsembleRNN(self.arch, len(members), self.input_dim, self.hidden_size, self.n_outputs,
                           image_shape, self.frontend is not None, [self.seeds[k] for k in members],
-                          self.cell, self.readout_form, self.init)
+                          self.cell, self.readout_form, self.init, self.cnn)
         sub = sub.to(device=self.weight_hh.device, dtype=self.weight_hh.dtype)
         index = torch.as_tensor(members, device=self.weight_hh.device)
         sub.load_state_dict({name: p.detach().index_select(0, index) for name, p in self.state_dict().items()})

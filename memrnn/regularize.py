@@ -34,6 +34,7 @@ from .stats import mean_ci
 from .train import Trainer
 
 MODES = ("control", "slowpoints", "centermass", "tar")
+ADAM_EPS = 1e-8  # Adam's default epsilon, PyTorch's and TensorFlow's
 FINETUNE_FILE = "finetune.json"
 
 
@@ -100,7 +101,8 @@ def speed_penalty(model, anchors: torch.Tensor, bank, n_noise: int, generator: t
     gradients reach the weights only."""
     E, K, S = anchors.shape
     points = anchors.detach().repeat_interleave(n_noise, dim=1)
-    noise = torch.randn(E, K * n_noise, bank.dim, generator=generator, device=anchors.device)
+    noise = torch.randn(E, K * n_noise, bank.dim, generator=generator, device=anchors.device,
+                        dtype=model.weight_hh.dtype)
     noise = noise * bank.noise_std + bank.noise_mean
     following = model.step(points, noise, torch.zeros(E, K * n_noise, device=anchors.device))
     return (speed_coordinates(model, following, metric) - speed_coordinates(model, points, metric)).square().sum((1, 2))
@@ -145,7 +147,7 @@ def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, an
     trainer = Trainer.build(config)
     parent_end, _, _ = trainer.resume(parent_dir)  # begin from the parent's final state
     if spec.form == "reference":  # a fresh Adam, as a new optimiser in the reference's fine-tuning script
-        trainer.optimizer = torch.optim.Adam(trainer.model.parameters(), lr=config.lr, fused=config.fast or None)
+        trainer.optimizer = torch.optim.Adam(fresh_adam_groups(trainer.model), lr=config.lr, fused=config.fast or None)
     penalty = _penalty(spec, parent_dir, trainer, parent_end, analysis)
     start, metrics, tensors = trainer.resume(run_dir)
     if start == 0:
@@ -167,6 +169,17 @@ def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, an
                              "trained_delay_accuracy": trainer.trained_delay_accuracy(),
                              "curriculum_events": []})
     return run_dir
+
+
+def fresh_adam_groups(model):
+    """The parameters of the reference's fresh Adam. Its fine-tuning script loads the CNN's effective conv
+    weights w = v / d as plain variables, so Adam steps w by about lr there, not lr / d as in training; on
+    v = d w the same steps are Adam at lr * d with eps / d (``lr_scale``, which ``train.set_lr`` applies)."""
+    divisors = model.divisors
+    if not divisors:
+        return model.parameters()
+    return [{"params": [p], "lr_scale": divisors.get(name, 1.0), "eps": ADAM_EPS / divisors.get(name, 1.0)}
+            for name, p in model.named_parameters()]
 
 
 def _penalty(spec: Finetune, parent_dir: Path, trainer: Trainer, first_step: int, analysis: tuple):

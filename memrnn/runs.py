@@ -28,8 +28,8 @@ def task_spec(config: Config) -> TaskSpec:
 
 def build_model(config: Config, bank: ImageBank) -> EnsembleRNN:
     return EnsembleRNN(config.arch, config.seeds, bank.dim, config.hidden_size, task_spec(config).n_outputs,
-                       bank.image_shape, conv=config.dataset == "cifar10", seeds=config.member_seeds,
-                       cell=config.cell, readout=config.readout, init=config.init)
+                       bank.image_shape, conv=config.has_cnn, seeds=config.member_seeds,
+                       cell=config.cell, readout=config.readout, init=config.init, cnn=config.cnn)
 
 
 def data_generators(config: Config, device: torch.device) -> list[torch.Generator]:

@@ -402,6 +402,17 @@ class Centroids:
     spread: torch.Tensor     # (E, n_classes) RMS distance of the averaged trials' states to their centroid
 
 
+# The reference's centroid trials: training images per class, and what the noise's standard deviation is divided
+# by (BlackBoxMNIST.py: 100 at sigma / 3; BlackBoxCIFAR.py: 1,000 at the full sigma). MNIST's for other datasets.
+REFERENCE_CENTROIDS = {"cifar10": (1000, 1)}
+MNIST_CENTROIDS = (100, 3)
+
+
+def reference_centroid_trials(dataset: str) -> tuple[int, int]:
+    """(training images per class, divisor of the noise's standard deviation) of the reference's centroids."""
+    return REFERENCE_CENTROIDS.get(dataset, MNIST_CENTROIDS)
+
+
 @torch.no_grad()
 def class_centroids(model: EnsembleRNN, bank: ImageBank, protocol: str = "reference", n_trials: int | None = None,
                     noise_frames: int = 14, seed: int = 0) -> Centroids:
@@ -409,12 +420,14 @@ def class_centroids(model: EnsembleRNN, bank: ImageBank, protocol: str = "refere
     whose trigger readout at that moment reports the right class (all trials of the class if none
     does, flagged by n_correct = 0).
 
-    ``reference``: as the reference, 100 *training* images per class (``n_trials`` per class), and one
-    sequence of noise frames at a third of the noise's standard deviation shared by every trial.
+    ``reference``: as the reference, *training* images (``n_trials`` per class) and one sequence of noise
+    frames shared by every trial: by default 100 per class at a third of the noise's standard deviation,
+    for CIFAR-10 1,000 per class at the full standard deviation (see ``reference_centroid_trials``).
     ``heldout``: ``n_trials`` (default 1,000) random held-out test images, each with its own noise
     frames at the full standard deviation."""
     if protocol == "reference":
-        states, labels = _reference_trial_ends(model, bank, n_trials or 100, noise_frames, seed)
+        per_class, divisor = reference_centroid_trials(bank.name)
+        states, labels = _reference_trial_ends(model, bank, n_trials or per_class, noise_frames, seed, divisor)
     elif protocol == "heldout":
         states, labels = _trajectory_end(model, bank, n_trials or 1000, noise_frames, seed)
     else:
@@ -435,19 +448,20 @@ def class_centroids(model: EnsembleRNN, bank: ImageBank, protocol: str = "refere
     return Centroids(torch.stack(means, 1), torch.stack(counts, 1), n_trials_per_class, torch.stack(spreads, 1))
 
 
-def _reference_trial_ends(model, bank, per_class, noise_frames, seed):
+def _reference_trial_ends(model, bank, per_class, noise_frames, seed, divisor):
     """States after ``per_class`` training images of every class and one shared sequence of noise
-    frames drawn at a third of the noise's standard deviation."""
-    device = model.weight_hh.device
+    frames drawn at the noise's standard deviation divided by ``divisor``."""
+    device, dtype = model.weight_hh.device, model.weight_hh.dtype
     g = torch.Generator(device).manual_seed(seed)
     labels = bank.train_labels
     chosen = torch.cat([(labels == c).nonzero().flatten()[torch.randperm(int((labels == c).sum()), generator=g,
                                                                          device=device)[:per_class]]
                         for c in range(bank.n_classes)])
-    noise = torch.randn(noise_frames, bank.dim, generator=g, device=device) * (bank.noise_std / 3) + bank.noise_mean
+    noise = torch.randn(noise_frames, bank.dim, generator=g, device=device, dtype=dtype)
+    noise = noise * (bank.noise_std / divisor) + bank.noise_mean
     E, B = model.n_members, len(chosen)
     off = torch.zeros(E, B, device=device)
-    state = model.step(model.init_state(B), bank.train_images[chosen].expand(E, B, -1), off)
+    state = model.step(model.init_state(B), bank.train_images[chosen].to(dtype).expand(E, B, -1), off)
     for frame in noise:
         state = model.step(state, frame.expand(E, B, -1), off)
     return state, labels[chosen].expand(E, B)
@@ -464,14 +478,14 @@ def probe_trajectories(model: EnsembleRNN, bank: ImageBank, n_trials: int, noise
                        seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """States (E, n, noise_frames + 1, S) after a test image at t = 0 and after each following
     noise frame (trigger off), and the image labels (E, n)."""
-    device = model.weight_hh.device
+    device, dtype = model.weight_hh.device, model.weight_hh.dtype
     g = torch.Generator(device).manual_seed(seed)
     trials = torch.randperm(len(bank.test_labels), generator=g, device=device)[:n_trials]
     E, B = model.n_members, len(trials)
     off = torch.zeros(E, B, device=device)
-    states = [model.step(model.init_state(B), bank.test_images[trials].expand(E, B, -1), off)]
+    states = [model.step(model.init_state(B), bank.test_images[trials].to(dtype).expand(E, B, -1), off)]
     for _ in range(noise_frames):
-        noise = torch.randn(B, bank.dim, generator=g, device=device) * bank.noise_std + bank.noise_mean
+        noise = torch.randn(B, bank.dim, generator=g, device=device, dtype=dtype) * bank.noise_std + bank.noise_mean
         states.append(model.step(states[-1], noise.expand(E, B, -1), off))
     return torch.stack(states, 2), bank.test_labels[trials].expand(E, B)
 
@@ -482,7 +496,7 @@ def sample_states(model: EnsembleRNN, bank: ImageBank, n: int, max_frames: int =
     in [0, max_frames]: a fuller map of the dynamics than the centroids."""
     g = torch.Generator().manual_seed(seed)
     stops = torch.randint(0, max_frames + 1, (n,), generator=g)
-    out = torch.empty(model.n_members, n, model.state_size, device=model.weight_hh.device)
+    out = torch.empty(model.n_members, n, model.state_size, device=model.weight_hh.device, dtype=model.weight_hh.dtype)
     for frames in stops.unique().tolist():
         chosen = (stops == frames).nonzero().flatten()
         states, _ = _trajectory_end(model, bank, len(chosen), frames, seed + 1 + frames)

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
-from .presets import Config
+from .presets import CNN_FORM, Config
 
 # fields that do not change the trained weights
 _NOT_HASHED = ("device", "log_every", "preset", "eval_trials", "speed_metric", "search", "search_iterations",
@@ -46,8 +46,11 @@ _HASHED_WHEN_SET = {"fast": False}
 
 
 def config_hash(config: Config) -> str:
+    """The CNN's fields are hashed only for a dataset with a CNN: they change no other run's weights, so
+    those keep their names."""
     fields = {k: v for k, v in dataclasses.asdict(config).items()
-              if k not in _NOT_HASHED and _HASHED_WHEN_SET.get(k, object()) != v}
+              if k not in _NOT_HASHED and _HASHED_WHEN_SET.get(k, object()) != v
+              and (config.has_cnn or k not in CNN_FORM)}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 

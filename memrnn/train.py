@@ -47,6 +47,13 @@ def _restore(tensors, model, optimizer, generators, source: str) -> None:
         g.set_state(tensors[f"rng/{k}"])
 
 
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every parameter group at ``lr``, times the group's ``lr_scale`` where it has one (see
+    ``regularize.fresh_adam_groups``)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1)
+
+
 @dataclass
 class Trainer:
     """What a training loop changes (model, Adam, the members' data streams), built from a config."""
@@ -91,8 +98,7 @@ class Trainer:
 
     def step(self, sampler: TrialSampler, t_max: int, n_active: int, lr: float, penalty=None, step: int = 0):
         """One optimiser step on a fresh batch; returns per-member loss, penalty and batch accuracy (detached)."""
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         batch = self.sample(sampler, t_max, n_active)
         logits, hidden = self.unroll(batch)
         loss = trial_loss(logits, batch)

@@ -6,8 +6,9 @@ from scipy.optimize import brentq
 
 from memrnn.data import make_synthetic
 from memrnn.models import ARCHS, CELLS, EnsembleRNN
+from memrnn.regularize import speed_penalty
 from memrnn.slowpoints import (METHODS, class_centroids, eigenvalues, find_slow_points, in_region, jacobian,
-                               residual_jacobian, rest_input, sample_states, speed_sq)
+                               residual_jacobian, rest_input, sample_states, speed_sq, visited_speed)
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +198,18 @@ def test_visited_speed_is_the_median_over_delay_states_of_each_class(bank):
     of_class = states[:, labels[0] == 3, 1:].flatten(1, 2)
     expected = speed_sq(model, of_class, rest_input(model, bank), "reference").sqrt().median(-1).values
     assert speed.shape == (2, 10) and torch.allclose(speed[:, 3], expected)
+
+
+def test_float64_model_through_centroids_search_and_penalty(bank):
+    """Every noise frame and image is drawn or cast in the model's dtype."""
+    model = _model("lstm", bank, E=2, H=5).double()
+    for protocol in ("reference", "heldout"):
+        centroids = class_centroids(model, bank, protocol, n_trials=20, noise_frames=3)
+        assert centroids.states.dtype == torch.float64 and torch.isfinite(centroids.states).all()
+    for method in METHODS:
+        found = find_slow_points(model, bank, centroids.states, method, max_iter=5)
+        assert found.points.dtype == torch.float64 and torch.isfinite(found.speed).all()
+    assert sample_states(model, bank, 6, max_frames=3).dtype == torch.float64
+    assert visited_speed(model, bank, 4, n_trials=10).dtype == torch.float64
+    penalty = speed_penalty(model, centroids.states, bank, 2, torch.Generator().manual_seed(0))
+    assert penalty.dtype == torch.float64 and (penalty > 0).all()
