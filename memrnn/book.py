@@ -343,13 +343,34 @@ def prepare_runs(runs: str, on_colab: bool | None = None) -> str:
     return runs
 
 
-def markdown_table(header, rows):
-    """A Markdown table (rendered by the book and by Jupyter alike; wraps instead of overflowing)."""
-    from IPython.display import Markdown
+class Table:
+    """A captioned table that every viewer can show: MyST Markdown for the book (a numbered ``table``
+    directive; the book prefers this form, see ``_config.yml``) and HTML for Jupyter and Colab, which
+    prefer HTML and would show the directive as raw text."""
 
-    def cell(value):  # a bare | would end the cell and drop what follows it
+    def __init__(self, header, rows, caption: str):
+        if not caption:
+            raise ValueError("a table needs a caption (what it shows, with units)")
+        self.header, self.rows, self.caption = list(header), [list(r) for r in rows], caption
+
+    @staticmethod
+    def _cell(value) -> str:  # a bare | would end the cell and drop what follows it
         return str(value).replace("\\|", "|").replace("|", "\\|")
 
-    lines = ["| " + " | ".join(cell(c) for c in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
-    return Markdown("\n".join(lines))
+    def _repr_markdown_(self) -> str:
+        lines = ["| " + " | ".join(self._cell(c) for c in self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(self._cell(c) for c in row) + " |" for row in self.rows]
+        return f"```{{table}} {self.caption}\n:align: left\n\n" + "\n".join(lines) + "\n```"
+
+    def _repr_html_(self) -> str:
+        from .display import inline_html
+
+        head = "".join(f"<th>{inline_html(c)}</th>" for c in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in row) + "</tr>" for row in self.rows)
+        return (f'<table><caption style="caption-side: top; text-align: left">{inline_html(self.caption)}</caption>'
+                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def markdown_table(header, rows, caption: str) -> Table:
+    """A table of ``rows`` under ``header`` with its ``caption`` (see :class:`Table`)."""
+    return Table(header, rows, caption)

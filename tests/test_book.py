@@ -13,6 +13,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 from memrnn.book import (CHAPTERS, COLAB_METADATA, code_hash, code_version, missing_from_edition, run, set_parameters,
                          source_notebook)
@@ -137,11 +138,20 @@ def test_a_failed_execution_leaves_the_chapter_notebook_as_it_was(tmp_path):
     assert [o for c in failed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 
 
-def test_markdown_tables_escape_the_column_separator():
+def test_tables_are_captioned_and_escape_the_column_separator():
+    """The book reads the numbered MyST table; Jupyter and Colab read the HTML one."""
     from memrnn.book import markdown_table
 
-    table = markdown_table(["kind", "share"], [["linearly stable (all |eigenvalues| < 1)", "32%"]]).data
-    assert table.splitlines()[-1] == "| linearly stable (all \\|eigenvalues\\| < 1) | 32% |"
+    table = markdown_table(["kind", "share"], [["linearly stable (all |eigenvalues| < 1)", "32%"]], "Stability.")
+    markdown = table._repr_markdown_()
+    assert markdown.startswith("```{table} Stability.\n") and markdown.endswith("\n```")
+    assert "| linearly stable (all \\|eigenvalues\\| < 1) | 32% |" in markdown.splitlines()
+    html = table._repr_html_()
+    assert "<caption" in html and "<td>linearly stable (all |eigenvalues| &lt; 1)</td><td>32%</td>" in html
+    with pytest.raises(ValueError, match="needs a caption"):
+        markdown_table(["kind"], [], "")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert ["html", "text/markdown", 25] in config["nb_mime_priority_overrides"]  # text/html is 30
 
 
 @pytest.mark.parametrize("name", CHAPTERS)

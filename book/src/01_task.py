@@ -90,7 +90,8 @@ accuracy_rows = []
 for row in rows:
     mean, half = plots.mean_ci(row["trained_delay_accuracy"])
     accuracy_rows.append((plots.condition_label(row), f"{mean:.3f} ± {half:.3f}", len(row["trained_delay_accuracy"])))
-markdown_table(("condition", "accuracy, mean ± 95% CI", "networks"), accuracy_rows)
+markdown_table(("condition", "accuracy, mean ± 95% CI", "networks"), accuracy_rows,
+               caption='Trained-delay accuracy (delays 4–19, fraction of held-out trials) per condition: mean over networks ± 95% CI.')
 
 # %% [markdown]
 # ## Why the paper needed curricula
@@ -112,7 +113,8 @@ stages = [("none (all of training)", 20, 10), ("DeCu, first stage", 6, 10), ("Vo
 markdown_table(("protocol", "T_max", "classes", "wanted p(null)", "readout's range of p(null)", "blind loss"),
                [(name, t, n, f"{b.wanted:.3f}", f"[{b.lowest:.3f}, {b.highest:.3f}]"
                  + ("" if b.inside else " — out of reach: the corner"), f"{b.loss:.4f}")
-                for name, t, n in stages for b in [blind_optimum(spec, t, n)]])
+                for name, t, n in stages for b in [blind_optimum(spec, t, n)]],
+               caption='The blind corner per training stage: the p(null) that minimises the loss without looking at the image, the range the sigmoid-softmax readout can reach, and the loss there.')
 
 # %% tags=["hide-input"]
 from memrnn import store
@@ -142,7 +144,8 @@ markdown_table(("condition", "final training loss (lowest–highest network)", "
                [(label, f"{losses[-1].min():.4f}–{losses[-1].max():.4f}", f"{np.mean(r['trained_delay_accuracy']):.3f}")
                 for (label, (_, losses)), r in zip(curves.items(), none_rows)]
                + [(plots.condition_label(r) + ", linear readout", f"{loss_curve(r)[1][-1].min():.4f}–"
-                   f"{loss_curve(r)[1][-1].max():.4f}", f"{np.mean(r['trained_delay_accuracy']):.3f}") for r in linear])
+                   f"{loss_curve(r)[1][-1].max():.4f}", f"{np.mean(r['trained_delay_accuracy']):.3f}") for r in linear],
+               caption='Networks trained without a curriculum: final training loss (lowest–highest network) and trained-delay accuracy, with the sigmoid-softmax and a linear readout.')
 
 # %% tags=["nbval-check-output", "remove-cell"]
 print(f"blind corner out of reach without a curriculum: {not corner.inside}; "

@@ -70,7 +70,8 @@ delays = rows[0]["delays"]
 long = [j for j, d in enumerate(delays) if d >= 100]
 long_accuracy = {plots.condition_label(r): np.asarray(r["overall"])[:, long].mean(1) for r in rows}
 markdown_table(("condition", "long-delay accuracy, mean ± 95% CI"),
-               [(label, "{:.3f} ± {:.3f}".format(*plots.mean_ci(values))) for label, values in long_accuracy.items()])
+               [(label, "{:.3f} ± {:.3f}".format(*plots.mean_ci(values))) for label, values in long_accuracy.items()],
+               caption='Long-delay accuracy (delays ≥ 100 frames, fraction of held-out trials) per condition: mean over networks ± 95% CI.')
 
 # %% [markdown]
 # ## Which memories fade first

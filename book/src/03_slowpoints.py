@@ -92,7 +92,8 @@ markdown_table(("quantity (the paper's protocols)", "value"), [
     (f"reached q ≤ {next(iter(found.values()))['tol']:g} (a true fixed point)", f"{converged.mean():.0%}"),
     ("a trigger at the point reports the class", f"{own_class.mean():.0%}"),
     ("linearly stable (all |eigenvalues| < 1)", f"{stable.mean():.0%}"),
-    ("median Jacobian spectral radius", f"{np.median(radius):.4f}")])
+    ("median Jacobian spectral radius", f"{np.median(radius):.4f}")],
+               caption="Slow points of the paper's protocols (reference search): speeds, convergence and linear stability.")
 
 # %% [markdown]
 # ## Speed at the start and at the slow point
@@ -122,7 +123,8 @@ fig.axes[0].set_title(f"{plots.condition_label(rows[0])}, seed {found[first]['me
 markdown_table(("condition", "median speed", "reports own class", "stable"),
                [(plots.condition_label(row), f"{np.median(found[row['run']]['speed']):.1e}",
                  f"{(np.asarray(found[row['run']]['decoded_class']) == np.arange(10)).mean():.0%}",
-                 f"{np.mean(found[row['run']]['stable']):.0%}") for row in rows])
+                 f"{np.mean(found[row['run']]['stable']):.0%}") for row in rows],
+               caption='Per condition: median slow-point speed (state units per frame), the share of points whose readout reports their own class, and the share linearly stable.')
 
 # %% [markdown]
 # ## Slow points or slow valleys?
@@ -166,7 +168,8 @@ fewer = sum(c["own_class"][-1] < c["own_class"][0] for c in curves.values())
 markdown_table(("condition", "reports own class", "median speed", "moved"),
                [(plots.condition_label({"arch": a, "protocol": p}), f"{c['own_class'][0]:.0%} → {c['own_class'][-1]:.0%}",
                  f"{c['speed'][0]:.1e} → {c['speed'][-1]:.1e}", f"{c['distance'][-1]:.2f}")
-                for (a, p), c in curves.items()])
+                for (a, p), c in curves.items()],
+               caption='Following the slow valleys from our points: share reporting their class and median speed before → after, and the median distance moved (state units).')
 
 # %% [markdown]
 # The verdict below uses the points where each search stopped, not the points after following the valleys.

@@ -84,7 +84,8 @@ def condition_name(key):
 
 markdown_table(("condition", "n", "networks", "Spearman [95% CI]", "Pearson [95% CI]"),
                [(condition_name(t["condition"]), t["n"], t["networks"], r_ci(t["spearman"]), r_ci(t["pearson"]))
-                for t in table])
+                for t in table],
+               caption="Correlation of log₁₀ slow-point speed with the class's long-delay accuracy per condition (n: network × class observations), 95% intervals from a network jackknife.")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "One dot per network and class: log₁₀ slow-point speed against that class's long-delay accuracy (delays ≥ 100), coloured by condition; dotted: chance.", "name": "fig-c4-scatter"}}
 fig = plots.speed_vs_memory(observations)
@@ -123,7 +124,8 @@ for key, d in verdict.details.items():
     rows_c4.append((f"{arch.upper()}, combined", f"random effects, τ² = {d['tau2']:.3f}", r_ci({"r": d["r"], "ci95": d["ci95"]}),
                     "—"))
     rows_c4.append((f"{arch.upper()}, pooled over protocols", "decides nothing", r_ci(d["pooled_over_protocols"]), "—"))
-markdown_table(("correlation", "how", "Spearman r [95% CI]", "SE of Fisher z"), rows_c4)
+markdown_table(("correlation", "how", "Spearman r [95% CI]", "SE of Fisher z"), rows_c4,
+               caption="The correlations C4's verdict combines: inside each condition, combined per architecture by random effects (the verdict reads this row), and pooled over protocols (reported, deciding nothing).")
 
 # %% [markdown]
 # ## What we found

@@ -70,7 +70,8 @@ for row in rows:
     median_step = f"{np.nanmedian(appear):.0f}" if np.isfinite(appear).any() else "n/a"
     formation_rows.append((plots.condition_label(row), f"{np.isfinite(appear).mean():.0%}",
                            f"{median_step} of {t['steps'][-1]}", len(t["splits"])))
-markdown_table(("condition", "traced to the end", "median appearance step", "splits"), formation_rows)
+markdown_table(("condition", "traced to the end", "median appearance step", "splits"), formation_rows,
+               caption='Slow-point formation per condition: share of (network, class) points traced to the end of training, median step at which they appear, and the number of splits seen.')
 
 # %% [markdown]
 # ## Speed of each class's point through training

@@ -107,7 +107,8 @@ for (arch, protocol), tables in comparisons.items():
                       f"{sum(parent) / len(parent):.3f}", f"{sum(after) / len(after):.3f}", "—" if mode == "control" else f"{change:+.3f} [{low:+.3f}, {high:+.3f}]",
                       f"{sum(trained) / len(trained):.3f}"))
 markdown_table(("parents", "mode", "networks", "parent's long-delay accuracy", "long-delay accuracy", "vs control [95% CI]", "trained-delay accuracy"),
-               lines)
+               lines,
+               caption='Long-delay accuracy (delays ≥ 100) of the parents and after each fine-tuning mode, its paired change against control (mean, 95% CI), and the trained-delay accuracy after.')
 
 # %% [markdown]
 # ## The paired differences behind the verdict

@@ -107,7 +107,8 @@ fig = plots.lambda_sweep(table)
 from memrnn.book import markdown_table
 
 markdown_table(("λ", "long-delay accuracy", "trained-delay accuracy"),
-               [(f"{r['lam']:g}", f"{r['long']['after']:.3f}", f"{r['trained']['after']:.3f}") for r in table])
+               [(f"{r['lam']:g}", f"{r['long']['after']:.3f}", f"{r['trained']['after']:.3f}") for r in table],
+               caption='Accuracy after slow-point fine-tuning per penalty strength λ (the first row: control, λ = 0).')
 
 # %% [markdown]
 # ## 3 · Fixed versus re-found anchors
@@ -119,7 +120,8 @@ for r in anchor_table:
     name = "control" if r["mode"] == "control" else f"slowpoints, anchors {'re-found every ' + str(r['relocate']) + ' steps' if r['relocate'] else 'fixed'}"
     anchor_rows.append((name, f"{r['long']['after']:.3f}", f"{vs['change']:+.3f} [{vs['ci95'][0]:+.3f}, {vs['ci95'][1]:+.3f}]",
                         f"{r['trained']['after']:.3f}"))
-markdown_table(("fine-tuning", "long-delay accuracy", "vs control [95% CI]", "trained-delay accuracy"), anchor_rows)
+markdown_table(("fine-tuning", "long-delay accuracy", "vs control [95% CI]", "trained-delay accuracy"), anchor_rows,
+               caption='Fixed against re-found anchors: long-delay accuracy after fine-tuning, its paired change against control (95% CI) and trained-delay accuracy.')
 
 # %% tags=["nbval-check-output", "remove-cell"]
 best = max(table[1:], key=lambda r: r["long"]["after"])

@@ -56,7 +56,7 @@ fields: str = ""                  # comma-separated switches to flip; empty: all
 fast_protocols: str = "decu,vocu"  # protocols whose networks test the fast path for equivalence
 
 # %% tags=["hide-input"]
-from IPython.display import Markdown, display
+from IPython.display import display
 from memrnn import ablation, plots
 from memrnn.book import markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
@@ -107,14 +107,15 @@ def correlation_cell(value):
 
 
 reference = measured[None]
-lines = ["| switch | trained-delay acc. | long-delay acc. | Spearman r (change) | fine-tuning gain |",
-         "|---|---|---|---|---|",
-         f"| reference | {reference['trained'].mean():.3f} | {reference['long'].mean():.3f} | — | "
-         f"{reference['gain'].mean():+.3f} |"]
-for row in table:
-    lines.append(f"| `{row['switch']}` | {cell(row['trained'])} | {cell(row['long'])} | "
-                 f"{correlation_cell(row['correlation'])} | {cell(row['gain'])} |")
-display(Markdown("\n".join(lines)))
+display(markdown_table(
+    ("switch", "trained-delay acc.", "long-delay acc.", "Spearman r (change)", "fine-tuning gain"),
+    [("reference", f"{reference['trained'].mean():.3f}", f"{reference['long'].mean():.3f}", "—",
+      f"{reference['gain'].mean():+.3f}")]
+    + [(f"`{row['switch']}`", cell(row["trained"]), cell(row["long"]), correlation_cell(row["correlation"]),
+        cell(row["gain"])) for row in table],
+    caption="Each switch against the reference model, paired by network: change [95% CI] of trained- and "
+            "long-delay accuracy, of the speed-memory Spearman r and of the fine-tuning gain; bold: the interval "
+            "excludes 0."))
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Each switch minus the reference model, paired by network: trained-delay and long-delay accuracy, the speed-memory Spearman correlation and the fine-tuning gain (slowpoints minus control), with 95% intervals; red: the interval excludes 0.", "name": "fig-choices"}}
 fig = plots.switch_effects(table)
@@ -149,7 +150,8 @@ print(f"{arch.upper()}, protocols {fast_protocols}: {len(fast_measured[None]['un
 markdown_table(("measure", "change [95% CI]", "TOST p (±0.03)"),
                [(f"{name}-delay accuracy", cell(fast_row[name]), f"{p_values[name]:.3f}") for name in p_values]
                + [("Spearman r", correlation_cell(fast_row["correlation"]), "—"),
-                  ("fine-tuning gain", cell(fast_row["gain"]), "—")])
+                  ("fine-tuning gain", cell(fast_row["gain"]), "—")],
+               caption='Fast path minus float32, paired by network: change of each measure (95% CI) and the TOST p-value for equivalence within ±0.03.')
 
 # %% tags=["nbval-check-output", "remove-cell"]
 for name, p in p_values.items():
