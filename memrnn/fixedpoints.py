@@ -67,6 +67,12 @@ class Box:
         self.low, self.high = low, high
         self.mid = torch.where(self.bounded, (low + high) / 2, 0)
         self.half = torch.where(self.bounded, (high - low) / 2, 1)
+        # bounded coordinates first (an LSTM's h, then its free c), and the box (-1, 1): transformed as
+        # a slice with no affine step, which keeps the elementwise kernels (vectorised or not), and so
+        # the last bits, of the searches this package ran before any box existed
+        k = int(self.bounded.sum())
+        self.prefix = k if bool(self.bounded[:k].all()) else None
+        self.unit = bool((self.mid[self.bounded] == 0).all() and (self.half[self.bounded] == 1).all())
 
     @classmethod
     def everywhere(cls, like: torch.Tensor) -> "Box":
@@ -81,15 +87,24 @@ class Box:
         high = torch.where(self.bounded, self.mid + edge * self.half, torch.inf)
         return torch.clamp(states, low, high)
 
+    def _on_bounded(self, states: torch.Tensor, f: Callable, rest: Callable) -> torch.Tensor:
+        if self.prefix is None:
+            return torch.where(self.bounded, f(states, self.mid, self.half), rest(states))
+        k = self.prefix
+        return torch.cat([f(states[..., :k], self.mid[:k], self.half[:k]), rest(states[..., k:])], -1)
+
     def to_free(self, states: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.bounded, torch.atanh((states - self.mid) / self.half), states)
+        return self._on_bounded(states, lambda s, mid, half: torch.atanh(s if self.unit else (s - mid) / half),
+                                lambda s: s)
 
     def from_free(self, free: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.bounded, self.mid + self.half * torch.tanh(free), free)
+        return self._on_bounded(free, lambda v, mid, half: torch.tanh(v) if self.unit else mid + half * torch.tanh(v),
+                                lambda v: v)
 
     def chain(self, states: torch.Tensor) -> torch.Tensor:
         """ds/dv at the states."""
-        return torch.where(self.bounded, self.half * (1 - ((states - self.mid) / self.half).square()), 1)
+        return self._on_bounded(states, lambda s, mid, half: 1 - s.square() if self.unit
+                                else half * (1 - ((s - mid) / half).square()), torch.ones_like)
 
 
 def search(method: str, residual: Callable, jacobian: Callable, starts: torch.Tensor, box: Box, tol: float,
