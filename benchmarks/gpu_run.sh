@@ -82,6 +82,6 @@ for dataset in "${datasets[@]}"; do
     --archs gru,lstm --protocols decu,vocu,none --out runs
 done
 
-chapters=01_task,02_extrapolation,03_slowpoints,04_speed_predicts_memory,05_formation,06_regularization,07_beyond,scorecard,08_choices
+chapters=01_task,02_extrapolation,03_slowpoints,04_speed_predicts_memory,05_formation,06_regularization,07_beyond,scorecard,08_choices,09_own_network
 stage chapters 15 "$PYTHON" -m memrnn book run --preset "$PRESET" --chapters $chapters --set ensembles=1 --no-build
 (( ${#failed[@]} == 0 ))

@@ -25,7 +25,7 @@ from .display import CLAIM_CHAPTERS, write_summary
 from .engine import shared_cluster
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
-            "06_regularization", "07_beyond", "08_choices", "scorecard")
+            "06_regularization", "07_beyond", "08_choices", "09_own_network", "scorecard")
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
 
 

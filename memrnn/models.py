@@ -281,14 +281,15 @@ class EnsembleRNN(nn.Module):
 
         Only for networks without the CNN front end, and for GRUs only in the torch cell form (the
         reference GRU applies its reset gate elsewhere). With the sigmoid readout, apply
-        ``torch.sigmoid`` to the ``nn.Linear``'s output."""
+        ``torch.sigmoid`` to the ``nn.Linear``'s output. The inverse of :meth:`from_torch`."""
         if self.frontend is not None:
             raise ValueError("to_torch covers pixel-input networks only")
         if self.arch == "gru" and self.cell != "torch":
             raise ValueError("to_torch needs cell='torch' for a GRU: torch.nn.GRU has no reference-form cell")
         cls = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}[self.arch]
-        rnn = cls(self.cell_input_size, self.hidden_size, batch_first=True)
-        readout = nn.Linear(self.hidden_size, self.n_outputs)
+        like = dict(device=self.weight_hh.device, dtype=self.weight_hh.dtype)
+        rnn = cls(self.cell_input_size, self.hidden_size, batch_first=True, **like)
+        readout = nn.Linear(self.hidden_size, self.n_outputs, **like)
         with torch.no_grad():
             rnn.weight_ih_l0.copy_(self.weight_ih[k].T)
             rnn.weight_hh_l0.copy_(self.weight_hh[k].T)
@@ -297,3 +298,50 @@ class EnsembleRNN(nn.Module):
             readout.weight.copy_(self.readout_weight[k].T)
             readout.bias.copy_(self.readout_bias[k, 0])
         return rnn, readout
+
+    @classmethod
+    def from_torch(cls, rnn: nn.Module, readout: nn.Linear | None = None) -> "EnsembleRNN":
+        """A one-member network computing what a single-layer ``torch.nn.GRU``, ``LSTM`` or ``RNN``
+        (tanh) computes, followed by ``readout`` (without one, the outputs are h itself), so that
+        this package's analyses run on networks trained elsewhere. The inverse of :meth:`to_torch`.
+
+        The last of the module's inputs becomes the trigger channel: ``forward(x[..., :-1],
+        x[..., -1])`` on batch-first inputs (E = 1 in front) gives ``readout(rnn(x)[0])``. A GRU gets
+        the torch cell form (``cell="torch"``): torch.nn.GRU applies its reset gate to U_n h, not to
+        h as the reference cell does. Biases a module lacks (``bias=False``) are zero."""
+        check_torch_rnn(rnn)
+        if isinstance(rnn, nn.RNN) and rnn.nonlinearity != "tanh":
+            raise ValueError(f"an RNN with nonlinearity={rnn.nonlinearity!r}: only 'tanh' is supported")
+        H = rnn.hidden_size
+        if readout is not None and (not isinstance(readout, nn.Linear) or readout.in_features != H):
+            raise ValueError(f"readout must be an nn.Linear with in_features={H} (the RNN's hidden size), "
+                             f"got {readout!r}")
+        arch = next(a for a, kind in (("gru", nn.GRU), ("lstm", nn.LSTM), ("rnn", nn.RNN)) if isinstance(rnn, kind))
+        like = dict(device=rnn.weight_hh_l0.device, dtype=rnn.weight_hh_l0.dtype)
+        if readout is None:
+            readout = nn.Linear(H, H, **like)
+            with torch.no_grad():
+                readout.weight.copy_(torch.eye(H, **like))
+                readout.bias.zero_()
+        model = cls(arch, 1, rnn.input_size - 1, H, readout.out_features, cell="torch", readout="linear").to(**like)
+        with torch.no_grad():
+            model.weight_ih[0] = rnn.weight_ih_l0.T
+            model.weight_hh[0] = rnn.weight_hh_l0.T
+            model.bias_ih[0, 0] = rnn.bias_ih_l0 if rnn.bias else 0
+            model.bias_hh[0, 0] = rnn.bias_hh_l0 if rnn.bias else 0
+            model.readout_weight[0] = readout.weight.T
+            model.readout_bias[0, 0] = 0 if readout.bias is None else readout.bias
+        return model
+
+
+def check_torch_rnn(rnn) -> None:
+    """Refuse a torch module that one step map of h (or (h, c) for an LSTM) cannot describe."""
+    if not isinstance(rnn, (nn.GRU, nn.LSTM, nn.RNN)):
+        raise TypeError(f"expected a torch.nn.GRU, LSTM or RNN, got {type(rnn).__name__}")
+    name = type(rnn).__name__
+    if rnn.num_layers != 1:
+        raise ValueError(f"a {rnn.num_layers}-layer {name}: only single-layer networks (num_layers=1) are supported")
+    if rnn.bidirectional:
+        raise ValueError(f"a bidirectional {name}: only unidirectional networks are supported")
+    if getattr(rnn, "proj_size", 0):
+        raise ValueError(f"an LSTM with proj_size={rnn.proj_size}: only proj_size=0 is supported")

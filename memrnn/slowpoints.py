@@ -17,28 +17,25 @@ Three methods:
   only region a GRU, LSTM or tanh network can visit.
 - ``adam``: Adam with our stopping rules (tolerance, stall) and h clipped just inside the region.
 Starts outside the region are first clipped into it; ``in_region`` is checked on every result.
+The searches themselves are :mod:`memrnn.fixedpoints`'s, given the exact Jacobian written out per cell.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
-from . import store
+from . import fixedpoints, store
 from .data import ImageBank
 from .models import EnsembleRNN
 from .presets import CENTROID_PROTOCOLS
 from .runs import load_run
 
-METHODS = ("reference", "lm", "adam")
+METHODS = fixedpoints.METHODS
 METRICS = ("state", "reference")
-_EDGE = 1 - 1e-7  # clip for Adam's iterate: just inside (-1, 1)
-# Stall rule per method: (patience, progress); a point stops once q has not fallen by the fraction
-# ``progress`` within ``patience`` iterations. LM converges superlinearly towards a fixed point, so
-# an LM point that cannot halve q in 10 iterations is sliding along a slow valley.
-_STALL = {"lm": (10, 0.5), "adam": (200, 1e-3)}
 # Bumped whenever a change to the search changes its results: cached analyses, traces and fine-tunes
 # anchored on slow points record it, so they are redone rather than mixed with newer results.
 FINDER_VERSION = 2
@@ -180,14 +177,8 @@ class SlowPoints:
     def unique(self, member: int, distance: float = 1e-3) -> torch.Tensor:
         """Indices of distinct points of one member (closer than ``distance`` counts as the same),
         keeping the slowest of each group; points outside the region are dropped."""
-        order = torch.argsort(self.q[member])
-        kept: list[int] = []
-        for i in order.tolist():
-            if not self.in_region[member, i]:
-                continue
-            if all(torch.dist(self.points[member, i], self.points[member, j]) >= distance for j in kept):
-                kept.append(i)
-        return torch.tensor(kept, dtype=torch.long)
+        inside = self.in_region[member].nonzero().squeeze(1)
+        return inside[fixedpoints.unique_indices(self.points[member, inside], self.q[member, inside], distance)]
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         names = ("points", "q", "q_start", "iterations", "converged", "in_region", "decoded")
@@ -223,23 +214,19 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
     the valley floor nearest the start instead of following the valley; a lenient rule (e.g.
     progress=1e-3, patience=20) follows it as far as ``max_iter`` allows.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
     projected = rest_input(model, bank).detach()
+    member = functools.cache(lambda e: model if model.n_members == 1 else model.member(e))
+
+    def jacobian_of(e, states):  # the analytic Jacobian, member by member: it is built per point
+        return residual_jacobian(member(e), states[None], projected[e:e + 1], metric)[0]
+
+    region = fixedpoints.Box(*fixedpoints.reachable_region(model), like=starts)
+    points, q, iterations = fixedpoints.search(method, lambda s: residual(model, s, projected, metric), jacobian_of,
+                                               starts, region, tol, max_iter, lr, patience, progress)
     with torch.no_grad():
         q_start = speed_sq(model, starts, projected, metric)
-    default_patience, default_progress = _STALL.get(method, (0, 0.0))
-    stall = (patience or default_patience, default_progress if progress is None else progress)
-    if method == "reference":
-        points, q, iterations = _reference_adam(model, starts, projected, metric, 100_000 if max_iter is None else max_iter)
-    elif method == "lm":
-        points, q, iterations = _levenberg_marquardt(model, starts, projected, metric, tol,
-                                                     200 if max_iter is None else max_iter, *stall)
-    else:
-        points, q, iterations = _adam(model, starts, projected, metric, tol,
-                                      20_000 if max_iter is None else max_iter, lr, *stall)
     return SlowPoints(points, q, q_start, iterations, q <= tol, in_region(model, points),
                       decode(model, bank, points), method, tol)
 
@@ -256,142 +243,6 @@ def follow_valleys(model: EnsembleRNN, bank: ImageBank, points: torch.Tensor,
         results.append(found)
         points, done = found.points, total
     return results
-
-
-@torch.no_grad()
-def _levenberg_marquardt(model, starts, projected, metric, tol, max_iter, patience, progress, damping=1e-2, max_damping=1e10):
-    """LM in coordinates v with h = tanh(v) (c unchanged for LSTM): every iterate is inside the
-    region by construction, and units that saturate at a slow point are approached smoothly.
-
-    A^T A and A^T r (A = dr/dv) are kept per point and rebuilt only after an accepted step, so a
-    rejected step costs one Cholesky factorisation; the damping follows Nielsen's gain-ratio rule."""
-    outside = ~in_region(model, starts)[..., None]  # moved just inside; starts inside are kept
-    v = _to_free(model, torch.where(outside, _clip_to_region(model, starts, 0.999), starts))
-    s = _from_free(model, v)
-    r = residual(model, s, projected, metric)
-    q = r.square().sum(-1)
-    E, P, S = s.shape
-    normal, gradient = s.new_empty(E, P, S, S), s.new_empty(E, P, S)
-    stale = torch.ones_like(q, dtype=torch.bool)  # normal and gradient not yet built at the iterate
-    damping = torch.full_like(q, damping)
-    growth = torch.full_like(q, 2.0)  # damping factor after a rejected step; doubles on each rejection
-    iterations = torch.zeros_like(q, dtype=torch.long)
-    stalled = torch.zeros_like(q, dtype=torch.bool)
-    reference, since = q.clone(), torch.zeros_like(iterations)  # progress check for stalls
-    members = [model] if model.n_members == 1 else [model.member(e) for e in range(model.n_members)]
-    for _ in range(max_iter):
-        active = (q > tol) & ~stalled
-        if not active.any():
-            break
-        step = torch.zeros_like(s)
-        info = torch.ones_like(iterations, dtype=torch.int32)
-        for e, member in enumerate(members):
-            rebuild = (active[e] & stale[e]).nonzero().squeeze(1)
-            if len(rebuild):
-                s_e = s[e:e + 1, rebuild]
-                A = residual_jacobian(member, s_e, projected[e:e + 1], metric)[0]
-                A.mul_(_free_chain(model, s_e)[0].unsqueeze(-2))
-                normal[e, rebuild] = A.mT @ A
-                gradient[e, rebuild] = (r[e, rebuild].unsqueeze(-2) @ A).squeeze(-2)
-            index = active[e].nonzero().squeeze(1)
-            system = normal[e, index]
-            system.diagonal(dim1=-2, dim2=-1).add_(damping[e, index, None])
-            chol, info[e, index] = torch.linalg.cholesky_ex(system)
-            half = torch.linalg.solve_triangular(chol, gradient[e, index].unsqueeze(-1), upper=False)
-            step[e, index] = -torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(-1)
-        stale &= ~active
-        v_trial = v + step
-        trial = _from_free(model, v_trial)
-        r_trial = residual(model, trial, projected, metric)
-        q_trial = r_trial.square().sum(-1)
-        accept = active & (info == 0) & (q_trial < q) & torch.isfinite(q_trial)
-        # gain ratio: the decrease of q over the decrease the linear model predicted
-        gain = (q - q_trial) / (step * (damping[..., None] * step - gradient)).sum(-1)
-        v = torch.where(accept[..., None], v_trial, v)
-        s = torch.where(accept[..., None], trial, s)
-        r = torch.where(accept[..., None], r_trial, r)
-        q = torch.where(accept, q_trial, q)
-        shrink = (1 - (2 * gain - 1) ** 3).clamp(1 / 3, 1)
-        damping = torch.where(accept, damping * shrink, torch.where(active, damping * growth, damping))
-        growth = torch.where(accept, 2.0, torch.where(active, growth * 2, growth))
-        stale |= accept
-        progressed = q < reference * (1 - progress)
-        reference = torch.where(progressed, q, reference)
-        since = torch.where(progressed, 0, since + active.long())
-        stalled |= active & ((damping > max_damping) | (since >= patience))
-        iterations += active.long()
-    return s, q, iterations
-
-
-def _free_chain(model, states):
-    """ds/dv for the coordinates of ``_to_free``."""
-    H = model.hidden_size
-    return torch.cat([1 - states[..., :H].square(), torch.ones_like(states[..., H:])], -1)
-
-
-def _to_free(model, states):
-    H = model.hidden_size
-    return torch.cat([torch.atanh(states[..., :H]), states[..., H:]], -1)
-
-
-def _from_free(model, free):
-    H = model.hidden_size
-    return torch.cat([torch.tanh(free[..., :H]), free[..., H:]], -1)
-
-
-def _clip_to_region(model, states, edge=_EDGE):
-    """Project the hidden part into [-edge, edge]^H, inside (-1, 1)^H."""
-    H = model.hidden_size
-    return torch.cat([states[..., :H].clamp(-edge, edge), states[..., H:]], -1)
-
-
-def _reference_adam(model, starts, projected, metric, iterations, lr=1e-3, drop_at=0.4):
-    """The reference's search: Adam on sum q, lr / 10 after ``drop_at`` of the iterations, h clipped
-    to [-1, 1] after every step; every point runs all iterations and the last iterate is kept."""
-    s = starts.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([s], lr=lr)
-    H = model.hidden_size
-    for i in range(iterations):
-        if i == int(drop_at * iterations):
-            optimizer.param_groups[0]["lr"] = lr / 10
-        optimizer.zero_grad(set_to_none=True)
-        speed_sq(model, s, projected, metric).sum().backward()
-        optimizer.step()
-        with torch.no_grad():
-            s[..., :H].clamp_(-1, 1)
-    points = s.detach()
-    with torch.no_grad():
-        q = speed_sq(model, points, projected, metric)
-    return points, q, torch.full_like(q, iterations, dtype=torch.long)
-
-
-def _adam(model, starts, projected, metric, tol, max_iter, lr, patience, progress):
-    s = starts.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([s], lr=lr)
-    with torch.no_grad():
-        best = speed_sq(model, s, projected, metric)
-    best_s = s.detach().clone()
-    reference, since = best.clone(), torch.zeros_like(best, dtype=torch.long)  # progress check for stalls
-    iterations = torch.zeros_like(best, dtype=torch.long)
-    for _ in range(max_iter):
-        active = (best > tol) & (since < patience)
-        if not active.any():
-            break
-        q = speed_sq(model, s, projected, metric)
-        optimizer.zero_grad(set_to_none=True)
-        (q * active).sum().backward()
-        optimizer.step()
-        with torch.no_grad():
-            s.copy_(_clip_to_region(model, s))
-            q = speed_sq(model, s, projected, metric)
-            progressed = active & (q < reference * (1 - progress))
-            reference = torch.where(progressed, q, reference)
-            since = torch.where(progressed, 0, since + active.long())
-            improved = active & (q < best)
-            best = torch.where(improved, q, best)
-            best_s = torch.where(improved[..., None], s, best_s)
-            iterations += active.long()
-    return best_s, best, iterations
 
 
 @dataclass
@@ -559,7 +410,7 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
     last = store.checkpoint_steps(run_dir)[-1]
     name = analysis_name(config, search, centroids, metric)
     settings = {"method": search, "centroids": centroids, "tol": tol, "metric": metric, "checkpoint_step": step,
-                "noise_frames": noise_frames, "max_iter": max_iter, "stall": list(_STALL.get(search, ())),
+                "noise_frames": noise_frames, "max_iter": max_iter, "stall": list(fixedpoints.STALL.get(search, ())),
                 "finder_version": FINDER_VERSION, "visited_trials": VISITED_TRIALS}
     cached = store.read_summary(run_dir).get(name)
     if step == last and isinstance(cached, dict) and all(cached.get(k) == v for k, v in settings.items()) and (run_dir / f"{name}.safetensors").exists():

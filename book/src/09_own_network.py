@@ -1,0 +1,190 @@
+# %% [markdown]
+# # Your own network
+#
+# Every chapter so far analysed networks this package trained on the paper's task. The same questions
+# can be asked of any recurrent network written in PyTorch: where are its fixed points, which of them
+# are stable, and how long does it keep what it remembers? This chapter trains a plain
+# `torch.nn.GRU` on the **3-bit flip-flop** of {cite:t}`sussillo2013` — three input channels receive
+# occasional ±1 pulses, and each of three outputs must hold the sign of its channel's last pulse — and
+# analyses it with `memrnn.fixedpoints` alone:
+#
+# ```python
+# from memrnn import find_fixed_points, reachable_region, sample_starts, step_function
+#
+# found = find_fixed_points(step_function(gru), sample_starts(states, 1024), torch.zeros(3),
+#                           region=reachable_region(gru))
+# points = found[found.converged & found.in_region].unique(distance=1e-2)
+# ```
+#
+# `step_function` makes the one-step map F(h, x) of a single-layer `nn.GRU`, `LSTM` or `RNN` from the
+# module's own forward; any other map written in PyTorch serves as well, since the search needs only F
+# and its Jacobian, which autograd provides. The starts are states the network visited on its own
+# trajectories, the input is held at rest (no pulse), and the search is the Levenberg–Marquardt search
+# of the earlier chapters, which keeps its iterates inside (−1, 1)^H, the only region a GRU can visit.
+# `EnsembleRNN.from_torch` turns the same module into a network of this package, so the analyses of
+# the earlier chapters accept it too.
+#
+# The answer is known in advance: a network that solves the task holds 2³ = 8 memories, stable fixed
+# points near the corners of a cube, with saddle points between them. We then ask how long each
+# memory survives when noise is the only input, and whether its speed — the quantity the paper ties to
+# memory — tells.
+#
+# **Runtime:** at `cpu`, about a minute on two CPU cores to train the network (seconds once it is in the
+# runs cache), seconds for the analysis.
+
+# %% tags=["remove-cell"]
+# On Colab or Binder without the package: install it (this cell is hidden in the book).
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("memrnn") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "memrnn[mnist5k] @ git+https://github.com/memrnn/memrnn"],
+                   check=True)
+
+# %% tags=["parameters"]
+preset: str = "cpu"               # smoke | cpu (gpu and paper train the cpu network: it is small)
+seed: int = 0                     # seed of the network and its training data
+runs: str = "../runs"             # cache of the trained network
+starts: int = 2048                # start states for the search, sampled from the network's trajectories
+start_noise: float = 0.3          # standard deviation of the noise added to each start state
+noise: float = 0.2                # standard deviation of the input noise while the network holds its bits
+
+# %%
+import datetime
+import time
+
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from memrnn import flipflop, plots
+from memrnn.book import code_version, device_name, markdown_table, prepare_runs
+
+config = flipflop.make_config(preset, seed=seed)
+runs = prepare_runs(runs)
+plots.book_figures()
+began = time.perf_counter()
+net = flipflop.trained(config, runs)
+trained_in = time.perf_counter() - began
+test_inputs, test_targets = flipflop.trials(config, 256, torch.Generator().manual_seed(seed + 1))
+with torch.no_grad():
+    outputs, states = net(test_inputs)
+accuracy = (outputs.sign() == test_targets).float().mean().item()
+facts = [("preset", f"`{preset}`"), ("network", f"`nn.GRU`, {config.hidden_size} units, `nn.Linear` readout"),
+         ("training", f"{config.steps:,} steps of Adam (lr {config.lr:g}), batch {config.batch_size}, trials of "
+                      f"{config.trial_length} steps, input noise σ = {config.input_noise:g}"),
+         ("code", code_version()), ("date", datetime.date.today().isoformat()), ("device", device_name("cpu"))]
+display(Markdown("> **What ran.** " + " · ".join(f"{k}: {v}" for k, v in facts)))
+print(f"network ready in {trained_in:.1f} s; held-out trials: {accuracy:.1%} of outputs have the right sign")
+
+# %% [markdown]
+# The same network as one of this package's: `EnsembleRNN.from_torch` copies the weights (torch's GRU
+# form, `cell="torch"`), and its outputs on the held-out trials match the module's.
+
+# %%
+from memrnn import EnsembleRNN
+
+copy = EnsembleRNN.from_torch(net.gru, net.readout)
+with torch.no_grad():
+    copied = copy(test_inputs[None, ..., :-1], test_inputs[None, ..., -1])[0]
+print(f"largest |output difference| between the module and its EnsembleRNN copy: {(copied - outputs).abs().max():.1e}")
+
+# %% [markdown]
+# ## Fixed points
+# Start states are drawn from the hidden states of the held-out trials, with Gaussian noise of standard
+# deviation `start_noise` added (a trajectory passes a saddle in a step or two, so few visited states
+# lie near one); the input is held at 0 (no pulse, no noise). A point counts when the search converged
+# (q = ‖F(h) − h‖² ≤ 10⁻¹²) inside the region. Points closer than 10⁻² are one point: the slowest
+# direction at a stable point decays by well under 1% per step, so points within the tolerance can lie
+# 10⁻³ apart along it. A point is stable when every eigenvalue of its Jacobian lies inside the unit
+# circle; an unstable one is a saddle with as many unstable directions as eigenvalues outside it.
+
+# %%
+from memrnn import find_fixed_points, reachable_region, sample_starts, step_function
+
+began = time.perf_counter()
+initial = sample_starts(states, starts, start_noise, seed)
+found = find_fixed_points(step_function(net.gru), initial, torch.zeros(config.bits), region=reachable_region(net.gru))
+searched_in = time.perf_counter() - began
+points = found[found.converged & found.in_region].unique(distance=1e-2)
+stable, saddles = points[points.stable], points[~points.stable]
+with torch.no_grad():
+    corners = net.readout(stable.points).sign()
+unstable_directions = (saddles.eigenvalues.abs() > 1).sum(-1)
+print(f"{len(found)} searches in {searched_in:.1f} s (median {found.iterations.median().item():.0f} iterations): "
+      f"{int(found.converged.sum())} converged, {int(found.in_region.sum())} inside (-1, 1)^H; "
+      f"median distance moved from the start {found.moved.median():.2f}")
+
+
+def summary(name, p):
+    if not len(p):
+        return name, 0, "—", "—"
+    radius = p.eigenvalues.abs().amax(-1)
+    return name, len(p), f"{p.speed.max():.1e} at most", f"{radius.min():.4f} – {radius.max():.4f}"
+
+
+markdown_table(("fixed points", "count", "speed √q", "largest |λ|"),
+               [summary("stable", stable), summary("unstable (saddles)", saddles)])
+
+# %% tags=["nbval-check-output"]
+patterns = {tuple(c) for c in corners.int().tolist()}
+print(f"stable fixed points: {len(stable)}, holding {len(patterns)} of the {2 ** config.bits} bit patterns")
+print(f"unstable fixed points: {len(saddles)}, with {sorted(set(unstable_directions.tolist()))} unstable direction(s)")
+
+# %% mystnb={"figure": {"caption": "Hidden-state trajectories of held-out flip-flop trials (grey) and the network's fixed points on the top three principal components of those states (axis labels: share of variance): stable points (blue, labelled with the signs they read out) and saddles (open red).", "name": "fig-own-fixed-points"}}
+fig = plots.flipflop_fixed_points(states.numpy(), stable.points.numpy(), saddles.points.numpy(), corners.numpy())
+
+# %% [markdown]
+# ## How long each memory lasts under noise
+# From each stable fixed point, Gaussian noise of standard deviation `noise` is the only input (100
+# trials per point, at most 1,000 steps). A memory is lost when the state leaves its basin: every 5
+# steps a copy of the state relaxes 30 steps without input, and if any output's sign then differs from
+# the point's, its bits are gone. The speed at each point and the modulus of its Jacobian's largest
+# eigenvalue (the slowest decay towards the point: a perturbation shrinks by that factor per step) are
+# set beside the mean time held.
+
+# %%
+from scipy import stats
+
+MAX_STEPS = 1000
+held = flipflop.holding_times(net, stable.points, noise, n_trials=100, max_steps=MAX_STEPS, seed=seed).float()
+radius = stable.eigenvalues.abs().amax(-1)
+mean_held = held.mean(1)
+order = torch.argsort(mean_held)
+markdown_table(("bits", "speed √q", "largest |λ|", "mean steps held", "trials never lost"),
+               [("".join("+" if b > 0 else "−" for b in corners[k]), f"{stable.speed[k]:.1e}", f"{radius[k]:.4f}",
+                 f"{mean_held[k]:.0f}", f"{(held[k] == MAX_STEPS).float().mean():.0%}") for k in order.tolist()])
+
+# %% mystnb={"figure": {"caption": "Each stable fixed point of the flip-flop network: mean number of steps it holds its bits with noise as the only input, against its speed (left) and against the largest eigenvalue modulus of its Jacobian (right).", "name": "fig-own-holding"}}
+fig = plots.holding_vs_speed(stable.speed.numpy(), radius.numpy(), mean_held.numpy(), noise)
+
+# %% tags=["remove-cell"]
+from memrnn.book import glue
+
+
+def rank_correlation(x):
+    if len(mean_held) < 3:
+        return "not measurable (fewer than 3 stable points)"
+    r, p = stats.spearmanr(x, mean_held)
+    return f"Spearman r = {r:+.2f} (p = {p:.2f}, n = {len(mean_held)})"
+
+
+glue("own_found", f"{len(stable)} stable fixed points holding {len(patterns)} of the {2 ** config.bits} bit patterns "
+                  f"and {len(saddles)} saddles, found from {len(found)} starts in {searched_in:.1f} s")
+glue("own_speed", f"{stable.speed.max():.0e}" if len(stable) else "—")
+glue("own_holding", f"from {mean_held.min():.0f} to {mean_held.max():.0f} steps" if len(stable) else "—")
+glue("own_r_speed", rank_correlation(stable.speed))
+glue("own_r_radius", rank_correlation(radius))
+
+# %% [markdown]
+# ## What we found
+#
+# The search found {glue:md}`own_found`. The stable points are true fixed points, not merely slow ones:
+# the fastest moves by {glue:md}`own_speed` per step, within the search's tolerance (√q ≤ 10⁻⁶), so
+# speed has nothing left to rank them by. Their mean holding times under noise ranged
+# {glue:md}`own_holding`; against speed, {glue:md}`own_r_speed`; against the largest eigenvalue modulus,
+# {glue:md}`own_r_radius`. In the
+# paper's networks memories sit at slow points that are *not* fixed, and there speed predicts how long a
+# memory lasts (C4); where a network has true fixed points, as this one, its memories last until noise
+# carries the state out of the basin, which speed does not measure.
