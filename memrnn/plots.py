@@ -348,7 +348,7 @@ def flipflop_fixed_points(trajectories, stable, unstable, corners, shown: int = 
     _, singular, vt = np.linalg.svd(flat - mean, full_matrices=False)
     explained = singular[:3] ** 2 / (singular ** 2).sum()
     project = lambda x: (np.asarray(x).reshape(-1, len(mean)) - mean) @ vt[:3].T  # noqa: E731
-    fig = plt.figure(figsize=(6, 5))
+    fig = plt.figure(figsize=(6, 5.4), layout="constrained")
     ax = fig.add_subplot(projection="3d")
     for trajectory in trajectories[:shown]:
         ax.plot(*project(trajectory).T, color="#969696", lw=0.4, alpha=0.6)
@@ -359,8 +359,7 @@ def flipflop_fixed_points(trajectories, stable, unstable, corners, shown: int = 
         ax.text(*xyz, " " + "".join("+" if b > 0 else "−" for b in bits), fontsize=9)
     for axis, k in zip((ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), range(3)):
         axis(f"PC {k + 1} ({explained[k]:.0%})")
-    ax.legend(loc="upper left")
-    fig.tight_layout()
+    _legend_below(fig, ax)
     return fig
 
 
@@ -368,8 +367,8 @@ def holding_vs_speed(speed, radius, holding, noise):
     """Per stable fixed point: mean holding time under input noise against its speed and against the
     modulus of its Jacobian's largest eigenvalue (the slowest decay). Speeds are floored at 1e-12 for
     the log axis (an exact fixed point has speed 0)."""
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.2), sharey=True)
-    for ax, x, label in ((axes[0], np.maximum(speed, 1e-12), r"speed $\sqrt{q}$ at the point"),
+    fig, axes = plt.subplots(1, 2, figsize=(6.5, 3.2), sharey=True)
+    for ax, x, label in ((axes[0], np.maximum(speed, 1e-12), r"speed $q^{1/2}$ at the point"),
                          (axes[1], radius, r"largest $|\lambda|$ of the Jacobian")):
         ax.scatter(x, holding, color="#08519c", edgecolor="k", s=40)
         ax.set_xlabel(label)

@@ -1,5 +1,5 @@
 # %% [markdown]
-# # Your own network
+# # Your own network: where are its fixed points, and how long does it hold a bit?
 #
 # Every chapter so far analysed networks this package trained on the paper's task. The same questions
 # can be asked of any recurrent network written in PyTorch: where are its fixed points, which of them
@@ -50,7 +50,7 @@ starts: int = 2048                # start states for the search, sampled from th
 start_noise: float = 0.3          # standard deviation of the noise added to each start state
 noise: float = 0.2                # standard deviation of the input noise while the network holds its bits
 
-# %%
+# %% tags=["hide-input"]
 import datetime
 import time
 
@@ -82,7 +82,7 @@ print(f"network ready in {trained_in:.1f} s; held-out trials: {accuracy:.1%} of 
 # The same network as one of this package's: `EnsembleRNN.from_torch` copies the weights (torch's GRU
 # form, `cell="torch"`), and its outputs on the held-out trials match the module's.
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import EnsembleRNN
 
 copy = EnsembleRNN.from_torch(net.gru, net.readout)
@@ -100,7 +100,7 @@ print(f"largest |output difference| between the module and its EnsembleRNN copy:
 # 10⁻³ apart along it. A point is stable when every eigenvalue of its Jacobian lies inside the unit
 # circle; an unstable one is a saddle with as many unstable directions as eigenvalues outside it.
 
-# %%
+# %% tags=["hide-input"]
 from memrnn import find_fixed_points, reachable_region, sample_starts, step_function
 
 began = time.perf_counter()
@@ -125,14 +125,16 @@ def summary(name, p):
 
 
 markdown_table(("fixed points", "count", "speed √q", "largest |λ|"),
-               [summary("stable", stable), summary("unstable (saddles)", saddles)])
+               [summary("stable", stable), summary("unstable (saddles)", saddles)],
+               caption="The flip-flop network's fixed points, counted once each: stable points and saddles, their "
+                       "largest speed (state units per step) and the range of their Jacobians' largest eigenvalue modulus.")
 
-# %% tags=["nbval-check-output"]
+# %% tags=["nbval-check-output", "remove-cell"]
 patterns = {tuple(c) for c in corners.int().tolist()}
 print(f"stable fixed points: {len(stable)}, holding {len(patterns)} of the {2 ** config.bits} bit patterns")
 print(f"unstable fixed points: {len(saddles)}, with {sorted(set(unstable_directions.tolist()))} unstable direction(s)")
 
-# %% mystnb={"figure": {"caption": "Hidden-state trajectories of held-out flip-flop trials (grey) and the network's fixed points on the top three principal components of those states (axis labels: share of variance): stable points (blue, labelled with the signs they read out) and saddles (open red).", "name": "fig-own-fixed-points"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Hidden-state trajectories of held-out flip-flop trials (grey) and the network's fixed points on the top three principal components of those states (axis labels: share of variance): stable points (blue, labelled with the signs they read out) and saddles (open red).", "name": "fig-own-fixed-points"}}
 fig = plots.flipflop_fixed_points(states.numpy(), stable.points.numpy(), saddles.points.numpy(), corners.numpy())
 
 # %% [markdown]
@@ -144,7 +146,7 @@ fig = plots.flipflop_fixed_points(states.numpy(), stable.points.numpy(), saddles
 # eigenvalue (the slowest decay towards the point: a perturbation shrinks by that factor per step) are
 # set beside the mean time held.
 
-# %%
+# %% tags=["hide-input"]
 from scipy import stats
 
 MAX_STEPS = 1000
@@ -154,13 +156,18 @@ mean_held = held.mean(1)
 order = torch.argsort(mean_held)
 markdown_table(("bits", "speed √q", "largest |λ|", "mean steps held", "trials never lost"),
                [("".join("+" if b > 0 else "−" for b in corners[k]), f"{stable.speed[k]:.1e}", f"{radius[k]:.4f}",
-                 f"{mean_held[k]:.0f}", f"{(held[k] == MAX_STEPS).float().mean():.0%}") for k in order.tolist()])
+                 f"{mean_held[k]:.0f}", f"{(held[k] == MAX_STEPS).float().mean():.0%}") for k in order.tolist()],
+               caption=f"Each stable point (the bits it reads out): speed, largest eigenvalue modulus, mean steps it holds "
+                       f"its bits under input noise σ = {noise:g} ({MAX_STEPS:,} at most) and the share of trials never lost.")
 
-# %% mystnb={"figure": {"caption": "Each stable fixed point of the flip-flop network: mean number of steps it holds its bits with noise as the only input, against its speed (left) and against the largest eigenvalue modulus of its Jacobian (right).", "name": "fig-own-holding"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Each stable fixed point of the flip-flop network: mean number of steps it holds its bits with noise as the only input, against its speed (left) and against the largest eigenvalue modulus of its Jacobian (right).", "name": "fig-own-holding"}}
 fig = plots.holding_vs_speed(stable.speed.numpy(), radius.numpy(), mean_held.numpy(), noise)
 
-# %% tags=["remove-cell"]
-from memrnn.book import glue
+# %% [markdown]
+# ## What we found
+
+# %% tags=["hide-input"]
+from memrnn.display import finding_box
 
 
 def rank_correlation(x):
@@ -170,21 +177,15 @@ def rank_correlation(x):
     return f"Spearman r = {r:+.2f} (p = {p:.2f}, n = {len(mean_held)})"
 
 
-glue("own_found", f"{len(stable)} stable fixed points holding {len(patterns)} of the {2 ** config.bits} bit patterns "
-                  f"and {len(saddles)} saddles, found from {len(found)} starts in {searched_in:.1f} s")
-glue("own_speed", f"{stable.speed.max():.0e}" if len(stable) else "—")
-glue("own_holding", f"from {mean_held.min():.0f} to {mean_held.max():.0f} steps" if len(stable) else "—")
-glue("own_r_speed", rank_correlation(stable.speed))
-glue("own_r_radius", rank_correlation(radius))
-
-# %% [markdown]
-# ## What we found
-#
-# The search found {glue:md}`own_found`. The stable points are true fixed points, not merely slow ones:
-# the fastest moves by {glue:md}`own_speed` per step, within the search's tolerance (√q ≤ 10⁻⁶), so
-# speed has nothing left to rank them by. Their mean holding times under noise ranged
-# {glue:md}`own_holding`; against speed, {glue:md}`own_r_speed`; against the largest eigenvalue modulus,
-# {glue:md}`own_r_radius`. In the
-# paper's networks memories sit at slow points that are *not* fixed, and there speed predicts how long a
-# memory lasts (C4); where a network has true fixed points, as this one, its memories last until noise
-# carries the state out of the basin, which speed does not measure.
+finding_box(
+    f"The search found {len(stable)} stable fixed points holding {len(patterns)} of the {2 ** config.bits} bit "
+    f"patterns and {len(saddles)} saddles, from {len(found)} starts in {searched_in:.1f} s. The stable points are "
+    "true fixed points, not merely slow ones: the fastest moves by "
+    + (f"{stable.speed.max():.0e}" if len(stable) else "—")
+    + " per step, within the search's tolerance (√q ≤ 10⁻⁶), so speed has nothing left to rank them by. Their mean "
+    "holding times under noise ranged "
+    + (f"from {mean_held.min():.0f} to {mean_held.max():.0f} steps" if len(stable) else "—")
+    + f"; against speed, {rank_correlation(stable.speed)}; against the largest eigenvalue modulus, "
+    f"{rank_correlation(radius)}. In the paper's networks memories sit at slow points that are *not* fixed, and "
+    "there speed predicts how long a memory lasts (C4); where a network has true fixed points, as this one, its "
+    "memories last until noise carries the state out of the basin, which speed does not measure.")
