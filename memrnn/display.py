@@ -15,10 +15,10 @@ from . import store
 
 # outcome -> (sphinx-design badge colour, box colour)
 OUTCOMES = {"reproduced": ("success", "#1b7a3a"), "partly reproduced": ("warning", "#9a5b00"),
-            "not reproduced": ("danger", "#b3261e"), "inconclusive": ("secondary", "#5f6368")}
+            "not reproduced": ("danger", "#b3261e"), "inconclusive": ("muted", "#5f6368")}
 SUMMARY_FILE, RESULTS_FILE = "verdicts.json", "_results.md"
 # the landing page's figure: C2's extrapolation curves, taken from the executed chapter
-HEADLINE = ("02_extrapolation", "fig-c2-extrapolation", "figures/headline.png")
+HEADLINE = ("02_extrapolation", "fig-c2-extrapolation", "figures/headline.svg")
 CLAIM_CHAPTERS = {"C1": "01_task", "C2": "02_extrapolation", "C3": "03_slowpoints", "C4": "04_speed_predicts_memory",
                   "C5": "05_formation", "C6": "06_regularization"}
 
@@ -132,10 +132,8 @@ def write_summary(book_dir: Path, records: list[dict]) -> dict:
 
 
 def write_headline(book_dir: Path) -> Path | None:
-    """Copy the headline figure out of its executed chapter (the PNG its figure cell shows); None when
+    """Copy the headline figure (the SVG its figure cell shows) out of its executed chapter; None when
     the chapter or its figure is not there (a test of the committed book checks that it is)."""
-    import base64
-
     import nbformat
 
     chapter, name, target = HEADLINE
@@ -144,9 +142,9 @@ def write_headline(book_dir: Path) -> Path | None:
         return None
     for cell in nbformat.read(path, as_version=4).cells:
         if cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("name") == name:
-            images = [o["data"]["image/png"] for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+            images = [o["data"]["image/svg+xml"] for o in cell.get("outputs", []) if "image/svg+xml" in o.get("data", {})]
             if images:
-                store.atomic_write(Path(book_dir) / target, base64.b64decode(images[-1]))
+                store.atomic_write(Path(book_dir) / target, "".join(images[-1]).encode())
                 return Path(book_dir) / target
     return None
 

@@ -121,8 +121,9 @@ for key, d in verdict.details.items():
     for protocol, c in d["conditions"].items():
         rows_c4.append((f"{arch.upper()} · {plots.PROTOCOL_NAMES[protocol]}", "inside the condition", f"{c['r']:+.2f}",
                         f"{c['se']:.2f}"))
-    rows_c4.append((f"{arch.upper()}, combined", f"random effects, τ² = {d['tau2']:.3f}", r_ci({"r": d["r"], "ci95": d["ci95"]}),
-                    "—"))
+    if "tau2" in d:  # no condition with a correlation interval: nothing combined
+        rows_c4.append((f"{arch.upper()}, combined", f"random effects, τ² = {d['tau2']:.3f}",
+                        r_ci({"r": d["r"], "ci95": d["ci95"]}), "—"))
     rows_c4.append((f"{arch.upper()}, pooled over protocols", "decides nothing", r_ci(d["pooled_over_protocols"]), "—"))
 markdown_table(("correlation", "how", "Spearman r [95% CI]", "SE of Fisher z"), rows_c4,
                caption="The correlations C4's verdict combines: inside each condition, combined per architecture by random effects (the verdict reads this row), and pooled over protocols (reported, deciding nothing).")

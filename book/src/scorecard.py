@@ -21,7 +21,7 @@ if importlib.util.find_spec("memrnn") is None:
 
 # %% tags=["parameters"]
 preset: str = "cpu"                # the preset the chapters ran at
-verdicts: str = "verdicts.json"    # the chapters' verdicts: a file, or its address (Colab: the repository's)
+verdicts: str = "verdicts.json"    # the verdicts: a file or its address
 
 # %% tags=["hide-input"]
 from IPython.display import HTML, Markdown, display
