@@ -218,14 +218,23 @@ return [...document.querySelectorAll('div.cell_output, div.cell_output *, figure
                   && !e.closest('table'))
   .map(e => e.tagName + '.' + e.className + ': ' + (e.innerText || e.src || '').slice(0, 60));
 """
-# table cells narrower than their longest word (a word broken mid-word, as "n/ot/re/pr/o/d/u/ce/d" once was)
-WORDS_BROKEN = """
-const canvas = document.createElement('canvas').getContext('2d');
+# table cells narrower than their longest word (a word broken mid-word, as "n/ot/re/pr/o/d/u/ce/d" once was);
+# "long-delay" may break after its hyphen
+WORDS_BROKEN = r"""
 return [...document.querySelectorAll('div.cell_output td, div.cell_output th')].filter(td => {
-  const style = getComputedStyle(td);
-  canvas.font = style.font;
-  const longest = Math.max(0, ...td.innerText.split(/\\s+/).map(w => canvas.measureText(w).width));
-  return td.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) + 1 < longest;
+  // a word (a line may break at a space or after a hyphen or dash) whose letters sit on two lines
+  const walker = document.createTreeWalker(td, NodeFilter.SHOW_TEXT);
+  for (let node; (node = walker.nextNode());) {
+    const word = /[^\s\-–—]+[\-–—]?/g;
+    for (let m; (m = word.exec(node.data));) {
+      const range = document.createRange();
+      range.setStart(node, m.index);
+      range.setEnd(node, m.index + m[0].length);
+      const rects = [...range.getClientRects()].filter(r => r.width > 0);
+      if (rects.some(r => Math.abs(r.top - rects[0].top) > 1)) return true;
+    }
+  }
+  return false;
 }).map(td => td.innerText.slice(0, 40));
 """
 
