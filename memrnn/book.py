@@ -119,8 +119,11 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         source = output_dir / f".{name}.source.ipynb"
         nbformat.write(notebook, source)
         target, partial = output_dir / f"{name}.ipynb", output_dir / f".{name}.partial.ipynb"
-        # the chapter's kernel inherits these: record_verdict stamps verdicts with the code that made them
-        os.environ.update(MEMRNN_CHAPTER=name, MEMRNN_CHAPTER_SHA256=code_hash(notebook))
+        # the chapter's kernel inherits these (record_verdict stamps verdicts with the code that made
+        # them); put back afterwards, so nothing run later in this process is taken for the chapter
+        stamp = {"MEMRNN_CHAPTER": name, "MEMRNN_CHAPTER_SHA256": code_hash(notebook)}
+        before = {key: os.environ.get(key) for key in stamp}
+        os.environ.update(stamp)
         # no parameters passed: papermill then injects no cell, the parameters cell already holds the values
         try:  # papermill writes the notebook as it goes, failed or not: never over the committed one
             executed = papermill.execute_notebook(str(source), str(partial), cwd=str(root / "book"),
@@ -130,6 +133,11 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
                                f"failed execution is in {partial}") from None
         finally:
             source.unlink()
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key)
+                else:
+                    os.environ[key] = value
         executed.metadata["memrnn"] = {"preset": preset, "parameters": values, "code_sha256": code_hash(executed)}
         nbformat.write(executed, partial)
         os.replace(partial, target)

@@ -107,24 +107,26 @@ def _question(notebook) -> str:
 
 def write_summary(book_dir: Path, records: list[dict]) -> dict:
     """Merge ``records`` (verdicts as the chapters recorded them) into ``book/verdicts.json``, keeping
-    only verdicts that the committed notebook of their chapter produced (its code stamp), with each
-    claim's statement and question, and write the landing page's table to ``book/_results.md``."""
+    for each claim the verdict that the committed notebook of its chapter produced (its code stamp
+    and preset): a fresh record when it matches, else the one already there when that still does.
+    Adds each claim's statement and question, and writes the landing page's table to ``book/_results.md``."""
     import nbformat
 
     book_dir = Path(book_dir)
     keep = ("claim", "verdict", "reason", "statistic", "scope", "premises", "detectable", "preset", "networks",
             "device", "chapter", "code_sha256")
-    summary = {**read_summary(book_dir), **{r["claim"]: {k: r.get(k) for k in keep} for r in records}}
-    for claim in list(summary):
-        path = book_dir / f"{CLAIM_CHAPTERS.get(claim)}.ipynb"
-        notebook = nbformat.read(path, as_version=4) if path.exists() else None
-        stamp = notebook.metadata.get("memrnn", {}) if notebook else {}
-        if not notebook or (stamp.get("code_sha256"), stamp.get("preset")) != (summary[claim]["code_sha256"],
-                                                                                summary[claim]["preset"]):
-            del summary[claim]  # not what the committed chapter produced
+    fresh, existing = {r["claim"]: {k: r.get(k) for k in keep} for r in records}, read_summary(book_dir)
+    summary = {}
+    for claim, chapter in CLAIM_CHAPTERS.items():
+        path = book_dir / f"{chapter}.ipynb"
+        if not path.exists():
             continue
-        summary[claim].update(statement=statement(notebook), question=_question(notebook))
-    summary = dict(sorted(summary.items()))
+        notebook = nbformat.read(path, as_version=4)
+        stamp = notebook.metadata.get("memrnn", {})
+        for entry in (fresh.get(claim), existing.get(claim)):
+            if entry and (entry.get("code_sha256"), entry.get("preset")) == (stamp.get("code_sha256"), stamp.get("preset")):
+                summary[claim] = {**entry, "statement": statement(notebook), "question": _question(notebook)}
+                break
     write_headline(book_dir)
     store.write_json(book_dir / SUMMARY_FILE, summary)
     (book_dir / RESULTS_FILE).write_text(results_markdown(summary))

@@ -134,6 +134,7 @@ def test_a_failed_execution_leaves_the_chapter_notebook_as_it_was(tmp_path):
         run(tmp_path, "smoke", ["02_extrapolation"], {"runs": str(tmp_path / "runs"), "scheduler": "sync",
                                                       "archs": "not-an-arch"}, progress=False)
     assert target.read_bytes() == before
+    assert "MEMRNN_CHAPTER" not in os.environ  # the chapter's stamp is not left for what runs next
     failed = nbformat.read(tmp_path / "book" / ".02_extrapolation.partial.ipynb", as_version=4)
     assert [o for c in failed.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
 

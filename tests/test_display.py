@@ -61,6 +61,10 @@ def test_summary_keeps_only_what_the_committed_chapters_produced(tmp_path):
     # a later run of another chapter keeps C2; a rerun of C2 at another preset drops it
     _chapter(tmp_path, "03_slowpoints", "abc")
     assert list(write_summary(tmp_path, [_record("C3", "03_slowpoints")])) == ["C2", "C3"]
+    # a record from outside the runner (no stamp, e.g. nbval re-executing a chapter) leaves the verdict
+    # of the committed chapter in place
+    assert write_summary(tmp_path, [{**_record("C2", None, "not reproduced"), "code_sha256": None}])["C2"][
+        "verdict"] == "reproduced"
     _chapter(tmp_path, "02_extrapolation", "abc", preset="cpu")
     assert list(write_summary(tmp_path, [])) == ["C3"]
 
