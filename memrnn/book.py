@@ -142,7 +142,7 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         nbformat.write(executed, partial)
         os.replace(partial, target)
         if name in CLAIM_CHAPTERS.values():  # the scorecard and the landing page read the summary
-            runs_dir = root / "book" / values.get("runs", "../runs")
+            runs_dir = root / "book" / values.get("runs", DEFAULT_RUNS)
             write_summary(output_dir, read_verdicts(runs_dir))
         written.append(target)
         if progress:

@@ -21,8 +21,6 @@ SUMMARY_FILE, RESULTS_FILE = "verdicts.json", "_results.md"
 HEADLINE = ("02_extrapolation", "fig-c2-extrapolation", "figures/headline.svg")
 CLAIM_CHAPTERS = {"C1": "01_task", "C2": "02_extrapolation", "C3": "03_slowpoints", "C4": "04_speed_predicts_memory",
                   "C5": "05_formation", "C6": "06_regularization"}
-
-
 RULE_COLOUR = "#2f5b9a"
 
 
@@ -44,8 +42,8 @@ def inline_html(text: str) -> str:
 
 def box_html(title: str, verdict: str | None, body: str, details: dict | None = None, link: str | None = None) -> str:
     """A box with an edge in the colour of ``verdict`` (None: a rule's colour): ``title`` (a link to
-    ``link`` if given) and ``body`` always shown,
-    ``details`` (label -> text) folded under a summary line that a reader opens."""
+    ``link`` if given) and ``body`` always shown, ``details`` (label -> text) folded under a summary
+    line that a reader opens."""
     colour = _outcome(verdict)[1]
     heading = inline_html(title)
     heading = f'<a href="{html.escape(link)}" style="color: inherit">{heading}</a>' if link else heading
@@ -66,16 +64,21 @@ def rule_box(claim: str):
     return HTML(box_html(f"Verdict rule ({claim}), fixed before the data", None, rule_text(claim)))
 
 
+def evidence(record: dict) -> dict:
+    """What a verdict rests on, label -> text, from a verdict as recorded (``Verdict.to_dict()``)."""
+    from .claims import Scope, premises_markdown, scope_markdown
+
+    return {"Statistic": record["statistic"], "Premises": premises_markdown(record["premises"]),
+            "Smallest effect detectable at this n (80% power)": record["detectable"],
+            "Scope": scope_markdown(Scope(**record["scope"]))}
+
+
 def verdict_box(verdict):
     """A chapter's verdict: outcome and reason in view, the evidence behind it folded."""
     from IPython.display import HTML
 
-    from .claims import premises_markdown, scope_markdown
-
-    return HTML(box_html(f"{verdict.claim}: {verdict.verdict}", verdict.verdict, f"Why: {verdict.reason}.", {
-        "Statistic": verdict.statistic, "Premises": premises_markdown(verdict.premises),
-        "Smallest effect detectable at this n (80% power)": verdict.detectable,
-        "Scope": scope_markdown(verdict.scope)}))
+    return HTML(box_html(f"{verdict.claim}: {verdict.verdict}", verdict.verdict, f"Why: {verdict.reason}.",
+                         evidence(verdict.to_dict())))
 
 
 def finding_box(text: str, verdict=None):

@@ -26,7 +26,7 @@ verdicts: str = "verdicts.json"    # the verdicts: a file or its address
 # %% tags=["hide-input"]
 from IPython.display import HTML, Markdown, display
 
-from memrnn.display import CLAIM_CHAPTERS, box_html, load_summary
+from memrnn.display import CLAIM_CHAPTERS, box_html, evidence, load_summary
 from memrnn.presets import make_config
 
 summary = load_summary(verdicts)
@@ -44,19 +44,6 @@ if preset != "paper":
         "only; the `paper` preset reruns every chapter at the reference's.\n```"))
 
 # %% tags=["hide-input"]
-def scope(s):
-    text = (f"preset `{s['preset']}`; {', '.join(s['datasets'])}; {', '.join(a.upper() for a in s['archs'])}; "
-            f"{s['units']} units; {s['steps']:,} steps; {s['model_form']}; {s['networks']} networks")
-    text += f"; search: {s['search']}" if s.get("search") else ""
-    text += f" ({s['search_iterations']:,} reference-search iterations)" if s.get("search_iterations") else ""
-    return text + (f"; fine-tuning {s['finetune_steps']:,} steps at λ = {s['lam']:g}" if s.get("finetune_steps") else "")
-
-
-def premises(items):
-    return "; ".join(f"{p['premise']}: {'met' if p['met'] else 'unmet (' + ', '.join(p['failing']) + ')'}"
-                     for p in items)
-
-
 cards = []
 for claim, chapter in CLAIM_CHAPTERS.items():
     r = summary.get(claim)
@@ -65,10 +52,7 @@ for claim, chapter in CLAIM_CHAPTERS.items():
         continue
     cards.append(box_html(f"{claim} · {r['question']} — {r['verdict']}", r["verdict"],
                           f"The paper: {r['statement']} Why this verdict: {r['reason']}.",
-                          {"Statistic": r["statistic"], "Premises": premises(r["premises"]),
-                           "Smallest effect detectable at this n (80% power)": r["detectable"],
-                           "Scope": scope(r["scope"]) + (f"; on {r['device']}" if r.get("device") else "")},
-                          link=f"{chapter}.html"))
+                          {**evidence(r), "Device": r.get("device") or "not recorded"}, link=f"{chapter}.html"))
 HTML("".join(cards))
 
 # %% tags=["nbval-check-output", "remove-cell"]
