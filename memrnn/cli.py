@@ -188,6 +188,12 @@ def _parser() -> argparse.ArgumentParser:
     p = _grid_arguments(commands.add_parser("grid", help="train and evaluate architectures x protocols at a preset"))
     p.add_argument("--delays", type=_delays, default=list(DEFAULT_DELAYS))
 
+    p = commands.add_parser("curve", help="train the learning curve whose rule fixes the cpu preset's training "
+                                          "length, and write its result file (memrnn.curve)")
+    p.add_argument("--out", default="runs", type=_out_dir, help="parent directory of run directories (default: runs)")
+    p.add_argument("--result", type=_json_file, help="result file (default: book/learning_curve.json)")
+    p.add_argument("--quiet", action="store_true")
+
     p = commands.add_parser("book", help="execute the book's chapters with papermill and/or build its HTML")
     book = p.add_subparsers(dest="book_command", required=True, metavar="ACTION")
     q = book.add_parser("run", help="execute chapters at a preset, then build the HTML")
@@ -356,6 +362,13 @@ def _run(args) -> int:
         rows = run_grid(preset, args.archs, args.protocols, args.delays, args.out, not args.quiet,
                         scheduler=args.scheduler, **values)
         print(format_table(rows))
+    elif args.command == "curve":
+        from .curve import RESULT, format_curve, run_curve, write_page
+
+        summary = run_curve(args.out, args.result or RESULT, not args.quiet)
+        if args.result is None:
+            write_page(summary)
+        print(format_curve(summary))
     return 0
 
 

@@ -11,12 +11,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats
 
+from .protocols import PROTOCOL_NAMES
+
 CHANCE = 0.1
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 10,
          "svg.fonttype": "none"}
 plt.rcParams.update(STYLE)
-PROTOCOL_NAMES = {"decu": "DeCu", "vocu": "VoCu", "none": "no curriculum"}
 # hue = protocol, shade = architecture; marker and line style = architecture
 _HUES = {"decu": ("#08519c", "#6baed6", "#2171b5"), "vocu": ("#a63603", "#fd8d3c", "#e6550d"),
          "none": ("#006d2c", "#74c476", "#31a354")}
@@ -375,4 +376,33 @@ def holding_vs_speed(speed, radius, holding, noise):
     axes[0].set_xscale("log")
     axes[0].set_ylabel(f"mean steps holding its bits\n(input noise σ = {noise:g})")
     fig.tight_layout()
+    return fig
+
+
+def learning_curves(conditions: list[dict], total_steps: int, last_quarter: float):
+    """Held-out trained-delay accuracy against step, one row per dataset: every condition's mean over
+    its networks (left), and per class for the condition whose class gained most at the end (right)."""
+    datasets = sorted({c["dataset"] for c in conditions}, key=[c["dataset"] for c in conditions].index)
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(6.5, 2.6 * len(datasets) + 0.9), sharex=True,
+                             squeeze=False, layout="constrained")
+    for (left, right), dataset in zip(axes, datasets):
+        here = [c for c in conditions if c["dataset"] == dataset]
+        for c in here:
+            accuracy = np.asarray(c["accuracy"])  # (checkpoints, networks, classes)
+            style = condition_style(c["arch"], c["protocol"])
+            left.plot(c["steps"], accuracy.mean((1, 2)), label=condition_label(c), ms=3, **style)
+        worst = max(here, key=lambda c: max(c["class_gains"]))
+        per_class = np.asarray(worst["accuracy"]).mean(1)
+        for k in range(per_class.shape[1]):
+            right.plot(worst["steps"], per_class[:, k], color=CLASS_COLOURS[k], lw=1, label=f"class {k}")
+        for ax, title in ((left, f"{dataset}: every condition"), (right, f"{dataset}, {condition_label(worst)}: per class")):
+            ax.axvspan(last_quarter * total_steps, total_steps, color="grey", alpha=0.15, lw=0)
+            ax.set_title(title)
+            ax.set_ylim(0, 1)
+        left.set_ylabel("accuracy, delays 4–19\n(fraction of held-out trials)")
+    for ax in axes[-1]:
+        ax.set_xlabel("training step")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    class_handles, class_labels = axes[0, 1].get_legend_handles_labels()
+    fig.legend(handles + class_handles, labels + class_labels, loc="outside lower center", ncol=5, frameon=False)
     return fig

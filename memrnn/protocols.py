@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 PROTOCOLS = ("decu", "vocu", "none")
+PROTOCOL_NAMES = {"decu": "DeCu", "vocu": "VoCu", "none": "no curriculum"}  # as the book writes them
 
 # (step in thousands, value) breakpoints of the reference, with the reference total steps
 _REFERENCE = {
