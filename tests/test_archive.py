@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memrnn import store
+from memrnn import archive, book, store
 from memrnn.archive import ArchiveError, fetch, pack
 from memrnn.cli import main
 from memrnn.formation import trace_run
@@ -22,6 +22,7 @@ from memrnn.runs import load_run
 from memrnn.slowpoints import analyse_run
 from memrnn.train import train
 
+ROOT = Path(__file__).resolve().parents[1]
 SMOKE = make_config("smoke", steps=20, checkpoint_every=10, log_every=10)
 
 
@@ -237,3 +238,46 @@ def test_the_command_line_packs_and_fetches_and_a_bad_hash_exits_2(runs, run_nam
     with pytest.raises(SystemExit):
         main(["runs", "pack", str(tmp_path / "a.zip")])
     assert "not a tar.gz name" in capsys.readouterr().err
+
+
+def test_chapters_fetch_the_published_runs_into_their_default_folder(run_name, published, tmp_path, monkeypatch):
+    url, sha = published
+    record = tmp_path / "runs-archive.json"
+    (tmp_path / "book").mkdir()
+    monkeypatch.chdir(tmp_path / "book")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert book.prepare_runs("../runs", on_colab=False, record=record) == "../runs"  # no record: nothing fetched
+    assert _listing(tmp_path / "runs") == []
+    record.write_text(json.dumps({"url": url, "sha256": sha, "runs": [run_name]}))
+    assert book.prepare_runs("../runs", on_colab=False, record=record) == "../runs"  # turned off (conftest)
+    assert _listing(tmp_path / "runs") == []
+    monkeypatch.setenv("MEMRNN_FETCH_RUNS", "1")
+    assert book.prepare_runs(str(tmp_path / "chosen"), on_colab=False, record=record)  # a folder chosen: left alone
+    assert _listing(tmp_path / "chosen") == []
+    _Quiet.requests.clear()
+    book.prepare_runs("../runs", on_colab=False, record=record)
+    assert store.trained_step(tmp_path / "runs" / run_name) == SMOKE.steps
+    assert _Quiet.requests == ["/runs.tar.gz"]
+    book.prepare_runs("../runs", on_colab=False, record=record)  # every recorded run there: nothing downloaded
+    assert _Quiet.requests == ["/runs.tar.gz"]
+    record.write_text(json.dumps({"url": url, "sha256": sha}))
+    with pytest.raises(ValueError, match=r"runs-archive.json must hold \{\"url\""):
+        book.prepare_runs("../runs", on_colab=False, record=record)
+
+
+def test_a_failed_fetch_of_the_published_runs_lets_the_chapter_train(run_name, server, tmp_path, monkeypatch):
+    _, base = server
+    record = tmp_path / "runs-archive.json"
+    record.write_text(json.dumps({"url": f"{base}/gone.tar.gz", "sha256": "0" * 64, "runs": [run_name]}))
+    monkeypatch.setenv("MEMRNN_FETCH_RUNS", "1")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.warns(UserWarning, match=f"could not use the published runs .*could not download {base}/gone.tar.gz"):
+        assert archive.fetch_published(tmp_path / "runs", record, progress=False) == []
+
+
+def test_the_record_travels_with_the_package():
+    """Colab installs the package from git, without book/: the record must be package data."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert archive.RECORD.parent == ROOT / "memrnn"
+    assert archive.RECORD.name in project["tool"]["setuptools"]["package-data"]["memrnn"]
