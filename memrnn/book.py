@@ -330,10 +330,15 @@ DEFAULT_RUNS = "../runs"  # the chapters' default: the repository's runs/, seen 
 COLAB_RUNS = "/content/runs"
 
 
-def prepare_runs(runs: str, on_colab: bool | None = None) -> str:
+def prepare_runs(runs: str, on_colab: bool | None = None, record: Path | None = None) -> str:
     """The runs cache. On Colab a notebook opened alone sits in /content, where the default ``../runs``
     would be /runs: it becomes /content/runs. A folder under /content/drive is mounted first, so a
-    Colab session keeps its runs."""
+    Colab session keeps its runs.
+
+    When the package records a published archive of trained runs (``record``, default
+    ``memrnn/runs-archive.json``), the chapters' own caches (the default folder, /content/runs or a
+    Drive folder) that lack some of its runs get them from it before anything trains (see
+    :func:`memrnn.archive.fetch_published`); a folder chosen otherwise, a test's say, is left alone."""
     if on_colab is None:
         import importlib.util
 
@@ -348,6 +353,10 @@ def prepare_runs(runs: str, on_colab: bool | None = None) -> str:
 
         drive.mount("/content/drive")
     Path(runs).mkdir(parents=True, exist_ok=True)
+    if runs in (DEFAULT_RUNS, COLAB_RUNS) or runs.startswith("/content/drive"):
+        from . import archive
+
+        archive.fetch_published(runs, record or archive.RECORD)
     return runs
 
 

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from .archive import CHECKPOINTS, SUFFIXES, check_sha256
 from .campaign import DEFAULT_DELAYS
 from .book import CHAPTERS
 from .data import DATASETS
@@ -206,10 +207,41 @@ def _parser() -> argparse.ArgumentParser:
     q = book.add_parser("build", help="render the HTML from the stored outputs, executing nothing")
     q.add_argument("--root", type=Path, default=Path("."))
 
+    p = commands.add_parser("runs", help="pack trained runs into one archive, or fetch and unpack one")
+    runs = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    q = runs.add_parser("pack", help="write runs (default: every finished one) to a tar.gz and print its SHA-256")
+    q.add_argument("out", type=_archive_file, metavar="OUT.tar.gz")
+    q.add_argument("run_names", nargs="*", metavar="RUN", help="run directory names in --runs (default: every finished run)")
+    q.add_argument("--runs", default="runs", type=_out_dir, help="the runs folder (default: runs)")
+    q.add_argument("--checkpoints", choices=CHECKPOINTS, default="final",
+                   help="final (default; cached formation traces stay usable) or all")
+    q = runs.add_parser("fetch", help="download an archive, check its SHA-256 and add its runs to --runs")
+    q.add_argument("url")
+    q.add_argument("--sha256", required=True, type=_sha256, help="the archive's SHA-256 (64 hexadecimal digits)")
+    q.add_argument("--runs", default="runs", type=_out_dir, help="the runs folder (default: runs)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = commands.add_parser("config", help="print the configuration a preset resolves to")
     p.add_argument("--preset", choices=PRESETS, help="default: smoke")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override)
     return parser
+
+
+def _archive_file(text: str) -> Path:
+    path = Path(text)
+    if not path.name.endswith(SUFFIXES):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a tar.gz name: give a file name ending in "
+                                         f"{' or '.join(SUFFIXES)}")
+    if _exists(path) and path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a directory: give a file name for the archive")
+    return path
+
+
+def _sha256(text: str) -> str:
+    try:
+        return check_sha256(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _json_file(text: str) -> Path:
@@ -251,8 +283,20 @@ def _describe(error: Exception) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """The arguments, with the RUNs of ``runs pack`` allowed after its options (argparse fills a
+    positional from one stretch of the command line only and leaves later ones over)."""
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and getattr(args, "runs_command", None) == "pack" and not any(r.startswith("-") for r in rest):
+        args.run_names += rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parse(argv)
     try:
         return _run(args)
     except Exception as e:  # one error path: a clear line and exit 2; the traceback only with --debug
@@ -315,7 +359,7 @@ def _run(args) -> int:
             write_json(args.out, {"min_delay": args.min_delay, "table": table, "rows": rows})
     elif args.command == "regularize":
         from .evaluate import evaluate_run
-        from .regularize import compare, finetune
+        from .regularize import REGULARIZATION_FILE, compare, finetune
         from .store import read_summary, run_lock, trained_step, write_json
 
         trained_step(args.run_dir)
@@ -329,7 +373,7 @@ def _run(args) -> int:
             children.append(child)
         rows = compare(args.run_dir, children, args.min_delay)
         with run_lock(args.run_dir):
-            write_json(args.run_dir / "regularization.json", {"min_delay": args.min_delay, "modes": rows})
+            write_json(args.run_dir / REGULARIZATION_FILE, {"min_delay": args.min_delay, "modes": rows})
         print(f"{'mode':<12}{'long-delay acc before -> after (change, 95% CI)':<50}{'trained-delay acc before -> after'}")
         for row in rows:
             lo, tr = row["long"], row["trained"]
@@ -369,6 +413,15 @@ def _run(args) -> int:
         if args.result is None:
             write_page(summary)
         print(format_curve(summary))
+    elif args.command == "runs":
+        from .archive import fetch, pack
+
+        if args.runs_command == "pack":
+            print(f"{pack(args.runs, args.out, args.run_names or None, args.checkpoints)}  {args.out}")
+        else:
+            added = fetch(args.url, args.sha256, args.runs, progress=not args.quiet)
+            print("\n".join(str(args.runs / name) for name in added) if added
+                  else f"nothing added: every run of the archive is already in {args.runs}")
     return 0
 
 

@@ -36,6 +36,7 @@ from .train import Trainer
 MODES = ("control", "slowpoints", "centermass", "tar")
 ADAM_EPS = 1e-8  # Adam's default epsilon, PyTorch's and TensorFlow's
 FINETUNE_FILE = "finetune.json"
+REGULARIZATION_FILE = "regularization.json"  # a parent's comparison of its fine-tunes (memrnn regularize)
 
 
 def default_lam(dataset: str) -> float:

@@ -35,6 +35,7 @@ from .presets import CNN_FORM, Config
 _NOT_HASHED = ("device", "log_every", "preset", "eval_trials", "speed_metric", "search", "search_iterations",
                "centroids", "finetune", "finetune_fraction")
 CONFIG_FILE, SUMMARY_FILE, METRICS_FILE = "config.json", "summary.json", "metrics.json"
+INDEX_FILE = "checkpoints/index.json"  # relative to the run directory
 
 
 class CorruptCheckpointError(RuntimeError):
@@ -136,7 +137,7 @@ def read_config(run_dir: Path) -> Config:
 
 
 def _index_path(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "index.json"
+    return Path(run_dir) / INDEX_FILE
 
 
 def _checkpoint_name(step: int) -> str:
@@ -216,6 +217,12 @@ def checkpoint_metrics(run_dir: Path, step: int) -> list[dict]:
     except (ValueError, AttributeError) as e:
         raise CorruptCheckpointError(f"checkpoint {path} has an unreadable header ({e})") from None
     return [m for m in read_json(Path(run_dir) / METRICS_FILE, list) if m["step"] <= step]
+
+
+def checkpoint_file(run_dir: Path, step: int) -> tuple[Path, bytes]:
+    """The path and bytes of the checkpoint at ``step``, checked against its index entry, for copying
+    the file unchanged (an archive of the run, say)."""
+    return _verified_bytes(run_dir, step)
 
 
 def _verified_bytes(run_dir: Path, step: int) -> tuple[Path, bytes]:

@@ -6,6 +6,13 @@ import pytest
 from memrnn.engine import _ONE_THREAD
 
 
+@pytest.fixture(autouse=True)
+def no_published_runs(monkeypatch):
+    """Chapters and ``prepare_runs`` never download the published archive of trained runs in a test
+    (tests of that hook turn it back on)."""
+    monkeypatch.setenv("MEMRNN_FETCH_RUNS", "0")
+
+
 @pytest.fixture
 def one_thread():
     """``call(fn, *args, **kwargs)``: run ``fn`` in a fresh process whose torch computes with one thread,

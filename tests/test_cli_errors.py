@@ -252,6 +252,23 @@ CASES = [
       for damage, named in (("nan", "non-finite"), ("traversal", "index.json"), ("symlink", "not a regular file"))],
     (["formation", RUN.replace("{runs}", "{root}/cache-garbled")], "SHA-256"),
     (["regularize", RUN.replace("{runs}", "{root}/foreign")], "config.json"),
+    # an archive of runs is written only from runs that verify, and fetched only with a SHA-256
+    (["runs"], "ACTION"),
+    (["runs", "pack", "{root}/out.zip"], "not a tar.gz name"),
+    (["runs", "pack", "{root}/plain"], "not a tar.gz name"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/file.txt"], "is a file"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/absent"], "absent does not exist"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/plain"], "holds no finished run"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{runs}", "nope"], "'nope' is not a run directory"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{runs}", "--checkpoints", "some"], "invalid choice: 'some'"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{runs}", "--bogus"], "unrecognized arguments: --bogus"),
+    *[(["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/" + damage, store.run_name(SMOKE)], named)
+      for damage, named in (("cache-garbled", "SHA-256"), ("cache-symlink", "not a regular file"),
+                            ("foreign", "config.json"), ("badsummary", "summary.json"))],
+    (["runs", "fetch", "http://127.0.0.1:9/runs.tar.gz"], "--sha256"),
+    (["runs", "fetch", "http://127.0.0.1:9/runs.tar.gz", "--sha256", "xyz"], "'xyz' is not a SHA-256"),
+    (["runs", "fetch", "http://127.0.0.1:9/runs.tar.gz", "--sha256", "0" * 64, "--runs", "{root}/new", "--quiet"],
+     "could not download http://127.0.0.1:9/runs.tar.gz"),
 ]
 
 
