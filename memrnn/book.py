@@ -281,12 +281,13 @@ def device_name(device: str = "auto") -> str:
     return f"GPU ({torch.cuda.get_device_name()})"
 
 
-def run_box(config, archs, protocols, device: str = "auto"):
+def run_box(config, archs, protocols, device: str = "auto", datasets=None):
     """A Markdown box saying exactly what this page ran: shown at the top of every chapter."""
     from IPython.display import Markdown
 
     archs, protocols = _names(archs), _names(protocols)
-    facts = [("preset", f"`{config.preset}`"), ("dataset", f"`{config.dataset}`"),
+    datasets = _names(datasets) if datasets else [config.dataset]
+    facts = [("preset", f"`{config.preset}`"), ("dataset" + "s" * (len(datasets) > 1), ", ".join(f"`{d}`" for d in datasets)),
              ("architectures", ", ".join(a.upper() for a in archs)), ("protocols", ", ".join(protocols)),
              ("seeds per condition", str(config.seeds)), ("training steps", f"{config.steps:,}"),
              ("units", str(config.hidden_size)), ("model form", _model_form(config)),
@@ -301,14 +302,16 @@ def _model_form(config) -> str:
     return model_form_label(config) + " (see Deviations)"
 
 
-def training_note(preset: str, archs, protocols, runs: str, **overrides):
+def training_note(preset: str, archs, protocols, runs: str, datasets=None, **overrides):
     """How many networks this chapter trains on a fresh runtime, with a time estimate, and how many are
     already in the runs cache."""
     from IPython.display import Markdown
 
     from .presets import make_config
 
-    configs = [make_config(preset, arch=a, protocol=p, **overrides) for a in _names(archs) for p in _names(protocols)]
+    each = [{"dataset": d} for d in _names(datasets)] if datasets else [{}]
+    configs = [make_config(preset, arch=a, protocol=p, **overrides, **d)
+               for d in each for a in _names(archs) for p in _names(protocols)]
     total = sum(c.seeds for c in configs)
     cached = sum(c.seeds for c in configs if (Path(runs) / store.run_name(c) / "summary.json").exists())
     seconds = sum(c.seeds * c.steps * _cost(c) for c in configs) * CPU_SECONDS_PER_NETWORK_STEP

@@ -20,15 +20,22 @@ DEFAULT_DELAYS = (4, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def run_grid(preset: str, archs, protocols, delays=DEFAULT_DELAYS, out: str | Path = "runs",
-             progress: bool = True, scheduler: str | None = None, **overrides) -> list[dict]:
-    """Train and evaluate every (arch, protocol) as tasks on ``scheduler`` (see :mod:`memrnn.engine`);
-    cached runs and evaluations are reused."""
+             progress: bool = True, scheduler: str | None = None, datasets=None, **overrides) -> list[dict]:
+    """Train and evaluate every (arch, protocol), on each of ``datasets`` when given (else the preset's
+    or the overrides' one), as tasks on ``scheduler`` (see :mod:`memrnn.engine`); cached runs and
+    evaluations are reused. Rows run dataset by dataset, each in (arch, protocol) order."""
     out = Path(out).resolve()  # workers may start elsewhere
+    if datasets is not None and "dataset" in overrides:
+        raise ValueError("give datasets or dataset, not both")
+    each = [{"dataset": d} for d in datasets] if datasets is not None else [{}]
     with engine(scheduler, progress) as graph:
-        grid = submit_grid(graph, preset, archs, protocols, delays, out, overrides)
-        evaluated = graph.gather([condition["evaluated"] for condition in grid])
-    rows = [grid_row(condition, section) for condition, section in zip(grid, evaluated)]
-    store.write_json(out / f"grid-{_summary_name(preset, grid)}.json", rows)
+        grids = [submit_grid(graph, preset, archs, protocols, delays, out, {**overrides, **d}) for d in each]
+        evaluated = graph.gather([[condition["evaluated"] for condition in grid] for grid in grids])
+    rows = []
+    for grid, sections in zip(grids, evaluated):
+        part = [grid_row(condition, section) for condition, section in zip(grid, sections)]
+        store.write_json(out / f"grid-{_summary_name(preset, grid)}.json", part)
+        rows += part
     return rows
 
 

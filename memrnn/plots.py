@@ -69,6 +69,29 @@ def condition_label(row) -> str:
     return f"{row['arch'].upper()} · {PROTOCOL_NAMES[row['protocol']]}"
 
 
+def datasets_of(rows) -> list[str]:
+    """The datasets of ``rows`` in the order they first appear."""
+    return list(dict.fromkeys(r["dataset"] for r in rows))
+
+
+def full_label(row) -> str:
+    """A condition's name with its dataset, for tables and panels that mix datasets."""
+    return f"{row['dataset']} · {condition_label(row)}"
+
+
+def _panels(rows, size, across: bool = False):
+    """One axes per dataset of ``rows`` (stacked, or side by side with ``across``), each ``size`` inches."""
+    datasets = datasets_of(rows)
+    shape = (1, len(datasets)) if across else (len(datasets), 1)
+    width, height = size
+    fig, axes = plt.subplots(*shape, figsize=(width, height * shape[0] + (0.6 if shape[0] > 1 else 0)), squeeze=False,
+                             sharex=True, sharey=True, layout="constrained")
+    for ax, dataset in zip(axes.flat, datasets):
+        if len(datasets) > 1:
+            ax.set_title(dataset)
+        yield fig, ax, [r for r in rows if r["dataset"] == dataset]
+
+
 def condition_style(arch: str, protocol: str) -> dict:
     """Colour, marker and line style of a condition, the same in every figure."""
     marker, linestyle = _ARCH_MARKS[arch]
@@ -97,37 +120,38 @@ def trial_frames(frames, trigger, label, stimulus_time, report_time, image_shape
 
 
 def trained_accuracy(rows):
-    """Trained-delay accuracy per condition: one dot per network, bar = mean."""
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for i, row in enumerate(rows):
-        values = np.asarray(row["trained_delay_accuracy"])
-        ax.bar(i, values.mean(), color=condition_style(row["arch"], row["protocol"])["color"], alpha=0.6)
-        ax.plot(np.full(len(values), i) + np.linspace(-0.2, 0.2, len(values)), values, "k.", ms=4)
-    ax.set_xticks(range(len(rows)), [condition_label(r) for r in rows], rotation=30, ha="right")
-    ax.axhline(CHANCE, color="grey", ls=":")
+    """Trained-delay accuracy per condition: one dot per network, bar = mean; a panel per dataset."""
+    n = len(datasets_of(rows))
+    for fig, ax, here in _panels(rows, (6.5 if n > 1 else 6, 3.4), across=True):
+        for i, row in enumerate(here):
+            values = np.asarray(row["trained_delay_accuracy"])
+            ax.bar(i, values.mean(), color=condition_style(row["arch"], row["protocol"])["color"], alpha=0.6)
+            ax.plot(np.full(len(values), i) + np.linspace(-0.2, 0.2, len(values)), values, "k.", ms=4)
+        ax.set_xticks(range(len(here)), [condition_label(r) for r in here], rotation=30, ha="right")
+        ax.axhline(CHANCE, color="grey", ls=":")
+        ax.set_ylim(0, 1)
     ax.annotate("chance", (1, CHANCE), xycoords=("axes fraction", "data"), xytext=(2, 0), textcoords="offset points",
                 va="center", fontsize=9, color="grey")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("report accuracy, delays 4–19\n(fraction of held-out trials)")
-    fig.tight_layout()
+    fig.axes[0].set_ylabel("report accuracy, delays 4–19\n(fraction of held-out trials)")
     return fig
 
 
 def extrapolation(rows, trained_max: int = 19):
-    """Accuracy versus delay, mean and 95% CI over networks, one line per condition."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
-    for row in rows:
-        mean, half = mean_ci(row["overall"])
-        style = condition_style(row["arch"], row["protocol"])
-        ax.plot(row["delays"], mean, ms=4, label=condition_label(row), **style)
-        ax.fill_between(row["delays"], mean - half, mean + half, color=style["color"], alpha=0.15)
-    ax.axvline(trained_max, color="grey", ls="--", lw=1, label="longest trained delay")
-    ax.axhline(CHANCE, color="grey", ls=":", lw=1, label="chance")
-    ax.set_xscale("log")
+    """Accuracy versus delay, mean and 95% CI over networks, one line per condition; a panel per dataset."""
+    height = 4.6 if len(datasets_of(rows)) == 1 else 3.0
+    for fig, ax, here in _panels(rows, (6.5, height)):
+        for row in here:
+            mean, half = mean_ci(row["overall"])
+            style = condition_style(row["arch"], row["protocol"])
+            ax.plot(row["delays"], mean, ms=4, label=condition_label(row), **style)
+            ax.fill_between(row["delays"], mean - half, mean + half, color=style["color"], alpha=0.15)
+        ax.axvline(trained_max, color="grey", ls="--", lw=1, label="longest trained delay")
+        ax.axhline(CHANCE, color="grey", ls=":", lw=1, label="chance")
+        ax.set_xscale("log")
+        ax.set_ylabel("report accuracy\n(fraction of held-out trials)")
+        ax.set_ylim(0, 1)
     ax.set_xlabel("delay between image and trigger (frames)")
-    ax.set_ylabel("report accuracy\n(fraction of held-out trials)")
-    ax.set_ylim(0, 1)
-    _legend_below(fig, ax, ncol=3)
+    _legend_below(fig, fig.axes[0], ncol=3)
     return fig
 
 
@@ -205,19 +229,19 @@ def state_space(trajectories, labels, points, centroids):
 
 
 def speed_vs_memory(rows):
-    """One dot per (network, class): slow-point speed against long-delay accuracy."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
-    conditions = sorted({(r["arch"], r["protocol"]) for r in rows})
-    for arch, protocol in conditions:
-        subset = [r for r in rows if (r["arch"], r["protocol"]) == (arch, protocol)]
-        style = condition_style(arch, protocol)
-        ax.scatter([r["log10_speed"] for r in subset], [r["long_delay_accuracy"] for r in subset], s=14,
-                   alpha=0.7, color=style["color"], marker=style["marker"],
-                   label=condition_label({"arch": arch, "protocol": protocol}))
-    ax.axhline(CHANCE, color="grey", ls=":", lw=1)
+    """One dot per (network, class): slow-point speed against long-delay accuracy; a panel per dataset."""
+    height = 4.6 if len(datasets_of(rows)) == 1 else 3.0
+    for fig, ax, here in _panels(rows, (6.5, height)):
+        for arch, protocol in sorted({(r["arch"], r["protocol"]) for r in here}):
+            subset = [r for r in here if (r["arch"], r["protocol"]) == (arch, protocol)]
+            style = condition_style(arch, protocol)
+            ax.scatter([r["log10_speed"] for r in subset], [r["long_delay_accuracy"] for r in subset], s=14,
+                       alpha=0.7, color=style["color"], marker=style["marker"],
+                       label=condition_label({"arch": arch, "protocol": protocol}))
+        ax.axhline(CHANCE, color="grey", ls=":", lw=1)
+        ax.set_ylabel("long-delay accuracy of the class\n(fraction of held-out trials)")
     ax.set_xlabel(r"log$_{10}$ slow-point speed $q^{1/2}$")
-    ax.set_ylabel("long-delay accuracy of the class\n(fraction of held-out trials)")
-    _legend_below(fig, ax, ncol=4)
+    _legend_below(fig, fig.axes[0], ncol=4)
     return fig
 
 

@@ -134,7 +134,7 @@ def test_config_has_the_reference_cnn_and_fine_tuning_length_for_cifar():
     paper = make_config("paper", dataset="cifar10")
     assert paper.cnn == "reference" and paper.is_reference_form and paper.finetune_steps == 5_000
     assert make_config("paper").finetune_steps == 5_000  # MNIST: 5,000 after 140,000
-    assert make_config("cpu", dataset="cifar10").finetune_steps == 50 and make_config("cpu").finetune_steps == 107
+    assert make_config("cpu", dataset="cifar10").finetune_steps == 100 and make_config("cpu").finetune_steps == 214
     plain = make_config("cpu", dataset="cifar10", cnn="plain")
     assert not plain.is_reference_form and model_form_label(plain) == "model form with cnn=plain"
     assert make_config("cpu", cnn="plain").is_reference_form  # MNIST has no CNN: the field does not apply
@@ -150,7 +150,8 @@ def test_cnn_form_names_cifar_runs_only():
     assert store.run_name(make_config("cpu", dataset="cifar10")) != store.run_name(
         make_config("cpu", dataset="cifar10", cnn="plain"))
     assert store.run_name(make_config("cpu", cnn="plain")) == store.run_name(make_config("cpu"))
-    assert store.run_name(make_config("cpu", protocol="decu")) == "mnist-5k-gru-decu-1ea0f52d0964"
+    # the name that runs of the earlier 3,000-step, five-network cpu edition were stored under
+    assert store.run_name(make_config("cpu", protocol="decu", steps=3000, seeds=5)) == "mnist-5k-gru-decu-1ea0f52d0964"
 
 
 @pytest.mark.parametrize("dataset, per_class, std_ratio", [("cifar10", 1000, 1), ("mnist", 100, 1 / 3)])

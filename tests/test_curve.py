@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from memrnn import curve
+from memrnn.presets import make_config
 
 
 def measured(start, end, steps=(750, 1500, 2250, 3000)):
@@ -113,3 +114,9 @@ def test_the_table_names_every_judged_condition_and_the_choice(tiny, monkeypatch
     monkeypatch.setattr(curve, "CLASS_GAIN", 10.0)
     text = curve.format_curve(tiny())
     assert "synthetic GRU·VoCu" in text and "synthetic GRU·DeCu" in text and "chosen: 80 steps" in text
+
+
+def test_the_cpu_preset_trains_for_the_length_the_committed_curve_chose():
+    summary = json.loads(curve.RESULT.read_text())
+    assert make_config("cpu").steps == summary["chosen_steps"] and summary["rule"] == curve.RULE
+    assert make_config("cpu").seeds == 10

@@ -2,8 +2,8 @@
 # # C4 · Does slow-point speed predict how long a memory lasts?
 #
 # **Claim (paper):** across datasets, protocols and architectures, the speed at a memory's slow point
-# predicts how well the network extrapolates to long delays. (Tested here on one dataset at a time,
-# within each architecture: GRU and LSTM speeds live in different state spaces.)
+# predicts how well the network extrapolates to long delays. (Tested here within each dataset and
+# architecture: GRU and LSTM speeds live in different state spaces.)
 #
 # **Measured here:** one observation per (network, class): log₁₀ of the slow-point speed (chapter C3)
 # and that class's long-delay accuracy (mean over evaluated delays ≥ 100 frames, chapter C2). We report
@@ -26,9 +26,9 @@ if importlib.util.find_spec("memrnn") is None:
 
 # %% tags=["parameters"]
 preset: str = "cpu"               # smoke | cpu | gpu | paper
-dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
+datasets: str = ""                # comma-separated; empty: the preset's (smoke: synthetic, cpu: mnist-5k,fashion-mnist)
 archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
-protocols: str = "decu,vocu,none"  # comma-separated: decu, vocu, none
+protocols: str = "decu,vocu"      # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
@@ -47,15 +47,16 @@ from IPython.display import display
 from memrnn import plots
 from memrnn.book import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
-from memrnn.presets import make_config
+from memrnn.presets import book_datasets, make_config
 
-overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
+names = book_datasets(preset, datasets)
+overrides = dict(seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
-display(training_note(preset, archs, protocols, runs, **overrides))
-rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides, scheduler=scheduler)
-config = make_config(preset, **overrides)
+display(training_note(preset, archs, protocols, runs, datasets=names, **overrides))
+rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, datasets=names, **overrides, scheduler=scheduler)
+config = make_config(preset, dataset=names[0], **overrides)
 plots.book_figures()
-run_box(config, archs, protocols, device)
+run_box(config, archs, protocols, device, datasets=names)
 
 # %% tags=["hide-input"]
 from memrnn.book import markdown_table
@@ -79,7 +80,7 @@ def condition_name(key):
     if key == "pooled":
         return "pooled"
     dataset, arch, protocol = key.split("/")
-    return plots.condition_label({"arch": arch, "protocol": protocol})
+    return plots.full_label({"dataset": dataset, "arch": arch, "protocol": protocol})
 
 
 markdown_table(("condition", "n", "networks", "Spearman [95% CI]", "Pearson [95% CI]"),
@@ -94,8 +95,7 @@ fig = plots.speed_vs_memory(observations)
 # ## Verdict
 # The rule shown at the top of this chapter (fixed in `memrnn.claims` before any network was trained),
 # applied to this run; the statistic behind the verdict and the scope it speaks for follow. The verdict
-# judges the paper's protocols (DeCu and VoCu); `none`, which the reference code defines but the paper
-# never ran, is shown in the tables and figures and reported beside the verdict, not in it.
+# judges the paper's protocols (DeCu and VoCu).
 
 # %% tags=["nbval-check-output", "remove-cell"]
 paper = evidence.paper_rows(rows)
@@ -119,12 +119,12 @@ for key, d in verdict.details.items():
         continue
     dataset, arch = key.split("/")
     for protocol, c in d["conditions"].items():
-        rows_c4.append((f"{arch.upper()} · {plots.PROTOCOL_NAMES[protocol]}", "inside the condition", f"{c['r']:+.2f}",
+        rows_c4.append((f"{dataset} · {arch.upper()} · {plots.PROTOCOL_NAMES[protocol]}", "inside the condition", f"{c['r']:+.2f}",
                         f"{c['se']:.2f}"))
     if "tau2" in d:  # no condition with a correlation interval: nothing combined
-        rows_c4.append((f"{arch.upper()}, combined", f"random effects, τ² = {d['tau2']:.3f}",
+        rows_c4.append((f"{dataset} · {arch.upper()}, combined", f"random effects, τ² = {d['tau2']:.3f}",
                         r_ci({"r": d["r"], "ci95": d["ci95"]}), "—"))
-    rows_c4.append((f"{arch.upper()}, pooled over protocols", "decides nothing", r_ci(d["pooled_over_protocols"]), "—"))
+    rows_c4.append((f"{dataset} · {arch.upper()}, pooled over protocols", "decides nothing", r_ci(d["pooled_over_protocols"]), "—"))
 markdown_table(("correlation", "how", "Spearman r [95% CI]", "SE of Fisher z"), rows_c4,
                caption="The correlations C4's verdict combines: inside each condition, combined per architecture by random effects (the verdict reads this row), and pooled over protocols (reported, deciding nothing).")
 
@@ -136,7 +136,7 @@ within = {k: v for k, v in verdict.details.items() if k not in ("pooled", "tests
 finding_box(
     f"Over {table[0]['networks']} networks, the Spearman correlation between log slow-point speed and long-delay "
     "accuracy inside each condition, combined over the protocols of an architecture (random effects), was "
-    + "; ".join(f"{k.split('/')[1].upper()} {r_ci({'r': None, **v})}" for k, v in within.items())
+    + "; ".join(f"{k.split('/')[1].upper()} ({k.split('/')[0]}) {r_ci({'r': None, **v})}" for k, v in within.items())
     + " (95% intervals over networks). Pooled over the protocols, which mixes the association inside conditions with "
     "any between them, it was "
     + "; ".join(f"{k.split('/')[1].upper()} {r_ci(v['pooled_over_protocols'])}" for k, v in within.items())

@@ -14,8 +14,8 @@
 #
 # Fine-tuning follows the reference: a fresh Adam at the *initial* learning rate, the penalty summed
 # over the 10 anchors and 10 noise frames, λ = 10⁻³, for the reference's fraction of training (5,000 of
-# 140,000 steps: 107 steps at `cpu`), on networks trained with DeCu **and** with VoCu, 10 per
-# architecture and protocol (two ensembles of the preset's five seeds).
+# 140,000 steps: 214 steps at `cpu`), on networks trained with DeCu **and** with VoCu, 10 per
+# architecture and protocol (the main grid's networks, on mnist-5k).
 #
 # **Runtime:** at `cpu`, computing it from nothing took 25 minutes on two CPU cores (a fresh clone,
 # one worker per core: the extra five networks per condition, slow points of every parent, short fine-tunes and
@@ -37,7 +37,7 @@ preset: str = "cpu"               # smoke | cpu | gpu | paper
 dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
 archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 seeds: int = 0                    # networks per ensemble; 0: the preset's
-ensembles: int = 2                # ensembles per condition (seeds 0.., then the next block): 10 networks at cpu
+ensembles: int = 1                # ensembles per condition (seeds 0.., then the next block): 10 networks at cpu
 device: str = "auto"              # auto | cpu | cuda
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster

@@ -29,6 +29,10 @@
 # an LSTM is chosen. A change "matters" when its 95% interval excludes 0; with five networks per
 # protocol only large effects can show.
 #
+# **Scale.** At `cpu` this chapter trains at 3,000 steps and 5 networks per condition
+# (`memrnn.presets.CHOICES_SCALE`), half the main grid's length and networks: its retrained conditions at
+# the main scale would add about an hour and a half of two-core training to the book.
+#
 # **Runtime:** at `cpu`, 5 switches × 5 GRUs to train (about 3 minutes per condition on two CPU
 # cores), then slow points and two short fine-tunes per condition: computing it from nothing took 19
 # minutes on two CPU cores (a fresh clone, one worker per core); seconds once cached.
@@ -61,9 +65,10 @@ from memrnn import ablation, plots
 from memrnn.book import markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
 from memrnn.display import finding_box
-from memrnn.presets import MODEL_FORM, make_config
+from memrnn.presets import CHOICES_SCALE, MODEL_FORM, make_config
 
-overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
+scale = CHOICES_SCALE.get(preset, {})
+overrides = dict(dataset=dataset or None, seeds=seeds or scale.get("seeds"), steps=scale.get("steps"), device=device)
 runs = prepare_runs(runs)
 if "," in archs:
     raise ValueError(f"archs={archs!r}: this chapter flips the choices of one architecture (gru or lstm)")
