@@ -95,10 +95,45 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
         raise ValueError(f"unknown chapter parameter(s) {stray}; the chapters run take {sorted(allowed)}")
     output_dir = Path(output_dir or root / "book")
     output_dir.mkdir(parents=True, exist_ok=True)
+    runs_dir = root / "book" / (parameters or {}).get("runs", DEFAULT_RUNS)
+    if progress:
+        print(estimate(output_dir / TIMINGS_FILE, preset, chapters, runs_dir), flush=True)
     with shared_cluster((parameters or {}).get("scheduler") or None) as address:
         if progress and address:
             print(f"one Dask cluster for every chapter: {address}", flush=True)
         return _run_chapters(root, preset, chapters, parameters, output_dir, progress)
+
+
+TIMINGS_FILE = "timings.json"  # per preset, each chapter's seconds in the last execution of each kind
+
+
+def _run_names(runs_dir: Path) -> set[str]:
+    """The trained (or training) runs in a runs folder."""
+    return {p.name for p in Path(runs_dir).iterdir() if (p / store.CONFIG_FILE).exists()} \
+        if Path(runs_dir).is_dir() else set()
+
+
+def record_timing(path: Path, preset: str, chapter: str, seconds: float, kind: str) -> None:
+    """Keep a chapter's execution time: ``kind`` "from_empty" (its book execution began with an empty runs
+    folder) or "cached" (it trained nothing)."""
+    timings = store.read_json(path, dict) if Path(path).exists() else {}
+    timings.setdefault(preset, {}).setdefault(kind, {})[chapter] = round(seconds, 1)
+    store.write_json(path, timings)
+
+
+def estimate(path: Path, preset: str, chapters, runs_dir: Path) -> str:
+    """What the chapters took at ``preset`` when last executed from an empty runs folder and fully cached,
+    with what the runs folder holds now: the estimate printed before a book execution starts."""
+    timings = (store.read_json(path, dict) if Path(path).exists() else {}).get(preset, {})
+    parts = []
+    for kind, words in (("from_empty", "from an empty runs folder"), ("cached", "with every run cached")):
+        known = [timings.get(kind, {}).get(c) for c in chapters]
+        if all(t is not None for t in known):
+            parts.append(f"{_minutes(sum(known))} {words}")
+    found = len(_run_names(runs_dir))
+    measured = (f"last measured at {preset}: " + "; ".join(parts)) if parts else f"no execution at {preset} measured yet"
+    return (f"Estimate for {len(chapters)} chapter(s), {measured} (on the machine that executed the committed book). "
+            f"The runs folder {runs_dir} holds {found} run(s) now.")
 
 
 def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict | None, output_dir: Path,
@@ -108,8 +143,11 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
 
     written = []
     began = time.perf_counter()
+    runs_dir = root / "book" / (parameters or {}).get("runs", DEFAULT_RUNS)
+    from_empty = not _run_names(runs_dir)
     for i, name in enumerate(chapters, 1):
         start = time.perf_counter()
+        runs_before = _run_names(runs_dir)
         if progress:
             print(f"[{i}/{len(chapters)}] {name} at preset {preset}, started {time.strftime('%H:%M:%S')}", flush=True)
         notebook = source_notebook(root / "book" / "src" / f"{name}.py")
@@ -142,11 +180,15 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         nbformat.write(executed, partial)
         os.replace(partial, target)
         if name in CLAIM_CHAPTERS.values():  # the scorecard and the landing page read the summary
-            runs_dir = root / "book" / values.get("runs", DEFAULT_RUNS)
             write_summary(output_dir, read_verdicts(runs_dir))
+        seconds = time.perf_counter() - start
+        if from_empty:
+            record_timing(output_dir / TIMINGS_FILE, preset, name, seconds, "from_empty")
+        elif _run_names(runs_dir) <= runs_before:
+            record_timing(output_dir / TIMINGS_FILE, preset, name, seconds, "cached")
         written.append(target)
         if progress:
-            print(f"[{i}/{len(chapters)}] {name} done in {_minutes(time.perf_counter() - start)}", flush=True)
+            print(f"[{i}/{len(chapters)}] {name} done in {_minutes(seconds)}", flush=True)
     if progress:
         print(f"{len(chapters)} chapter(s) in {_minutes(time.perf_counter() - began)}", flush=True)
     return written

@@ -3,6 +3,7 @@ the commands the intro shows run as written, the committed chapters match their 
 Colab, the HTML builds without warnings, and every page loads in a headless browser at a desktop and a
 phone width with its figures captioned, launch buttons and working internal links, and no output wider
 than the page."""
+import json
 import os
 import re
 import shlex
@@ -15,8 +16,8 @@ import nbformat
 import pytest
 import yaml
 
-from memrnn.book import (CHAPTERS, COLAB_METADATA, code_hash, code_version, missing_from_edition, run, set_parameters,
-                         source_notebook)
+from memrnn.book import (CHAPTERS, COLAB_METADATA, TIMINGS_FILE, code_hash, code_version, estimate,
+                         missing_from_edition, record_timing, run, set_parameters, source_notebook)
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -327,3 +328,27 @@ def test_code_version_names_the_commit_and_says_when_the_code_differs_from_it(tm
     (tmp_path / "memrnn" / "new.py").write_text("")
     assert code_version(package) == f"commit {commit} with uncommitted changes"
     assert code_version(tmp_path.parent).startswith("memrnn ")  # no checkout: the package's version
+
+
+def test_a_book_execution_from_an_empty_runs_folder_keeps_each_chapter_time(smoke_book):
+    timings = json.loads((smoke_book / "book" / TIMINGS_FILE).read_text())["smoke"]
+    assert set(timings["from_empty"]) == set(CHAPTERS) and all(t > 0 for t in timings["from_empty"].values())
+    text = estimate(smoke_book / "book" / TIMINGS_FILE, "smoke", CHAPTERS, smoke_book / "runs")
+    assert f"{sum(timings['from_empty'].values()) / 60:.1f} min from an empty runs folder" in text or \
+        f"{sum(timings['from_empty'].values()):.0f} s from an empty runs folder" in text
+
+
+def test_the_estimate_reads_the_recorded_times_and_counts_the_runs_there(tmp_path):
+    path = tmp_path / TIMINGS_FILE
+    record_timing(path, "cpu", "01_task", 3000.0, "from_empty")
+    record_timing(path, "cpu", "02_extrapolation", 600.0, "from_empty")
+    record_timing(path, "cpu", "01_task", 10.0, "cached")
+    for name in ("a", "b"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.json").write_text("{}")
+    (tmp_path / "runs" / "verdicts").mkdir()  # not a run
+    text = estimate(path, "cpu", ["01_task", "02_extrapolation"], tmp_path / "runs")
+    assert "60.0 min from an empty runs folder" in text and "cached" not in text  # 02's cached time is unknown
+    assert "holds 2 run(s)" in text
+    assert "10 s with every run cached" in estimate(path, "cpu", ["01_task"], tmp_path / "runs")
+    assert "no execution at smoke measured yet" in estimate(path, "smoke", ["01_task"], tmp_path / "nothing")
