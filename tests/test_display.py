@@ -13,6 +13,7 @@ import yaml
 
 from memrnn import REPOSITORY
 from memrnn.book import CHAPTERS, code_hash, source_notebook
+from memrnn.presets import BOOK_DATASETS, make_config
 from memrnn.display import (CLAIM_CHAPTERS, OUTCOMES, RESULTS_FILE, SUMMARY_FILE, badge, box_html, inline_html,
                             load_summary, published_summary, read_summary, results_markdown, statement, write_summary)
 
@@ -130,3 +131,15 @@ def test_the_default_runs_folder_on_colab_is_under_content(tmp_path, monkeypatch
     assert book.prepare_runs(str(tmp_path / "mine"), on_colab=True) == str(tmp_path / "mine")  # a chosen folder stays
     monkeypatch.chdir(tmp_path)
     assert book.prepare_runs("../runs", on_colab=False) == "../runs"  # the repository's layout
+
+
+def test_the_committed_cpu_verdicts_speak_for_the_editions_datasets_and_scale():
+    """C1-C4 on every dataset of the cpu edition, C5 and C6 at least on its first; each at the preset's length."""
+    summary = read_summary(ROOT / "book")
+    config = make_config("cpu")
+    for claim, record in summary.items():
+        if record["preset"] != "cpu":
+            continue
+        wanted = BOOK_DATASETS["cpu"] if claim in ("C1", "C2", "C3", "C4") else BOOK_DATASETS["cpu"][:1]
+        assert set(wanted) <= set(record["scope"]["datasets"]), claim
+        assert record["scope"]["steps"] == config.steps, claim
