@@ -13,9 +13,9 @@ import yaml
 
 from memrnn import REPOSITORY
 from memrnn.book import CHAPTERS, code_hash, source_notebook
-from memrnn.presets import BOOK_DATASETS, make_config
 from memrnn.display import (CLAIM_CHAPTERS, OUTCOMES, RESULTS_FILE, SUMMARY_FILE, badge, box_html, inline_html,
                             load_summary, published_summary, read_summary, results_markdown, statement, write_summary)
+from memrnn.presets import BOOK_DATASETS, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
