@@ -49,8 +49,10 @@ RULE = (f"Three networks per paper condition (GRU, LSTM × DeCu, VoCu; seeds {FI
         f"not the book's) are trained at each length L of {', '.join(f'{L:,}' for L in LADDER)} steps on "
         f"{' and '.join(DATASETS)}. A length passes when, in every condition, the networks' mean held-out "
         f"accuracy at the trained delays gained less than {MEAN_GAIN} over the last quarter of training "
-        f"(step 0.75 L to L, the same test trials at both) and no class gained {CLASS_GAIN} or more. The `cpu` preset trains for the "
-        "shortest passing length; if none passes, for the longest, which is all the two-core book can afford.")
+        f"(step 0.75 L to L, the same test trials at both) and no class gained {CLASS_GAIN} or more. The "
+        "`cpu` preset trains for the shortest passing length; if none passes, for the longest, which is all "
+        "the two-core book can afford. Lengths are tried from the shortest; a length stops at its first "
+        "failing condition, except the longest, which is trained in full.")
 
 
 def curve_config(dataset: str, arch: str, protocol: str, steps: int, preset: str = "cpu", networks: int = NETWORKS):
@@ -169,6 +171,7 @@ def curve_markdown(summary: dict) -> str:
                           "trained delays at the end of training, and its gain over the last quarter (step 0.75 L to L), "
                           "over the networks' mean and per class.")
     return ("<!-- written by `memrnn curve` from book/learning_curve.json: do not edit -->\n\n"
+            f"```{{admonition}} The rule (memrnn.curve)\n:class: note\n{summary['rule']}\n```\n\n"
             + table._repr_markdown_() + f"\n\n**Chosen:** {summary['why']}.\n")
 
 
