@@ -150,30 +150,19 @@ def _regular_bytes(path: Path) -> bytes:
 
 
 def _write_tar(out: Path, members) -> None:
-    """Write ``members`` to a temporary file beside ``out``, then rename it, so a failure leaves no
-    partial archive under the real name."""
+    """Write ``members`` so that a failure leaves no partial archive under the real name."""
     if out.is_dir():
         raise ValueError(f"{out} is a directory: give a file name for the archive")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as raw:
-            # no file name and time 0 in the gzip header, fixed fields in every tar header
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as compressed, \
-                    tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for name, data in members:
-                    info = tarfile.TarInfo(name)
-                    info.size, info.mtime, info.mode = len(data), 0, 0o644
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    tar.addfile(info, io.BytesIO(data))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with store.atomic_file(out) as raw:
+        # no file name and time 0 in the gzip header, fixed fields in every tar header
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as compressed, \
+                tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mtime, info.mode = len(data), 0, 0o644
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                tar.addfile(info, io.BytesIO(data))
 
 
 def file_sha256(path: Path) -> str:

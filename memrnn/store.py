@@ -59,7 +59,10 @@ def run_name(config: Config) -> str:
     return f"{config.dataset}-{config.arch}-{config.protocol}-{config_hash(config)}"
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """A binary file whose contents replace ``path`` only once written in full: a failure or a kill
+    leaves the old file (or none), never a partial one under the real name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _refuse_unless_regular(path)
@@ -67,13 +70,18 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 _KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
