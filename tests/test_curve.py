@@ -113,3 +113,11 @@ def test_the_table_names_every_judged_condition_and_the_choice(tiny, monkeypatch
     monkeypatch.setattr(curve, "CLASS_GAIN", 10.0)
     text = curve.format_curve(tiny())
     assert "synthetic GRU·VoCu" in text and "synthetic GRU·DeCu" in text and "chosen: 80 steps" in text
+
+
+def test_the_committed_curve_and_its_page_agree():
+    summary = json.loads(curve.RESULT.read_text())
+    assert summary["rule"] == curve.RULE
+    assert curve.choose(summary["rungs"])[0] == summary["chosen_steps"]
+    assert (curve.BOOK / curve.TABLE).read_text() == curve.curve_markdown(summary)
+    assert (curve.BOOK / curve.FIGURE).read_text().lstrip().startswith(("<?xml", "<svg"))
