@@ -163,7 +163,7 @@ def curve_markdown(summary: dict) -> str:
     for rung in summary["rungs"]:
         for c in rung["conditions"]:
             worst = int(np.argmax(c["class_gains"]))
-            rows.append((f"{rung['steps']:,}", c["dataset"], f"{c['arch'].upper()} · {PROTOCOL_NAMES[c['protocol']]}",
+            rows.append((f"{rung['steps']:,}", f"`{c['dataset']}`", f"{c['arch'].upper()} · {PROTOCOL_NAMES[c['protocol']]}",
                          f"{c['final']:.3f}", f"{c['mean_gain']:+.3f}", f"{c['class_gains'][worst]:+.3f} (class {worst})",
                          "yes" if c["passed"] else "no"))
     table = Table(("steps L", "dataset", "condition", "accuracy at L", "mean gain", "largest class gain", "plateau"), rows,

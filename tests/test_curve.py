@@ -120,3 +120,9 @@ def test_the_cpu_preset_trains_for_the_length_the_committed_curve_chose():
     summary = json.loads(curve.RESULT.read_text())
     assert make_config("cpu").steps == summary["chosen_steps"] and summary["rule"] == curve.RULE
     assert make_config("cpu").seeds == 10
+def test_the_committed_curve_and_its_page_agree():
+    summary = json.loads(curve.RESULT.read_text())
+    assert summary["rule"] == curve.RULE
+    assert curve.choose(summary["rungs"])[0] == summary["chosen_steps"]
+    assert (curve.BOOK / curve.TABLE).read_text() == curve.curve_markdown(summary)
+    assert (curve.BOOK / curve.FIGURE).read_text().lstrip().startswith(("<?xml", "<svg"))
