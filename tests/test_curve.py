@@ -120,6 +120,8 @@ def test_the_cpu_preset_trains_for_the_length_the_committed_curve_chose():
     summary = json.loads(curve.RESULT.read_text())
     assert make_config("cpu").steps == summary["chosen_steps"] and summary["rule"] == curve.RULE
     assert make_config("cpu").seeds == 10
+
+
 def test_the_committed_curve_and_its_page_agree():
     summary = json.loads(curve.RESULT.read_text())
     assert summary["rule"] == curve.RULE
