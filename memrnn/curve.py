@@ -138,6 +138,7 @@ def run_curve(out: str | Path = "runs", result: Path = RESULT, progress: bool = 
     bar.close()
     chosen, why = choose(rungs, ladder)
     summary = {"rule": RULE, "preset": preset, "ladder": list(ladder), "datasets": list(datasets),
+               "conditions": [list(c) for c in conditions],
                "networks": networks, "first_seed": FIRST_SEED, "eval_trials": EVAL_TRIALS,
                "mean_gain": MEAN_GAIN, "class_gain": CLASS_GAIN, "rungs": rungs, "chosen_steps": chosen, "why": why}
     store.write_json(Path(result), summary)
@@ -170,9 +171,14 @@ def curve_markdown(summary: dict) -> str:
                   caption=f"The learning-curve runs ({summary['networks']} networks each): held-out accuracy at the "
                           "trained delays at the end of training, and its gain over the last quarter (step 0.75 L to L), "
                           "over the networks' mean and per class.")
+    total = len(summary["datasets"]) * len(summary["conditions"])
+    judged = "; ".join(f"{r['steps']:,} steps: {len(r['conditions'])} of {total}" for r in summary["rungs"])
+    if summary["rungs"][-1]["steps"] == summary["ladder"][-1] and len(summary["rungs"][-1]["conditions"]) < total:
+        judged += " (the longest length is not trained in full yet: its figure shows the conditions judged)"
     return ("<!-- written by `memrnn curve` from book/learning_curve.json: do not edit -->\n\n"
             f"```{{admonition}} The rule (memrnn.curve)\n:class: note\n{summary['rule']}\n```\n\n"
-            + table._repr_markdown_() + f"\n\n**Chosen:** {summary['why']}.\n")
+            + table._repr_markdown_() + f"\n\nConditions judged per length: {judged}.\n\n"
+            f"**Chosen:** {summary['why']}.\n")
 
 
 def write_page(summary: dict, book_dir: Path = BOOK) -> None:

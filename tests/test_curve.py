@@ -112,8 +112,11 @@ def test_the_measurement_is_paired_and_deterministic(tiny, tmp_path, monkeypatch
 def test_the_table_names_every_judged_condition_and_the_choice(tiny, monkeypatch):
     monkeypatch.setattr(curve, "MEAN_GAIN", 10.0)
     monkeypatch.setattr(curve, "CLASS_GAIN", 10.0)
-    text = curve.format_curve(tiny())
+    summary = tiny()
+    text = curve.format_curve(summary)
     assert "synthetic GRU·VoCu" in text and "synthetic GRU·DeCu" in text and "chosen: 80 steps" in text
+    page = curve.curve_markdown(summary)
+    assert "Conditions judged per length: 80 steps: 2 of 2." in page and curve.RULE in page and "not trained" not in page
 
 
 def test_the_cpu_preset_trains_for_the_length_the_committed_curve_chose():
