@@ -27,20 +27,21 @@ verdicts: str = "verdicts.json"    # the verdicts: a file or its address
 from IPython.display import HTML, Markdown, display
 
 from memrnn.display import CLAIM_CHAPTERS, box_html, evidence, load_summary
-from memrnn.presets import make_config
+from memrnn.presets import book_datasets, make_config
 
 summary = load_summary(verdicts)
 
 
-def shape(config):
-    return (f"{config.dataset}, {config.hidden_size} units, batch {config.batch_size}, {config.steps:,} training steps, "
-            f"{config.seeds} networks per ensemble")
+def shape(preset):
+    config = make_config(preset)
+    return (f"{' and '.join(book_datasets(preset))}, {config.hidden_size} units, batch {config.batch_size}, "
+            f"{config.steps:,} training steps, {config.seeds} networks per condition")
 
 
 if preset != "paper":
     display(Markdown(
-        f"```{{warning}}\nThese verdicts come from the `{preset}` preset ({shape(make_config(preset))}), not the "
-        f"paper's scale ({shape(make_config('paper'))}). They speak for the reference's model at this scale "
+        f"```{{warning}}\nThese verdicts come from the `{preset}` preset ({shape(preset)}), not the "
+        f"paper's scale ({shape('paper')}). They speak for the reference's model at this scale "
         "only; the `paper` preset reruns every chapter at the reference's.\n```"))
 
 # %% tags=["hide-input"]
