@@ -11,7 +11,7 @@
 # half the distance to the nearest other class's point between checkpoints, the scale that separates
 # memories). Two classes whose points coincide and later separate have *split* from one point.
 #
-# **Runtime:** about 20 seconds per run at `cpu` (12 checkpoints × 5 networks × 10 classes).
+# **Runtime:** at `cpu`, 24 checkpoints × 10 networks × 10 classes per run.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
