@@ -17,9 +17,8 @@
 # 140,000 steps: 214 steps at `cpu`), on networks trained with DeCu **and** with VoCu, 10 per
 # architecture and protocol (the main grid's networks, on mnist-5k).
 #
-# **Runtime:** at `cpu`, computing it from nothing took 25 minutes on two CPU cores (a fresh clone,
-# one worker per core: the extra five networks per condition, slow points of every parent, short fine-tunes and
-# their evaluation); seconds once cached. `centermass` and `tar` are run
+# **Runtime:** at `cpu`, the slow points of every parent, the short fine-tunes and their evaluation
+# (the parents come from the main grid); seconds once cached. `centermass` and `tar` are run
 # on the first ensemble only; `control` and `slowpoints`, which the verdict compares, on all.
 
 # %% tags=["remove-cell"]
