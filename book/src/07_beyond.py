@@ -11,7 +11,7 @@
 # 3. **Moving anchors.** The reference keeps the anchors fixed while the weights move; here the slow
 #    points are re-found five times during fine-tuning.
 #
-# **Runtime:** at `cpu`, 4½ minutes from nothing on two CPU cores (one more grid condition, six fine-tunes).
+# **Runtime:** at `cpu`, one more grid condition (vanilla RNNs with DeCu) and six fine-tunes beyond the main grid.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
