@@ -122,11 +122,11 @@ def record_timing(path: Path, preset: str, chapter: str, seconds: float, kind: s
 
 
 def estimate(path: Path, preset: str, chapters, runs_dir: Path) -> str:
-    """What the chapters took at ``preset`` when last executed from an empty runs folder and fully cached,
-    with what the runs folder holds now: the estimate printed before a book execution starts."""
+    """What the chapters took at ``preset`` when last executed from an empty runs folder and with no network
+    to train, with what the runs folder holds now: the estimate printed before a book execution starts."""
     timings = (store.read_json(path, dict) if Path(path).exists() else {}).get(preset, {})
     parts = []
-    for kind, words in (("from_empty", "from an empty runs folder"), ("cached", "with every run cached")):
+    for kind, words in (("from_empty", "from an empty runs folder"), ("cached", "with no network to train")):
         known = [timings.get(kind, {}).get(c) for c in chapters]
         if all(t is not None for t in known):
             parts.append(f"{_minutes(sum(known))} {words}")

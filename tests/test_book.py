@@ -350,5 +350,5 @@ def test_the_estimate_reads_the_recorded_times_and_counts_the_runs_there(tmp_pat
     text = estimate(path, "cpu", ["01_task", "02_extrapolation"], tmp_path / "runs")
     assert "60.0 min from an empty runs folder" in text and "cached" not in text  # 02's cached time is unknown
     assert "holds 2 run(s)" in text
-    assert "10 s with every run cached" in estimate(path, "cpu", ["01_task"], tmp_path / "runs")
+    assert "10 s with no network to train" in estimate(path, "cpu", ["01_task"], tmp_path / "runs")
     assert "no execution at smoke measured yet" in estimate(path, "smoke", ["01_task"], tmp_path / "nothing")

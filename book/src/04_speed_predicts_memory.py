@@ -12,7 +12,7 @@
 # leave-one-network-out jackknife on Fisher's z). Networks of the paper's protocols only: those without a
 # curriculum never learned the task here (C1).
 #
-# **Runtime:** seconds once C1–C3 have run.
+# **Runtime:** 7 seconds at `cpu` once C1–C3 have run.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
