@@ -426,7 +426,8 @@ def learning_curves(conditions: list[dict], total_steps: int, last_quarter: floa
         left.set_ylabel("accuracy, delays 4–19\n(fraction of held-out trials)")
     for ax in axes[-1]:
         ax.set_xlabel("training step")
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower left", ncol=2, frameon=False)
+    # one column of conditions under the left panel, so the two legends never meet with all four conditions
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower left", ncol=1, frameon=False)
     fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower right", ncol=5, frameon=False,
                columnspacing=1.0, handlelength=1.5)
     return fig
