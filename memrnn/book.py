@@ -128,8 +128,10 @@ def estimate(path: Path, preset: str, chapters, runs_dir: Path) -> str:
     parts = []
     for kind, words in (("from_empty", "from an empty runs folder"), ("cached", "with no network to train")):
         known = [timings.get(kind, {}).get(c) for c in chapters]
-        if all(t is not None for t in known):
-            parts.append(f"{_minutes(sum(known))} {words}")
+        # a partial sum would understate: say so rather than add up what is known
+        parts.append(f"{_minutes(sum(known))} {words}" if all(t is not None for t in known) else f"{words}: not measured")
+    if all(part.endswith("not measured") for part in parts):
+        parts = []
     found = len(_run_names(runs_dir))
     measured = (f"last measured at {preset}: " + "; ".join(parts)) if parts else f"no execution at {preset} measured yet"
     return (f"Estimate for {len(chapters)} chapter(s), {measured} (on the machine that executed the committed book). "

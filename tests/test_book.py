@@ -348,7 +348,10 @@ def test_the_estimate_reads_the_recorded_times_and_counts_the_runs_there(tmp_pat
         (tmp_path / "runs" / name / "config.json").write_text("{}")
     (tmp_path / "runs" / "verdicts").mkdir()  # not a run
     text = estimate(path, "cpu", ["01_task", "02_extrapolation"], tmp_path / "runs")
-    assert "60.0 min from an empty runs folder" in text and "cached" not in text  # 02's cached time is unknown
+    assert "60.0 min from an empty runs folder" in text and "with no network to train: not measured" in text  # 02's is unknown
     assert "holds 2 run(s)" in text
     assert "10 s with no network to train" in estimate(path, "cpu", ["01_task"], tmp_path / "runs")
+    record_timing(path, "cpu", "05_formation", 5.0, "cached")  # a fresh clone's case: only a cached execution known
+    assert "from an empty runs folder: not measured; 5 s with no network to train" in \
+        estimate(path, "cpu", ["05_formation"], tmp_path / "runs")
     assert "no execution at smoke measured yet" in estimate(path, "smoke", ["01_task"], tmp_path / "nothing")
