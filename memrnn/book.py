@@ -101,7 +101,7 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
     with shared_cluster((parameters or {}).get("scheduler") or None) as address:
         if progress and address:
             print(f"one Dask cluster for every chapter: {address}", flush=True)
-        return _run_chapters(root, preset, chapters, parameters, output_dir, progress)
+        return _run_chapters(root, preset, chapters, parameters, output_dir, runs_dir, progress)
 
 
 TIMINGS_FILE = "timings.json"  # per preset, each chapter's seconds in the last execution of each kind
@@ -139,13 +139,12 @@ def estimate(path: Path, preset: str, chapters, runs_dir: Path) -> str:
 
 
 def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict | None, output_dir: Path,
-                  progress: bool) -> list[Path]:
+                  runs_dir: Path, progress: bool) -> list[Path]:
     import nbformat
     import papermill
 
     written = []
     began = time.perf_counter()
-    runs_dir = root / "book" / (parameters or {}).get("runs", DEFAULT_RUNS)
     from_empty = not _run_names(runs_dir)
     for i, name in enumerate(chapters, 1):
         start = time.perf_counter()
