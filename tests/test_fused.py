@@ -138,3 +138,18 @@ def test_fast_training_is_bit_identical_run_to_run_and_after_resume(tmp_path):
         tensors = _run_tensors(other)
         assert all(torch.equal(first[k], tensors[k]) for k in first), other
         assert store.read_json(other / store.METRICS_FILE) == store.read_json(runs[0] / store.METRICS_FILE)
+
+
+def test_fused_unroll_with_cnn_front_end_equals_eager(exact_projection):
+    """With a CNN front end the projection's input gradient reaches the CNN: its gradients match too."""
+    model = EnsembleRNN("lstm", 2, 3 * 8 * 8, 5, image_shape=(3, 8, 8), conv=True, seeds=[1, 2]).double()
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randn(2, 3, 4, 3 * 8 * 8, generator=g, dtype=torch.float64)
+    trigger = (torch.rand(2, 3, 4, generator=g) < 0.3).double()
+    params = [p for p in model.parameters() if p.requires_grad]
+    results = []
+    for unroll in (lambda: model(frames, trigger, return_hidden=True), lambda: fused.unroll(model, frames, trigger)):
+        logits, hidden = unroll()
+        results.append([logits, *torch.autograd.grad(logits.sin().sum() + hidden.cos().sum(), params)])
+    for eager, fast in zip(*results):
+        torch.testing.assert_close(fast, eager, rtol=1e-10, atol=1e-12)
