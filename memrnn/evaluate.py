@@ -7,9 +7,10 @@ trajectory (one extra step on a copy of the state) while the trajectory itself c
 trigger 0. Trials run in chunks, so memory stays bounded whatever the delay. All members see the
 same probe images and noise, which makes comparisons between them paired.
 
-On the fast path (``fast=True``, the runs of ``fast`` configurations) the noise frames, the same
-draws as the float32 path, are projected for every member at once and many frames at a time in one
-bf16 matmul (``memrnn.fused``), which is where a long unroll spends its time.
+On the fast path (``fast=True``, the runs of ``fast`` configurations) the noise frames, drawn in bf16
+from their own stream, are projected for every member at once and many frames at a time in one bf16
+matmul, and the recurrence steps with one kernel per step (``memrnn.fused``): a long unroll spends
+its time there.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from . import store
+from . import noise, store
 from .data import ImageBank
 from .fused import BF16, inference_step
 from .models import EnsembleRNN
@@ -90,15 +91,16 @@ def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: li
            generator: torch.Generator, fast: bool = False) -> torch.Tensor:
     """Correctness (E, n_delays, B) of probe trials with the given test images, computed in the model's
     dtype."""
-    E, B, device, dtype = model.n_members, len(trials), trials.device, model.weight_hh.dtype
+    E, B, device = model.n_members, len(trials), trials.device
     off = torch.zeros(E, B, device=device)
     targets = bank.test_labels[trials] + 1
     correct = torch.zeros(E, len(delays), B, dtype=torch.bool, device=device)
-    state = model.step(model.init_state(B), bank.test_images[trials].to(dtype).expand(E, B, -1), off)
+    state = model.step(model.init_state(B), bank.test_images[trials].to(model.weight_hh.dtype).expand(E, B, -1), off)
     wanted = {d: j for j, d in enumerate(delays)}
     trigger_row = model.weight_ih[:, -1:]
-    recur = inference_step(model) if fast else model.recur
-    for t, projected in zip(range(1, delays[-1] + 1), _noise_projections(model, bank, B, delays[-1], generator, fast)):
+    bias, recur = inference_step(model) if fast else (model.bias_ih, model.recur)
+    for t, projected in zip(range(1, delays[-1] + 1), _noise_projections(model, bank, B, delays[-1], generator,
+                                                                         bias, fast)):
         if t in wanted:
             logits = model.readout(recur(state, projected + trigger_row))
             correct[:, wanted[t]] = logits.argmax(-1) == targets
@@ -108,17 +110,32 @@ def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: li
 
 
 def _noise_projections(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: int, generator: torch.Generator,
-                       fast: bool, frames_at_once: int = 16):
-    """Input projections (E, B, G), trigger off, of ``n_frames`` pixel-noise frames shared by all members."""
+                       bias: torch.Tensor, fast: bool, frames_at_once: int = 16):
+    """Input projections (E, B, G) with ``bias``, trigger off, of ``n_frames`` pixel-noise frames shared by
+    all members. On the fast path the noise is drawn in bf16 (on a CPU from a Philox stream keyed by the
+    generator, ``memrnn.noise``), many frames of every member are projected in one bf16 matmul, and each
+    frame is laid out member-major, bias added, in one pass."""
     E, device, dtype = model.n_members, model.weight_ih.device, model.weight_ih.dtype
     if fast:  # (frames x B, D) @ (D, E x G): every member's projection of many frames in one bf16 matmul
         weight = model.weight_ih[:, :-1].permute(1, 0, 2).reshape(bank.dim, -1).to(BF16)
     for start in range(0, n_frames, frames_at_once):
         K = min(frames_at_once, n_frames - start)
-        noise = torch.randn(K, B, bank.dim, generator=generator, device=device, dtype=dtype)
-        noise = noise * bank.noise_std + bank.noise_mean
         if not fast:
+            noise = torch.randn(K, B, bank.dim, generator=generator, device=device, dtype=dtype)
+            noise = noise * bank.noise_std + bank.noise_mean
             yield from (model.project(frame.expand(E, B, -1), torch.zeros(E, B, device=device)) for frame in noise)
             continue
-        projected = (noise.reshape(K * B, -1).to(BF16) @ weight).view(K, B, E, -1)
-        yield from (frame.transpose(0, 1).to(dtype) + model.bias_ih for frame in projected)
+        projected = (_bf16_noise(K * B, bank, generator) @ weight).view(K, B, E, -1)
+        for frame in projected:  # frame by frame: each pass stays in cache, where one over the chunk is 5x slower
+            yield torch.add(frame.transpose(0, 1), bias, out=torch.empty(E, B, frame.shape[-1], device=device,
+                                                                          dtype=dtype))
+
+
+def _bf16_noise(n_pixels: int, bank: ImageBank, generator: torch.Generator) -> torch.Tensor:
+    """(frames, D) pixel noise in bf16: on a CPU a Philox stream filled on every thread."""
+    device = generator.device
+    if device.type != "cpu":
+        return (torch.randn(n_pixels, bank.dim, generator=generator, device=device) * bank.noise_std
+                + bank.noise_mean).to(BF16)
+    out = torch.empty(n_pixels, bank.dim, dtype=BF16)
+    return noise.normal_(out, noise.key(generator), bank.noise_mean, bank.noise_std, threads=torch.get_num_threads())

@@ -17,9 +17,13 @@ Jacobians never use this module: they need fp32/fp64 derivatives of the exact ma
 """
 from __future__ import annotations
 
+import ctypes
+from functools import lru_cache
+
 import torch
 from torch.nn import functional as F
 
+from . import native
 from .models import EnsembleRNN
 
 BF16 = torch.bfloat16
@@ -99,11 +103,40 @@ def unroll(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor) -> t
     return logits, hidden.transpose(1, 2)
 
 
+# the C kernels of cells.c and how many (E, B, width) views each takes
+_KERNELS = {"gru_gates": 3, "gru_update": 4, "gru_back_update": 7, "gru_back_reset": 5, "lstm_cell": 5, "lstm_back": 7}
+
+
+@lru_cache(maxsize=None)
+def _cells(dtype: torch.dtype) -> ctypes.CDLL:
+    real = {torch.float32: "float", torch.float64: "double"}.get(dtype)
+    if real is None:
+        raise ValueError(f"the fused recurrence runs in float32 or float64, not {dtype}")
+    library = native.library("cells.c", REAL=real)
+    for name, views in _KERNELS.items():
+        getattr(library, name).argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * views
+    return library
+
+
+def _cell(name: str, hidden_size: int, *views: torch.Tensor) -> None:
+    """Run kernel ``name`` of cells.c on CPU views (E, B, width) of one dtype whose rows are contiguous.
+    (Splitting a long probe's call over two threads was measured no faster: it is bound by memory.)"""
+    first, args = views[0], []
+    if len(views) != _KERNELS[name]:
+        raise TypeError(f"{name} takes {_KERNELS[name]} views, got {len(views)}")
+    for view in views:
+        if view.stride(-1) != 1 or view.dtype != first.dtype or view.device.type != "cpu":
+            raise ValueError(f"{name}: every view must be a {first.dtype} CPU tensor with contiguous rows")
+        args += [view.data_ptr(), view.stride(0), view.stride(1)]
+    getattr(_cells(first.dtype), name)(first.shape[0], first.shape[1], hidden_size, *args)
+
+
 class _FusedRecurrence(torch.autograd.Function):
     """projected (E, T, B, G), weight_hh (E, H, G) -> hidden h (E, T, B, H), from zero state.
 
     States live in (E, T+1, B, H) buffers (step t's slice a strided batch, which a matmul reads at
-    full speed), gates a matmul writes in (T, E, B, G) buffers (step t's slice contiguous)."""
+    full speed), gates a matmul writes in (T, E, B, G) buffers (step t's slice contiguous). Between
+    the matmuls of a step, one kernel of cells.c does all its elementwise work."""
 
     @staticmethod
     def forward(ctx, projected, weight_hh, kind):
@@ -118,24 +151,18 @@ class _FusedRecurrence(torch.autograd.Function):
             rh = torch.empty(E, T, B, H, **like)
             for t in range(T):
                 h, p = hidden[:, t], projected[:, t]
-                torch.baddbmm(p[..., : 2 * H], h, u_rz, out=rz[t]).sigmoid_()
-                torch.mul(rz[t, ..., :H], h, out=rh[:, t])
-                _tanh(torch.baddbmm(p[..., 2 * H:], rh[:, t], u_n), out=n[t])
-                torch.addcmul(h, rz[t, ..., H:], n[t] - h, out=hidden[:, t + 1])
+                torch.baddbmm(p[..., : 2 * H], h, u_rz, out=rz[t])
+                _cell("gru_gates", H, rz[t], h, rh[:, t])
+                torch.baddbmm(p[..., 2 * H:], rh[:, t], u_n, out=n[t])
+                _cell("gru_update", H, n[t], rz[t], h, hidden[:, t + 1])
             ctx.weights, saved = (u_rz, u_n), (rz, rh, n)
         elif kind == "lstm":
             gates, cells = torch.empty(T, E, B, G, **like), torch.empty(E, T + 1, B, H, **like)
             cells[:, 0] = 0
             tanh_c = torch.empty(T, E, B, H, **like)
             for t in range(T):
-                a = torch.baddbmm(projected[:, t], hidden[:, t], weight_hh, out=gates[t])
-                a[..., 2 * H: 3 * H].mul_(2)  # the g gate's tanh, as 2 sigmoid(2x) - 1 inside one sigmoid
-                a.sigmoid_()
-                a[..., 2 * H: 3 * H].mul_(2).sub_(1)
-                i, f, g, o = a.split(H, dim=-1)
-                c = torch.addcmul(f * cells[:, t], i, g, out=cells[:, t + 1])
-                _tanh(c, out=tanh_c[t])
-                torch.mul(o, tanh_c[t], out=hidden[:, t + 1])
+                torch.baddbmm(projected[:, t], hidden[:, t], weight_hh, out=gates[t])
+                _cell("lstm_cell", H, gates[t], cells[:, t], cells[:, t + 1], tanh_c[t], hidden[:, t + 1])
             saved = (gates, cells, tanh_c)
         elif kind == "rnn":
             for t in range(T):
@@ -153,21 +180,20 @@ class _FusedRecurrence(torch.autograd.Function):
         kind, saved = ctx.kind, ctx.saved
         E, T1, B, H = hidden.shape
         T, G = T1 - 1, weight_hh.shape[-1]
+        grad_out = grad_out.contiguous()  # autograd may pass an expanded gradient, which the kernels cannot read
         grad_projected = torch.empty(E, T, B, G, device=hidden.device, dtype=hidden.dtype)
         g = torch.zeros_like(hidden[:, 0])  # dL/dh carried back in time
         before = hidden[:, :-1].reshape(E, T * B, H).transpose(1, 2)  # every step's state before it
         if kind == "gru":
             (u_rz, u_n), (rz, rh, n) = ctx.weights, saved
             u_rz_t, u_n_t = u_rz.transpose(1, 2).contiguous(), u_n.transpose(1, 2).contiguous()
+            d_rh = torch.empty_like(g)
             for t in reversed(range(T)):
-                g = g + grad_out[:, t]
-                h, r, z, n_t, d = hidden[:, t], rz[t, ..., :H], rz[t, ..., H:], n[t], grad_projected[:, t]
-                dn = g * z
-                d_n = torch.mul(dn, 1 - n_t * n_t, out=d[..., 2 * H:])
-                d_rh = torch.bmm(d_n, u_n_t)
-                torch.mul(d_rh * h, r * (1 - r), out=d[..., :H])
-                torch.mul(g * (n_t - h), z * (1 - z), out=d[..., H: 2 * H])
-                g = torch.baddbmm(torch.addcmul(g - dn, d_rh, r), d[..., : 2 * H], u_rz_t)
+                h, d = hidden[:, t], grad_projected[:, t]
+                _cell("gru_back_update", H, g, grad_out[:, t], rz[t], n[t], h, d[..., H: 2 * H], d[..., 2 * H:])
+                torch.bmm(d[..., 2 * H:], u_n_t, out=d_rh)
+                _cell("gru_back_reset", H, g, d_rh, rz[t], h, d[..., :H])
+                g = torch.baddbmm(g, d[..., : 2 * H], u_rz_t)
             flat = grad_projected.view(E, T * B, G)
             grad_weight = torch.cat([torch.bmm(before, flat[..., : 2 * H]),
                                      torch.bmm(rh.view(E, T * B, H).transpose(1, 2), flat[..., 2 * H:])], -1)
@@ -177,46 +203,42 @@ class _FusedRecurrence(torch.autograd.Function):
                 gates, cells, tanh_c = saved
                 gc = torch.zeros_like(g)  # dL/dc carried back in time
             for t in reversed(range(T)):
-                g = g + grad_out[:, t]
                 d = grad_projected[:, t]
                 if kind == "lstm":
-                    (i, f, gg, o), tc = gates[t].split(H, dim=-1), tanh_c[t]
-                    gc = torch.addcmul(gc, g * o, 1 - tc * tc)
-                    torch.mul(gc * gg, i * (1 - i), out=d[..., :H])
-                    torch.mul(gc * cells[:, t], f * (1 - f), out=d[..., H: 2 * H])
-                    torch.mul(gc * i, 1 - gg * gg, out=d[..., 2 * H: 3 * H])
-                    torch.mul(g * tc, o * (1 - o), out=d[..., 3 * H:])
-                    gc = gc * f
+                    _cell("lstm_back", H, g, grad_out[:, t], gc, gates[t], cells[:, t], tanh_c[t], d)
                 else:
                     h_next = hidden[:, t + 1]
-                    torch.mul(g, 1 - h_next * h_next, out=d)
+                    torch.mul(g + grad_out[:, t], 1 - h_next * h_next, out=d)
                 g = torch.bmm(d, weight_t)
             grad_weight = torch.bmm(before, grad_projected.view(E, T * B, G))
         return grad_projected, grad_weight if ctx.needs_input_grad[1] else None, None
 
 
 def inference_step(model: EnsembleRNN):
-    """``model.recur`` without autograd for long no-grad unrolls: (state, projected) -> state, weights
-    split once, tanh as in training on the fast path."""
+    """For long no-grad unrolls: (bias, step), where ``step(state, projected) -> state`` is ``model.recur``
+    for inputs projected with ``bias`` instead of ``bias_ih``, and may overwrite ``projected``. On a CPU
+    the weights are split once and the elementwise work of a step is one kernel, as in training on
+    the fast path; the LSTM's and RNN's constant recurrent bias joins the projection's."""
     H, kind = model.hidden_size, fused_kind(model)
-    if kind is None:
-        return model.recur
+    if kind is None or model.weight_hh.device.type != "cpu":
+        return model.bias_ih, model.recur
     weight = model.weight_hh.detach()
     u_rz, u_n = weight[..., : 2 * H].contiguous(), weight[..., 2 * H:].contiguous()
-    bias = model.bias_hh.detach()
 
     @torch.no_grad()
     def step(state, projected):
         h = state[..., :H]
         if kind == "gru":
-            rz = torch.baddbmm(projected[..., : 2 * H], h, u_rz).sigmoid_()
-            n = _tanh(torch.baddbmm(projected[..., 2 * H:], rz[..., :H] * h, u_n))
-            return torch.addcmul(h, rz[..., H:], n - h)
-        gates = torch.baddbmm(projected + bias, h, weight)
+            rz, rh, out = torch.baddbmm(projected[..., : 2 * H], h, u_rz), torch.empty_like(h), torch.empty_like(h)
+            _cell("gru_gates", H, rz, h, rh)
+            _cell("gru_update", H, torch.baddbmm(projected[..., 2 * H:], rh, u_n), rz, h, out)
+            return out
+        gates = projected.baddbmm_(h, weight) if projected.is_contiguous() else torch.baddbmm(projected, h, weight)
         if kind == "rnn":
             return _tanh(gates)
-        i, f, o = (torch.sigmoid(gates[..., k * H: (k + 1) * H]) for k in (0, 1, 3))
-        c = torch.addcmul(f * state[..., H:], i, _tanh(gates[..., 2 * H: 3 * H]))
-        return torch.cat([o * _tanh(c), c], -1)
+        out = torch.empty_like(state)
+        _cell("lstm_cell", H, gates, state[..., H:], out[..., H:], torch.empty_like(h), out[..., :H])
+        return out
 
-    return step
+    bias = model.bias_ih if kind == "gru" else model.bias_ih + model.bias_hh
+    return bias.detach(), step

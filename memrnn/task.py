@@ -16,15 +16,14 @@ whose masked classes get -inf) are switches whose effect the book measures.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
 
 import math
 
 import torch
 from torch.nn import functional as F
 
+from . import native, noise
 from .data import ImageBank
 
 NULL = 0
@@ -103,50 +102,54 @@ class TrialSampler:
 
     def sample_time_major(self, generators: list[torch.Generator], batch_size: int, t_max: int,
                           n_active: int) -> Batch:
-        """A batch of ``T_max`` frames, one generator per member; ``frames.transpose(1, 2)`` is contiguous."""
+        """A batch of ``T_max`` frames, one generator per member, for the CPU fast path: the trials the
+        eager sampler draws from the same generators, noise from a Philox stream keyed by a further draw
+        of each (``memrnn.noise``), members filled in parallel; ``frames.transpose(1, 2)`` is contiguous."""
         self.spec.check(t_max, n_active)
-        frames = torch.empty(len(generators), t_max, batch_size, self.bank.dim, device=self.images.device)
+        bank, E = self.bank, len(generators)
+        times, keys = [], []
+        for g in generators:
+            times.append(self._trial(g, (batch_size,), t_max, n_active))
+            keys.append(noise.key(g))
+        frames = torch.empty(E, t_max, batch_size, bank.dim)
+        list(native.pool().map(lambda k: noise.normal_(frames[k], keys[k], bank.noise_mean, bank.noise_std), range(E)))
+        t_s, t_r, index = (torch.stack(x) for x in zip(*times))
+        rows = (torch.arange(E)[:, None] * t_max + t_s) * batch_size + torch.arange(batch_size)  # each stimulus
+        frames.view(-1, bank.dim).index_copy_(0, rows.flatten(), self.images.index_select(0, index.flatten()))
+        return Batch(frames.transpose(1, 2), *self._labelled(t_s, t_r, index, t_max, t_max), n_active=n_active,
+                     spec=self.spec)
 
-        def draw(k):
-            return self._draw(generators[k], (batch_size,), t_max, n_active, frames_out=frames[k])
-
-        parts = list(_pool().map(draw, range(len(generators))))
-        rest = [torch.stack(p) for p in list(zip(*parts))[1:]]  # the frames are already in place
-        return Batch(frames.transpose(1, 2), *rest, n_active=n_active, spec=self.spec)
-
-    def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int,
-              frames_out: torch.Tensor | None = None):
-        """One member's trials (or all members' for a 2-d ``shape``); with ``frames_out`` (T_max, B, D),
-        only the first T_max frames, drawn into it time-major."""
-        spec, bank, device = self.spec, self.bank, self.images.device
-        T, delta = (spec.n_frames if frames_out is None else t_max), spec.min_delay
+    def _trial(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
+        """Stimulus times, report times and bank indices (sorted bank) of trials of the given shape."""
+        delta, device = self.spec.min_delay, self.images.device
         t_s = torch.randint(0, t_max - delta, shape, generator=g, device=device)
         span = t_max - t_s - delta  # number of allowed report times, >= 1
         t_r = t_s + delta + (torch.rand(shape, generator=g, device=device) * span).long()
-        if spec.class_sampling == "class":
+        if self.spec.class_sampling == "class":
             label = torch.randint(0, n_active, shape, generator=g, device=device)
             index = self.class_start[label] + torch.randint(0, self.per_class, shape, generator=g, device=device)
         else:
             index = torch.randint(0, self.prefix[n_active - 1], shape, generator=g, device=device)
-        steps = torch.arange(T, device=device)
-        if frames_out is None:
-            frames = torch.randn(*shape, T, bank.dim, generator=g, device=device)
-            frames = frames * bank.noise_std + bank.noise_mean
-            stimulus = (steps == t_s[..., None]).unsqueeze(-1)
-            frames = torch.where(stimulus, self.images[index].unsqueeze(-2), frames)
-        else:
-            frames = frames_out.normal_(bank.noise_mean, bank.noise_std, generator=g)
-            frames[t_s, torch.arange(shape[0], device=device)] = self.images[index]
+        return t_s, t_r, index
+
+    def _labelled(self, t_s, t_r, index, t_max: int, n_frames: int):
+        """Trigger, targets, weights, labels and the two times of trials over ``n_frames`` frames."""
+        steps = torch.arange(n_frames, device=self.images.device)
         report = steps == t_r[..., None]
         labels = self.labels[index]
         targets = torch.where(report, labels[..., None] + 1, NULL)
-        weights = (steps < t_max).float() + (spec.report_weight - 1) * report.float()
-        return frames, report.float(), targets, weights, labels, t_s, t_r
+        weights = (steps < t_max).float() + (self.spec.report_weight - 1) * report.float()
+        return report.float(), targets, weights, labels, t_s, t_r
 
-
-@lru_cache(maxsize=1)
-def _pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="memrnn-draw")
+    def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
+        """Trials of the given shape (one member's, or all members' for a 2-d ``shape``) over ``n_frames``."""
+        bank, T = self.bank, self.spec.n_frames
+        t_s, t_r, index = self._trial(g, shape, t_max, n_active)
+        frames = torch.randn(*shape, T, bank.dim, generator=g, device=self.images.device)
+        frames = frames * bank.noise_std + bank.noise_mean
+        stimulus = (torch.arange(T, device=frames.device) == t_s[..., None]).unsqueeze(-1)
+        frames = torch.where(stimulus, self.images[index].unsqueeze(-2), frames)
+        return frames, *self._labelled(t_s, t_r, index, t_max, T)
 
 
 def mask_inactive(logits: torch.Tensor, n_active: int, readout: str = "sigmoid-softmax") -> torch.Tensor:

@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from memrnn import fused, store
+from memrnn import evaluate, fused, store
 from memrnn.data import make_synthetic
 from memrnn.evaluate import accuracy_by_delay
 from memrnn.models import EnsembleRNN
@@ -53,12 +53,14 @@ def test_fused_unroll_equals_eager_forward_and_gradients(arch, cell, exact_proje
 
 @pytest.mark.parametrize("arch,cell", FORMS)
 def test_inference_step_equals_recur(arch, cell):
+    """With its bias in place of bias_ih, the inference step is the model's update."""
     model = _perturbed(arch, cell)
     state = torch.rand(3, 5, model.state_size, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
     projected = torch.randn(3, 5, model.weight_hh.shape[-1], generator=torch.Generator().manual_seed(2),
                             dtype=torch.float64)
+    bias, step = fused.inference_step(model)
     with torch.no_grad():
-        torch.testing.assert_close(fused.inference_step(model)(state, projected), model.recur(state, projected),
+        torch.testing.assert_close(step(state, projected - model.bias_ih + bias), model.recur(state, projected),
                                    rtol=1e-12, atol=1e-12)
 
 
@@ -77,7 +79,7 @@ def test_bf16_unroll_is_close_to_float32():
 
 def test_time_major_batch_is_each_members_own_draw_truncated_at_t_max(bank):
     """The fast path's batch holds the trials the eager sampler draws from the same generators (their
-    times and images come first in each stream), cut at T_max; only the noise is laid out differently."""
+    times and images come first in each stream), cut at T_max; only the noise comes from another stream."""
     sampler, seeds, t_max = TrialSampler(bank, TaskSpec()), [3, 4, 5], 8
     fast = sampler.sample_time_major([torch.Generator().manual_seed(s) for s in seeds], 400, t_max, 10)
     eager = sampler.sample([torch.Generator().manual_seed(s) for s in seeds], 400, t_max, 10)
@@ -108,9 +110,13 @@ def test_truncated_batch_has_the_loss_of_the_full_one(bank):
     torch.testing.assert_close(short_loss, full_loss, rtol=1e-12, atol=0)
 
 
-def test_fast_probe_sees_the_eager_probes_noise(exact_projection):
-    """In float64, with the projection exact, the fast probe's answers are the eager probe's: same trials,
-    same noise draws, the same map (rounding at 1e-16 cannot flip an argmax but by an exact tie)."""
+def test_fast_probe_is_the_eager_probe_given_its_noise(exact_projection, monkeypatch):
+    """In float64, with the projection exact and the eager probe's noise draws in place of the fast
+    path's own stream, the fast probe's answers are the eager probe's: same trials, the same map
+    (rounding at 1e-16 cannot flip an argmax but by an exact tie)."""
+    monkeypatch.setattr(evaluate, "BF16", torch.float64)
+    monkeypatch.setattr(evaluate, "_bf16_noise", lambda n, bank, generator: torch.randn(
+        n, bank.dim, generator=generator, dtype=torch.float64) * bank.noise_std + bank.noise_mean)
     torch.set_default_dtype(torch.float64)
     try:
         trainer = Trainer.build(make_config("smoke", hidden_size=16))
@@ -121,6 +127,25 @@ def test_fast_probe_sees_the_eager_probes_noise(exact_projection):
         torch.set_default_dtype(torch.float32)
     assert trainer.model.weight_hh.dtype == torch.float64
     assert torch.equal(eager.overall, fast.overall) and torch.equal(eager.accuracy, fast.accuracy)
+
+
+def test_fast_probe_draws_its_own_noise_stream(monkeypatch):
+    """On the fast path the probe's noise is the Philox stream keyed by the probe's generator: the same
+    seed gives the same noise, another seed other noise."""
+    trainer = Trainer.build(make_config("smoke", hidden_size=16))
+    drawn = []
+    real = evaluate._bf16_noise
+
+    def spy(n, bank, generator):
+        drawn.append(real(n, bank, generator))
+        return drawn[-1]
+
+    monkeypatch.setattr(evaluate, "_bf16_noise", spy)
+    for seed in (0, 0, 1):
+        accuracy_by_delay(trainer.model, trainer.bank, [30], 8, seed=seed, fast=True)
+    first, again, other = (torch.cat(drawn[k * 2: k * 2 + 2]) for k in range(3))  # 30 frames: chunks of 16 + 14
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert abs(first.float().mean() - trainer.bank.noise_mean) < 0.01
 
 
 def _run_tensors(run_dir):

@@ -1,0 +1,47 @@
+"""The fast path's C kernels (``noise.c``, ``cells.c``), compiled once per process at first use.
+
+Why compile at run time: the kernels are a few hundred lines that gcc vectorises for the machine it
+runs on (``-march=native``; ``-ffast-math`` lets it call glibc's vector ``exp``, ``log`` and ``cos``),
+which a prebuilt wheel could only do for one vector width; compiling takes a fraction of a second and
+needs only a C compiler (``$CC``, else ``cc``), as Colab, Binder and every Linux with gcc have. Results
+are bit-identical run to run on one machine, and may differ in the last bits of a float on a CPU
+with another vector width.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
+
+
+@lru_cache(maxsize=None)
+def library(source: str, **defines: str) -> ctypes.CDLL:
+    """The compiled ``memrnn/<source>`` with these ``-D`` macro definitions."""
+    path = Path(__file__).with_name(source)
+    compiler = os.environ.get("CC", "cc")
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"the CPU fast path compiles {path.name} with a C compiler, and {compiler!r} was not "
+                           "found: install one (e.g. gcc), name it in $CC, or use fast=False")
+    macros = [f"-D{name}={value}" for name, value in defines.items()]
+    with tempfile.TemporaryDirectory(prefix="memrnn-native-") as folder:
+        built = Path(folder) / f"{path.stem}.so"
+        done = subprocess.run([compiler, *FLAGS, *macros, str(path), "-o", str(built), "-lm"],
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"compiling {path} with {compiler} failed:\n{done.stderr}")
+        return ctypes.CDLL(str(built))  # mapped into the process: the file may go
+
+
+@lru_cache(maxsize=1)
+def pool() -> ThreadPoolExecutor:
+    """Threads that run kernels side by side (ctypes releases the GIL during a call), one per torch thread."""
+    return ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="memrnn-native")
