@@ -48,7 +48,9 @@ class _Projection(torch.autograd.Function):
         inputs[..., :D] = features
         inputs[..., D] = trigger
         inputs[..., D + 1] = 1
-        weight_low = torch.cat([weight, bias], 1).to(BF16)
+        weight_low = torch.empty(E, D + 2, weight.shape[-1], dtype=BF16, device=weight.device)
+        weight_low[:, : D + 1] = weight  # cast in place: no float32 concatenation first
+        weight_low[:, D + 1:] = bias
         ctx.save_for_backward(inputs, weight_low)
         return torch.bmm(inputs, weight_low).to(bias.dtype)
 
@@ -58,8 +60,10 @@ class _Projection(torch.autograd.Function):
         needs = ctx.needs_input_grad
         grad_low = grad.to(BF16)
         grad_features = torch.bmm(grad_low, weight_low[:, :-2].transpose(1, 2)).to(grad.dtype) if needs[0] else None
-        grad_rows = torch.bmm(inputs.transpose(1, 2), grad_low).to(grad.dtype) if needs[2] or needs[3] else None
-        return grad_features, None, grad_rows[:, :-1] if needs[2] else None, grad_rows[:, -1:] if needs[3] else None
+        rows = torch.bmm(inputs.transpose(1, 2), grad_low) if needs[2] or needs[3] else None
+        # each gradient cast from its bf16 rows straight into a contiguous tensor, which autograd keeps as it is
+        return (grad_features, None, rows[:, :-1].to(grad.dtype) if needs[2] else None,
+                rows[:, -1:].to(grad.dtype) if needs[3] else None)
 
 
 def project(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
