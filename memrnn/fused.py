@@ -39,15 +39,17 @@ class _Projection(torch.autograd.Function):
     """features (E, N, D), trigger (E, N), weight_ih (E, D+1, G), bias (E, 1, G) -> (E, N, G) in the
     bias's dtype: one bf16 matmul of the features with the trigger and a constant 1 appended, so the
     trigger row and the bias are rows of the matmul's weight and their gradients rows of its weight
-    gradient (no separate terms, no sliced weight whose gradient would be a zero-filled copy)."""
+    gradient (no separate terms, no sliced weight whose gradient would be a zero-filled copy).
+    ``inputs``, when given, is that matrix (E, N, D+2) already, drawn so by the fast path's sampler."""
 
     @staticmethod
-    def forward(ctx, features, trigger, weight, bias):
+    def forward(ctx, features, trigger, weight, bias, inputs):
         E, N, D = features.shape
-        inputs = torch.empty(E, N, D + 2, dtype=BF16, device=features.device)
-        inputs[..., :D] = features
-        inputs[..., D] = trigger
-        inputs[..., D + 1] = 1
+        if inputs is None:
+            inputs = torch.empty(E, N, D + 2, dtype=BF16, device=features.device)
+            inputs[..., :D] = features
+            inputs[..., D] = trigger
+            inputs[..., D + 1] = 1
         weight_low = torch.empty(E, D + 2, weight.shape[-1], dtype=BF16, device=weight.device)
         weight_low[:, : D + 1] = weight  # cast in place: no float32 concatenation first
         weight_low[:, D + 1:] = bias
@@ -63,14 +65,17 @@ class _Projection(torch.autograd.Function):
         rows = torch.bmm(inputs.transpose(1, 2), grad_low) if needs[2] or needs[3] else None
         # each gradient cast from its bf16 rows straight into a contiguous tensor, which autograd keeps as it is
         return (grad_features, None, rows[:, :-1].to(grad.dtype) if needs[2] else None,
-                rows[:, -1:].to(grad.dtype) if needs[3] else None)
+                rows[:, -1:].to(grad.dtype) if needs[3] else None, None)
 
 
-def project(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def project(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor, bias: torch.Tensor,
+            inputs: torch.Tensor | None = None) -> torch.Tensor:
     """``model.project`` with the pixel matmul in bf16 and ``bias`` for ``bias_ih``: frames (E, N, D),
-    trigger (E, N) -> (E, N, G)."""
-    features = frames if model.frontend is None else model.frontend(frames)
-    return _Projection.apply(features, trigger, model.weight_ih, bias)
+    trigger (E, N) -> (E, N, G); ``inputs``, the sampler's projection matrix, serves a model without a
+    front end."""
+    if model.frontend is not None:
+        return _Projection.apply(model.frontend(frames), trigger, model.weight_ih, bias, None)
+    return _Projection.apply(frames, trigger, model.weight_ih, bias, inputs)
 
 
 def fused_kind(model: EnsembleRNN) -> str | None:
@@ -80,17 +85,18 @@ def fused_kind(model: EnsembleRNN) -> str | None:
     return model.arch
 
 
-def unroll(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def unroll(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor,
+           inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits (E, B, T, O) and hidden states (E, B, T, H) from zero state, as ``model(..., return_hidden=True)``.
 
-    frames (E, B, T, D) and trigger (E, B, T); frames laid out time-major underneath (``frames.transpose(1, 2)``
-    contiguous, as ``TrialSampler`` draws them on the fast path) are projected without a copy."""
+    frames (E, B, T, D) and trigger (E, B, T); with ``inputs``, the (E, T x B, D + 2) projection matrix
+    that frames are a view of (``Batch.inputs``), the projection multiplies it as it is."""
     E, B, T, D = frames.shape
     kind = fused_kind(model)
     # lstm / rnn: the recurrent bias is constant over time, so it joins the projection's bias
     bias = model.bias_ih if kind in (None, "gru") else model.bias_ih + model.bias_hh
     projected = project(model, frames.transpose(1, 2).reshape(E, T * B, D),
-                        trigger.transpose(1, 2).reshape(E, T * B), bias).view(E, T, B, -1)
+                        trigger.transpose(1, 2).reshape(E, T * B), bias, inputs).view(E, T, B, -1)
     if kind is None:
         state, hiddens = model.init_state(B), []
         for step_input in projected.unbind(1):

@@ -7,9 +7,8 @@
 
    Layout: chunk c of a stream holds normals 1024 c .. 1024 c + 1023 from blocks 256 c .. 256 c + 255;
    block 256 c + j gives the normals at offsets j, 256 + j, 512 + j and 768 + j of its chunk, so
-   each of the four outputs is one contiguous vector store. A fill that starts at chunk s gives the
-   values of the stream from normal 1024 s on, so splitting a fill at chunk boundaries over threads
-   changes nothing. Compiled with -O3 -ffast-math -march=native: the block loop vectorises, with
+   each of the four outputs is one contiguous vector store. A fill may start anywhere in the stream
+   and may be split anywhere over threads without changing a value. Compiled with -O3 -ffast-math -march=native: the block loop vectorises, with
    glibc's vector logf and cosf (libmvec); the sine is written cos(t - pi/2), since a sinf and cosf of
    one angle would be merged into a sincos call that does not vectorise. */
 #include <math.h>
@@ -49,32 +48,44 @@ static void chunk_normals(float *out, uint64_t chunk, uint32_t k0, uint32_t k1, 
     }
 }
 
-/* out[i] = normal number first_chunk * 1024 + i of the stream with this key, times std plus mean. */
-void memrnn_normal(float *out, int64_t n, uint64_t key, uint64_t first_chunk, float mean, float std) {
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    int64_t whole = n / CHUNK;
-    for (int64_t c = 0; c < whole; c++)
-        chunk_normals(out + c * CHUNK, first_chunk + (uint64_t)c, k0, k1, mean, std);
-    if (n > whole * CHUNK) {
-        float tail[CHUNK];
-        chunk_normals(tail, first_chunk + (uint64_t)whole, k0, k1, mean, std);
-        memcpy(out + whole * CHUNK, tail, (size_t)(n - whole * CHUNK) * sizeof(float));
+/* Float32 values to bfloat16, rounded to nearest (ties to even). */
+static void to_bf16(uint16_t *out, const float *values, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, values + i, sizeof bits);
+        out[i] = (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
     }
 }
 
-/* The same numbers rounded to bfloat16 (to nearest, ties to even), for a bf16 matmul's input: half
-   the memory traffic of writing float32 and converting later. */
-void memrnn_normal_bf16(uint16_t *out, int64_t n, uint64_t key, uint64_t first_chunk, float mean, float std) {
+/* Elements begin .. end - 1 of a fill whose element i is normal first + i of the stream with this key,
+   times std plus mean, written row-major into rows of row_length values that lie row_stride values
+   apart (float32, or bfloat16 rounded to nearest when bf16 is set). Any split of [0, n) into ranges
+   gives the same values. */
+void memrnn_normal(void *out, int bf16, int64_t row_length, int64_t row_stride, uint64_t key, uint64_t first,
+                   int64_t begin, int64_t end, float mean, float std) {
     uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
     float values[CHUNK];
-    for (int64_t start = 0, c = 0; start < n; start += CHUNK, c++) {
-        chunk_normals(values, first_chunk + (uint64_t)c, k0, k1, mean, std);
-        int64_t count = n - start < CHUNK ? n - start : CHUNK;
-        for (int64_t i = 0; i < count; i++) {
-            uint32_t bits;
-            memcpy(&bits, values + i, sizeof bits);
-            out[start + i] = (uint16_t)((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
+    int64_t i = begin, row = begin / row_length, col = begin % row_length;
+    while (i < end) {
+        uint64_t at = first + (uint64_t)i;
+        int64_t offset = (int64_t)(at % CHUNK), count = CHUNK - offset;
+        if (count > end - i) count = end - i;
+        chunk_normals(values, at / CHUNK, k0, k1, mean, std);
+        for (int64_t done = 0; done < count;) {  /* runs of one row at a time */
+            int64_t run = row_length - col < count - done ? row_length - col : count - done;
+            int64_t place = row * row_stride + col;
+            if (bf16)
+                to_bf16((uint16_t *)out + place, values + offset + done, run);
+            else
+                memcpy((float *)out + place, values + offset + done, (size_t)run * sizeof(float));
+            done += run;
+            col += run;
+            if (col == row_length) {
+                col = 0;
+                row++;
+            }
         }
+        i += count;
     }
 }
 

@@ -17,15 +17,11 @@ import torch
 
 from . import native
 
-CHUNK = 1024  # normals per chunk of the stream: a fill may start only at a multiple
-
-
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL:
     library = native.library("noise.c")
-    library.memrnn_normal.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint64, ctypes.c_uint64,
-                                      ctypes.c_float, ctypes.c_float]
-    library.memrnn_normal_bf16.argtypes = library.memrnn_normal.argtypes
+    library.memrnn_normal.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint64,
+                                      ctypes.c_uint64, ctypes.c_int64, ctypes.c_int64, ctypes.c_float, ctypes.c_float]
     library.memrnn_philox.argtypes = [ctypes.c_void_p] * 3
     return library
 
@@ -37,24 +33,28 @@ def key(generator: torch.Generator) -> int:
 
 def normal_(out: torch.Tensor, key: int, mean: float = 0.0, std: float = 1.0, first: int = 0,
             threads: int = 1) -> torch.Tensor:
-    """Fill ``out`` (contiguous float32 or bfloat16 on the CPU) with normals ``first``, ``first + 1``, ...
-    of stream ``key``, times ``std`` plus ``mean`` (in bfloat16: those float32 values rounded to
-    nearest); ``threads`` > 1 splits the fill over ``native.pool()``."""
-    fill_kernel = {torch.float32: "memrnn_normal", torch.bfloat16: "memrnn_normal_bf16"}.get(out.dtype)
-    if fill_kernel is None or out.device.type != "cpu" or not out.is_contiguous():
-        raise ValueError(f"normal_ fills a contiguous float32 or bfloat16 CPU tensor, got {out.dtype} on {out.device}"
-                         f"{'' if out.is_contiguous() else ', not contiguous'}")
-    if first % CHUNK or first < 0:
-        raise ValueError(f"first={first}: a fill starts at a multiple of {CHUNK} normals")
+    """Fill ``out`` (float32 or bfloat16 on the CPU) with normals ``first``, ``first + 1``, ... of stream
+    ``key``, times ``std`` plus ``mean``, in row-major order (in bfloat16: those float32 values rounded
+    to nearest). ``out`` may be a view with gaps between its rows, e.g. some columns of a matrix, as
+    long as each row is contiguous; ``threads`` > 1 splits the fill over ``native.pool()``."""
+    if out.dtype not in (torch.float32, torch.bfloat16) or out.device.type != "cpu":
+        raise ValueError(f"normal_ fills a float32 or bfloat16 CPU tensor, got {out.dtype} on {out.device}")
+    try:
+        rows = out.view(-1, out.shape[-1]) if out.dim() else out.view(1, 1)
+    except RuntimeError:
+        rows = None
+    if rows is None or (rows.stride(1) != 1 and rows.shape[1] > 1):
+        raise ValueError(f"normal_ fills rows that are contiguous and evenly spaced; got strides {out.stride()}")
+    if first < 0:
+        raise ValueError(f"first={first}: a fill starts at a stream position >= 0")
     if not 0 <= key < 2**64:
         raise ValueError(f"key={key}: a stream key is an unsigned 64-bit integer")
-    flat, kernel = out.view(-1), getattr(_library(), fill_kernel)
-    chunks = -(-flat.numel() // CHUNK)
-    bounds = [CHUNK * (chunks * part // threads) for part in range(threads + 1)]
+    n, (length, stride) = rows.numel(), (rows.shape[1], rows.stride(0))
+    kernel, bf16 = _library().memrnn_normal, int(out.dtype == torch.bfloat16)
+    bounds = [n * part // threads for part in range(threads + 1)]
 
     def fill(part):
-        piece = flat[bounds[part]: bounds[part + 1]]
-        kernel(piece.data_ptr(), piece.numel(), key, (first + bounds[part]) // CHUNK, mean, std)
+        kernel(rows.data_ptr(), bf16, length, stride, key, first, bounds[part], bounds[part + 1], mean, std)
 
     if threads == 1:
         fill(0)

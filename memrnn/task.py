@@ -68,6 +68,7 @@ class Batch:
     report_time: torch.Tensor    # (E, B)
     n_active: int              # classes 0..n_active-1 are in play
     spec: TaskSpec
+    inputs: torch.Tensor | None = None  # the fast path's (E, T x B, D + 2) projection matrix, frames its view
 
 
 class TrialSampler:
@@ -101,23 +102,37 @@ class TrialSampler:
         return Batch(*[torch.stack(p) for p in zip(*parts)], n_active=n_active, spec=self.spec)
 
     def sample_time_major(self, generators: list[torch.Generator], batch_size: int, t_max: int,
-                          n_active: int) -> Batch:
+                          n_active: int, projection: bool = False) -> Batch:
         """A batch of ``T_max`` frames, one generator per member, for the CPU fast path: the trials the
         eager sampler draws from the same generators, noise from a Philox stream keyed by a further draw
-        of each (``memrnn.noise``), members filled in parallel; ``frames.transpose(1, 2)`` is contiguous."""
+        of each (``memrnn.noise``), members filled in parallel; ``frames.transpose(1, 2)`` is contiguous.
+
+        With ``projection`` the pixels are drawn in bf16 straight into ``Batch.inputs``, the matrix
+        (E, T_max x B, D + 2) of pixels, trigger and a constant 1 that the fused projection multiplies
+        (``memrnn.fused``), and ``frames`` is a view of its pixel columns: no float32 frames are
+        written and none copied."""
         self.spec.check(t_max, n_active)
-        bank, E = self.bank, len(generators)
+        bank, E, B, D = self.bank, len(generators), batch_size, self.bank.dim
         times, keys = [], []
         for g in generators:
-            times.append(self._trial(g, (batch_size,), t_max, n_active))
+            times.append(self._trial(g, (B,), t_max, n_active))
             keys.append(noise.key(g))
-        frames = torch.empty(E, t_max, batch_size, bank.dim)
-        list(native.pool().map(lambda k: noise.normal_(frames[k], keys[k], bank.noise_mean, bank.noise_std), range(E)))
         t_s, t_r, index = (torch.stack(x) for x in zip(*times))
-        rows = (torch.arange(E)[:, None] * t_max + t_s) * batch_size + torch.arange(batch_size)  # each stimulus
-        frames.view(-1, bank.dim).index_copy_(0, rows.flatten(), self.images.index_select(0, index.flatten()))
-        return Batch(frames.transpose(1, 2), *self._labelled(t_s, t_r, index, t_max, t_max), n_active=n_active,
-                     spec=self.spec)
+        trigger, *labelled = self._labelled(t_s, t_r, index, t_max, t_max)
+        if projection:
+            inputs = torch.empty(E, t_max * B, D + 2, dtype=torch.bfloat16)
+            inputs[..., D] = trigger.transpose(1, 2).reshape(E, -1)
+            inputs[..., D + 1] = 1
+            pixels = inputs[..., :D]
+        else:
+            inputs, pixels = None, torch.empty(E, t_max * B, D)
+        list(native.pool().map(lambda k: noise.normal_(pixels[k], keys[k], bank.noise_mean, bank.noise_std),
+                               range(E)))
+        rows = (torch.arange(E)[:, None] * t_max + t_s) * B + torch.arange(B)  # each stimulus frame
+        images = self.images.index_select(0, index.flatten()).to(pixels.dtype)
+        pixels.reshape(-1, D).index_copy_(0, rows.flatten(), images)
+        return Batch(pixels.view(E, t_max, B, D).transpose(1, 2), trigger, *labelled, n_active=n_active,
+                     spec=self.spec, inputs=inputs)
 
     def _trial(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
         """Stimulus times, report times and bank indices (sorted bank) of trials of the given shape."""

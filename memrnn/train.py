@@ -79,7 +79,8 @@ class Trainer:
 
     def sample(self, sampler: TrialSampler, t_max: int, n_active: int):
         if self.fused:
-            return sampler.sample_time_major(self.generators, self.config.batch_size, t_max, n_active)
+            return sampler.sample_time_major(self.generators, self.config.batch_size, t_max, n_active,
+                                             projection=self.model.frontend is None)
         return sampler.sample(self.generators, self.config.batch_size, t_max, n_active, self.config.seeds)
 
     def unroll(self, batch):
@@ -88,7 +89,7 @@ class Trainer:
         if not self.config.fast:
             return self.model(batch.frames, batch.trigger, return_hidden=True)
         if self.fused:
-            return fused.unroll(self.model, batch.frames, batch.trigger)
+            return fused.unroll(self.model, batch.frames, batch.trigger, batch.inputs)
         if not hasattr(self, "_compiled"):
             self._compiled = torch.compile(self.model)
         device = self.model.weight_hh.device

@@ -97,6 +97,21 @@ def test_time_major_batch_is_each_members_own_draw_truncated_at_t_max(bank):
     assert torch.equal(alone.frames[0], fast.frames[1])  # member k depends on its own generator only
 
 
+def test_projection_batch_is_the_float32_batch_in_bf16_and_unrolls_alike(bank):
+    """Drawn straight into the projection's matrix, the batch holds the float32 batch's values rounded to
+    bf16, the trigger column and the constant 1; the unroll that multiplies it is the one that builds it."""
+    sampler, D = TrialSampler(bank, TaskSpec()), bank.dim
+    plain, ready = (sampler.sample_time_major([torch.Generator().manual_seed(s) for s in (3, 4)], 16, 8, 10,
+                                              projection=projection) for projection in (False, True))
+    assert ready.frames.dtype == torch.bfloat16 and torch.equal(ready.frames, plain.frames.to(torch.bfloat16))
+    assert torch.equal(ready.inputs[..., D], plain.trigger.transpose(1, 2).reshape(2, -1).to(torch.bfloat16))
+    assert (ready.inputs[..., D + 1] == 1).all() and torch.equal(ready.targets, plain.targets)
+    model = EnsembleRNN("gru", 2, D, 8, seeds=[0, 1])
+    for a, b in zip(fused.unroll(model, ready.frames, ready.trigger, ready.inputs),
+                    fused.unroll(model, plain.frames, plain.trigger)):
+        assert torch.equal(a, b)
+
+
 def test_truncated_batch_has_the_loss_of_the_full_one(bank):
     """Frames from T_max on carry no loss, so dropping them leaves the loss (a mean over all frames) unchanged."""
     spec = TaskSpec()

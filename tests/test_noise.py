@@ -56,10 +56,17 @@ def test_bf16_fill_is_the_float32_stream_rounded():
     assert torch.equal(noise.normal_(torch.empty(3000, dtype=torch.bfloat16), 11, 0.2, 0.5), wide.to(torch.bfloat16))
 
 
-def test_split_and_offset_fills_are_parts_of_one_stream():
+def test_split_offset_and_strided_fills_are_parts_of_one_stream():
     whole = noise.normal_(torch.empty(10_000), 7)
-    torch.testing.assert_close(noise.normal_(torch.empty(10_000), 7, threads=3), whole, rtol=0, atol=0)
-    torch.testing.assert_close(noise.normal_(torch.empty(10_000 - 2048), 7, first=2048), whole[2048:], rtol=0, atol=0)
+    for threads in (2, 3):
+        torch.testing.assert_close(noise.normal_(torch.empty(10_000), 7, threads=threads), whole, rtol=0, atol=0)
+    for first in (2048, 1500):  # at a chunk boundary and inside a chunk
+        torch.testing.assert_close(noise.normal_(torch.empty(10_000 - first), 7, first=first), whole[first:],
+                                   rtol=0, atol=0)
+    matrix = torch.full((100, 103), -9.0)  # rows of 100 values, three other columns left alone
+    noise.normal_(matrix[:, 1:101], 7, threads=2)
+    torch.testing.assert_close(matrix[:, 1:101].reshape(-1), whole, rtol=0, atol=0)
+    assert (matrix[:, 0] == -9).all() and (matrix[:, 101:] == -9).all()
     assert not torch.equal(noise.normal_(torch.empty(10_000), 8), whole)
 
 
@@ -80,8 +87,8 @@ def test_key_comes_from_the_generator():
 
 @pytest.mark.parametrize("out,kwargs,message", [
     (torch.empty(10, dtype=torch.float64), {}, "float32 or bfloat16"),
-    (torch.empty(10, 4).t(), {}, "not contiguous"),
-    (torch.empty(10), {"first": 100}, "multiple of 1024"),
+    (torch.empty(10, 4).t(), {}, "contiguous and evenly spaced"),
+    (torch.empty(10), {"first": -1}, "stream position"),
     (torch.empty(10), {"key": -1}, "unsigned 64-bit"),
 ])
 def test_bad_fills_are_refused(out, kwargs, message):
