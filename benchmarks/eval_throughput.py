@@ -1,9 +1,10 @@
 """Evaluation throughput: the extrapolation probe (``accuracy_by_delay``), eager float32 against the fast path.
 
-Both sides probe the same untrained ensemble at a preset's shape on mnist-5k, with the same trials and
-noise draws, to the longest delay given, timed alternately; the fast path projects the noise frames of every member at once
-in bf16 and steps the recurrence without autograd (``memrnn.fused``). Prints probe frames per second
-(members x trials x frames / s) and the ratio, measured in this one run, for GRU and LSTM.
+Both sides probe the same untrained ensemble at a preset's shape on mnist-5k, with the same trials, to
+the longest delay given, timed alternately; the fast path draws its noise in bf16 from its own Philox
+stream, projects the noise frames of every member at once in bf16 and steps the recurrence without
+autograd, one C kernel per step (``memrnn.fused``). Prints probe frames per second (members x trials
+x frames / s) and the ratio, measured in this one run, for GRU and LSTM.
 
     python benchmarks/eval_throughput.py                        # cpu shape, 256 trials to delay 300
     python benchmarks/eval_throughput.py --preset gpu --delay 100

@@ -12,12 +12,13 @@ time-boxed run still prints the rows it finished.
 
 ``--trainer PRESET`` times memrnn's own training step instead (``Trainer.step``: drawing the batch,
 unroll, loss, backward, Adam) at that preset's shape on mnist-5k, in eager float32 and on the fast path
-(``fast=True``; on a CPU: bf16 input projection, fused recurrence, members drawn in parallel), with the
+(``fast=True``; on a CPU: Philox noise drawn in bf16 into the projection's matrix, members in parallel,
+bf16 input projection, fused recurrence with one C kernel per step), with the
 ratio of the two, for GRU and LSTM, full-length trials (T_max = 20). The two are timed alternately,
 step by step, and compared by their median step times, so a machine whose load changes during the run
 slows both alike:
 
-    python benchmarks/train_throughput.py --trainer cpu          # E=5, H=100, batch 32
+    python benchmarks/train_throughput.py --trainer cpu          # E=10, H=100, batch 32
     python benchmarks/train_throughput.py --trainer gpu --steps 4  # the paper's shape: E=10, H=200, batch 128
 """
 from __future__ import annotations

@@ -1,15 +1,17 @@
 """The CPU fast path: one autograd node for the whole recurrence, bf16 input projections.
 
 Why: an eager training step of the ``cpu`` shape spends most of its time outside the input-projection
-matmul: in per-step slices and copies of ``weight_hh``, in autograd's per-step gradient buffers and
-in the stacking of per-step results. Here the projection is one autograd node (frames with the
-trigger and a constant 1 appended, one bf16 matmul forward and one for the weight gradient, fp32 accumulation on
-oneDNN's AVX512-BF16 / AMX kernels, fp32 master weights) and the unroll is another: the forward
-writes every step's states and activated gates into preallocated buffers, the backward walks back
-through time writing every step's input gradient into one buffer, and the recurrent weight
-gradient is one matmul over all steps. ``weight_hh`` is split (and transposed for the backward)
-once per unroll, never per step. Every matmul output is contiguous: a strided one makes a batched
-matmul fall back to one small matmul per member.
+matmul: in per-step slices and copies of ``weight_hh``, in autograd's per-step gradient buffers, in
+the stacking of per-step results and in a dozen small elementwise operations per step. Here the
+projection is one autograd node (frames with the trigger and a constant 1 appended, a matrix the
+fast path's sampler draws directly; one bf16 matmul forward and one for the weight gradient, fp32
+accumulation on oneDNN's AVX512-BF16 / AMX kernels, fp32 master weights) and the unroll is another:
+the forward writes every step's states and activated gates into preallocated buffers, the backward
+walks back through time writing every step's input gradient into one buffer, and the recurrent
+weight gradient is one matmul over all steps. Between a step's matmuls one kernel of ``cells.c``
+(compiled at first use, ``memrnn.native``) does all its elementwise work. ``weight_hh`` is split
+(and transposed for the backward) once per unroll, never per step. Every matmul output is
+contiguous: a strided one makes a batched matmul fall back to one small matmul per member.
 
 The same equations as ``EnsembleRNN.recur`` (tested against it in float64). The torch-form GRU
 (``cell="torch"``) keeps autograd's recurrence, with the bf16 projection. Slow-point searches and

@@ -1,4 +1,4 @@
-/* Gaussian pixel noise for the CPU fast path (memrnn/noise.py compiles and loads this file).
+/* Gaussian pixel noise for the CPU fast path (memrnn/native.py compiles this file, memrnn/noise.py calls it).
 
    Bits: Philox4x32-10 (Salmon, Moraes, Dror & Shaw, SC 2011), the counter-based generator of
    cuRAND, JAX and Random123: block b of a stream with 64-bit key k is philox(counter = (b, 0),
@@ -8,9 +8,10 @@
    Layout: chunk c of a stream holds normals 1024 c .. 1024 c + 1023 from blocks 256 c .. 256 c + 255;
    block 256 c + j gives the normals at offsets j, 256 + j, 512 + j and 768 + j of its chunk, so
    each of the four outputs is one contiguous vector store. A fill may start anywhere in the stream
-   and may be split anywhere over threads without changing a value. Compiled with -O3 -ffast-math -march=native: the block loop vectorises, with
-   glibc's vector logf and cosf (libmvec); the sine is written cos(t - pi/2), since a sinf and cosf of
-   one angle would be merged into a sincos call that does not vectorise. */
+   and may be split anywhere over threads without changing a value. Compiled with -O3 -ffast-math
+   -march=native: the block loop vectorises, with glibc's vector logf and cosf (libmvec); the sine is
+   written cos(t - pi/2), since a sinf and cosf of one angle would be merged into a sincos call that
+   does not vectorise. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>

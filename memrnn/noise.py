@@ -1,12 +1,13 @@
 """Gaussian pixel noise for the CPU fast path, from a counter-based generator.
 
 Why: a training batch of the ``cpu`` shape holds 5 million noise pixels, and torch's CPU ``normal_``
-draws them from one mt19937 stream at about 3 ns each, a fifth of a fast training step. Philox4x32-10
+draws them from one mt19937 stream per generator, which no thread can share. Philox4x32-10
 (``noise.c``) computes any block of its stream independently of the others, so a fill is vectorised
-(16 lanes, glibc's vector ``logf``/``cosf``) and splits over threads without changing a value: about
-4 times faster here on two threads. A stream is named by a 64-bit key that the caller draws from its
-torch generator, so generator states (checkpointed with the run) still fix every draw. Compiled
-at first use (``memrnn.native``).
+(16 lanes, glibc's vector ``logf``/``cosf``), may write bf16 straight into the rows of a bigger matrix,
+and splits over threads without changing a value: twice torch's rate here, on one thread or two
+(``benchmarks/noise_throughput.py``). A stream is named by a 64-bit key that the caller draws from its
+torch generator, so generator states (checkpointed with the run) still fix every draw. Compiled at
+first use (``memrnn.native``).
 """
 from __future__ import annotations
 

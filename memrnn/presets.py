@@ -72,8 +72,9 @@ class Config:
     checkpoint_every: int = 20
     log_every: int = 10
     eval_trials: int = 200         # held-out trials per accuracy estimate
-    fast: bool = False             # bf16 input projections, fused Adam; CPU: fused recurrence (memrnn.fused),
-                                   # trials cut at T_max; GPU: compiled, one data stream for all members
+    fast: bool = False             # bf16 input projections, fused Adam; CPU: fused recurrence with C kernels
+                                   # (memrnn.fused), Philox noise, trials cut at T_max; GPU: compiled, one
+                                   # data stream for all members
     device: str = "auto"
     # the model form; first choice = the reference's (see MODEL_FORM)
     cell: str = "reference"             # one bias per gate, reset gate before U_h | "torch": torch.nn's cells
