@@ -17,6 +17,7 @@ whose masked classes get -inf) are switches whose effect the book measures.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import math
 
@@ -129,10 +130,15 @@ class TrialSampler:
         list(native.pool().map(lambda k: noise.normal_(pixels[k], keys[k], bank.noise_mean, bank.noise_std),
                                range(E)))
         rows = (torch.arange(E)[:, None] * t_max + t_s) * B + torch.arange(B)  # each stimulus frame
-        images = self.images.index_select(0, index.flatten()).to(pixels.dtype)
+        images = (self.images_bf16 if projection else self.images).index_select(0, index.flatten())
         pixels.reshape(-1, D).index_copy_(0, rows.flatten(), images)
         return Batch(pixels.view(E, t_max, B, D).transpose(1, 2), trigger, *labelled, n_active=n_active,
                      spec=self.spec, inputs=inputs)
+
+    @cached_property
+    def images_bf16(self) -> torch.Tensor:
+        """The sorted bank in bf16, as the fast path's projection matrix holds its images."""
+        return self.images.to(torch.bfloat16)
 
     def _trial(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
         """Stimulus times, report times and bank indices (sorted bank) of trials of the given shape."""
