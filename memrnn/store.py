@@ -44,14 +44,19 @@ class CorruptCheckpointError(RuntimeError):
 
 # fields added after runs existed: hashed only when set away from this value, so older runs keep their names
 _HASHED_WHEN_SET = {"fast": False}
+# the fast path's arithmetic and data streams, hashed into its runs' names: bumped when they change, so a
+# run trained by an earlier fast path is never reused as one of the current (2: Philox noise, C kernels)
+FAST_PATH_VERSION = 2
 
 
 def config_hash(config: Config) -> str:
     """The CNN's fields are hashed only for a dataset with a CNN: they change no other run's weights, so
-    those keep their names."""
+    those keep their names. A fast run's hash holds ``FAST_PATH_VERSION``."""
     fields = {k: v for k, v in dataclasses.asdict(config).items()
               if k not in _NOT_HASHED and _HASHED_WHEN_SET.get(k, object()) != v
               and (config.has_cnn or k not in CNN_FORM)}
+    if config.fast:
+        fields["fast_path_version"] = FAST_PATH_VERSION
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -139,7 +144,9 @@ def read_config(run_dir: Path) -> Config:
     # a directory is named by its configuration's hash (a fine-tuned child: its parent's name, then "--")
     name = Path(os.path.abspath(run_dir)).name
     if name.split("--")[0] != run_name(config):
-        raise ValueError(f"{path} describes run {run_name(config)}, not {name}: the directory was renamed or "
+        why = (f"a fast run named so was trained by an earlier fast path (not version {FAST_PATH_VERSION}, whose "
+               "noise and arithmetic differ), or" if config.fast else "")
+        raise ValueError(f"{path} describes run {run_name(config)}, not {name}: {why} the directory was renamed or "
                          "its configuration edited; retrain with `memrnn train --fresh` and the run's options")
     return config
 

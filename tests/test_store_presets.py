@@ -24,6 +24,25 @@ def test_config_hash_tracks_fields_that_change_results():
     assert store.config_hash(make_config("cpu", fast=True)) != store.config_hash(make_config("cpu"))
 
 
+def test_a_new_fast_path_gives_its_runs_new_names(monkeypatch):
+    """Runs of an earlier fast path (other noise, other arithmetic) are never reused as current ones;
+    float32 runs keep their names."""
+    fast, plain = make_config("cpu", fast=True), make_config("cpu")
+    names = store.run_name(fast), store.run_name(plain)
+    monkeypatch.setattr(store, "FAST_PATH_VERSION", store.FAST_PATH_VERSION + 1)
+    assert store.run_name(fast) != names[0] and store.run_name(plain) == names[1]
+
+
+def test_a_run_of_an_earlier_fast_path_is_refused_with_the_reason(tmp_path, monkeypatch):
+    config = make_config("smoke", fast=True)
+    run_dir = tmp_path / store.run_name(config)
+    store.write_json(run_dir / store.CONFIG_FILE, {**vars(config)})
+    assert store.read_config(run_dir) == config
+    monkeypatch.setattr(store, "FAST_PATH_VERSION", store.FAST_PATH_VERSION + 1)
+    with pytest.raises(ValueError, match="earlier fast path"):
+        store.read_config(run_dir)
+
+
 def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
     target = tmp_path / "x.json"
     store.write_json(target, {"a": 1})
