@@ -3,9 +3,9 @@
 Why compile at run time: the kernels are a few hundred lines that gcc vectorises for the machine it
 runs on (``-march=native``; ``-ffast-math`` lets it call glibc's vector ``exp``, ``log`` and ``cos``),
 which a prebuilt wheel could only do for one vector width; compiling takes a fraction of a second and
-needs only a C compiler (``$CC``, else ``cc``), as Colab, Binder and every Linux with gcc have. Results
-are bit-identical run to run on one machine, and may differ in the last bits of a float on a CPU
-with another vector width.
+needs only a C compiler (``$CC``, else ``cc``; Colab has gcc). Without one the fast path says so, and
+the float32 path runs as before. Results are bit-identical run to run on one machine, and may differ
+in the last bits of a float on a CPU with another vector width.
 """
 from __future__ import annotations
 

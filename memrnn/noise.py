@@ -18,6 +18,7 @@ import torch
 
 from . import native
 
+
 @lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL:
     library = native.library("noise.c")
