@@ -21,7 +21,7 @@ import torch
 
 from . import noise, store
 from .data import ImageBank
-from .fused import BF16, inference_step
+from .fused import BF16, frame_layout, inference_step
 from .models import EnsembleRNN
 from .runs import load_run
 
@@ -118,6 +118,9 @@ def _noise_projections(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: in
     E, device, dtype = model.n_members, model.weight_ih.device, model.weight_ih.dtype
     if fast:  # (frames x B, D) @ (D, E x G): every member's projection of many frames in one bf16 matmul
         weight = model.weight_ih[:, :-1].permute(1, 0, 2).reshape(bank.dim, -1).to(BF16)
+        # kept from chunk to chunk (each frame is laid out into a tensor of its own before the next chunk):
+        # tens of fresh megabytes per chunk would cost hundreds of page faults per frame
+        chunk = torch.empty(min(frames_at_once, n_frames) * B, weight.shape[-1], dtype=BF16, device=device)
     for start in range(0, n_frames, frames_at_once):
         K = min(frames_at_once, n_frames - start)
         if not fast:
@@ -125,10 +128,13 @@ def _noise_projections(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: in
             noise = noise * bank.noise_std + bank.noise_mean
             yield from (model.project(frame.expand(E, B, -1), torch.zeros(E, B, device=device)) for frame in noise)
             continue
-        projected = (_bf16_noise(K * B, bank, generator) @ weight).view(K, B, E, -1)
+        projected = torch.matmul(_bf16_noise(K * B, bank, generator), weight, out=chunk[: K * B]).view(K, B, E, -1)
         for frame in projected:  # frame by frame: each pass stays in cache, where one over the chunk is 5x slower
-            yield torch.add(frame.transpose(0, 1), bias, out=torch.empty(E, B, frame.shape[-1], device=device,
-                                                                          dtype=dtype))
+            if device.type == "cpu":
+                yield frame_layout(frame, bias)
+            else:
+                yield torch.add(frame.transpose(0, 1), bias, out=torch.empty(E, B, frame.shape[-1], device=device,
+                                                                              dtype=dtype))
 
 
 def _bf16_noise(n_pixels: int, bank: ImageBank, generator: torch.Generator) -> torch.Tensor:
@@ -138,4 +144,4 @@ def _bf16_noise(n_pixels: int, bank: ImageBank, generator: torch.Generator) -> t
         return (torch.randn(n_pixels, bank.dim, generator=generator, device=device) * bank.noise_std
                 + bank.noise_mean).to(BF16)
     out = torch.empty(n_pixels, bank.dim, dtype=BF16)
-    return noise.normal_(out, noise.key(generator), bank.noise_mean, bank.noise_std, threads=torch.get_num_threads())
+    return noise.normal_(out, noise.key(generator), bank.noise_mean, bank.noise_std)

@@ -5,13 +5,12 @@ matmul: in per-step slices and copies of ``weight_hh``, in autograd's per-step g
 the stacking of per-step results and in a dozen small elementwise operations per step. Here the
 projection is one autograd node (frames with the trigger and a constant 1 appended, a matrix the
 fast path's sampler draws directly; one bf16 matmul forward and one for the weight gradient, fp32
-accumulation on oneDNN's AVX512-BF16 / AMX kernels, fp32 master weights) and the unroll is another:
-the forward writes every step's states and activated gates into preallocated buffers, the backward
-walks back through time writing every step's input gradient into one buffer, and the recurrent
-weight gradient is one matmul over all steps. Between a step's matmuls one kernel of ``cells.c``
-(compiled at first use, ``memrnn.native``) does all its elementwise work. ``weight_hh`` is split
-(and transposed for the backward) once per unroll, never per step. Every matmul output is
-contiguous: a strided one makes a batched matmul fall back to one small matmul per member.
+accumulation on oneDNN's AVX512-BF16 / AMX kernels, fp32 master weights) and the unroll is another,
+whose whole forward and whole backward through time are each one call of ``cells.c`` (compiled at
+first use, ``memrnn.native``): there each step's small recurrent matmuls are register-tiled and
+followed at once by the step's elementwise work, members shared out over torch's OpenMP threads.
+States and activated gates live in preallocated buffers, weights are split, padded and transposed
+once per unroll, and the recurrent weight gradient is one matmul over all steps.
 
 The same equations as ``EnsembleRNN.recur`` (tested against it in float64). The torch-form GRU
 (``cell="torch"``) keeps autograd's recurrence, with the bf16 projection. Slow-point searches and
@@ -115,8 +114,9 @@ def unroll(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor,
     return logits, hidden.transpose(1, 2)
 
 
-# the C kernels of cells.c and how many (E, B, width) views each takes
-_KERNELS = {"gru_gates": 3, "gru_update": 4, "gru_back_update": 7, "gru_back_reset": 5, "lstm_cell": 5, "lstm_back": 7}
+# the functions of cells.c and how many buffers each takes after its sizes (E, T, B, H), or (E, B, H) for a step
+_UNROLLS = {"gru_forward": 7, "gru_backward": 7, "lstm_forward": 6, "lstm_backward": 6}
+_STEPS = {"gru_step": 8, "lstm_step": 6}
 
 
 @lru_cache(maxsize=None)
@@ -125,57 +125,74 @@ def _cells(dtype: torch.dtype) -> ctypes.CDLL:
     if real is None:
         raise ValueError(f"the fused recurrence runs in float32 or float64, not {dtype}")
     library = native.library("cells.c", REAL=real)
-    for name, views in _KERNELS.items():
-        getattr(library, name).argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64] * views
+    for name, buffers in {**_UNROLLS, **_STEPS}.items():
+        getattr(library, name).argtypes = [ctypes.c_int64] * (4 if name in _UNROLLS else 3) + [ctypes.c_void_p] * buffers
+        getattr(library, name).restype = ctypes.c_int if name.endswith("backward") else None
+    library.lanes.restype = ctypes.c_int64
+    library.frame_layout.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     return library
 
 
-def _cell(name: str, hidden_size: int, *views: torch.Tensor) -> None:
-    """Run kernel ``name`` of cells.c on CPU views (E, B, width) of one dtype whose rows are contiguous.
-    (Splitting a long probe's call over two threads was measured no faster: it is bound by memory.)"""
-    first, args = views[0], []
-    if len(views) != _KERNELS[name]:
-        raise TypeError(f"{name} takes {_KERNELS[name]} views, got {len(views)}")
-    for view in views:
-        if view.stride(-1) != 1 or view.dtype != first.dtype or view.device.type != "cpu":
-            raise ValueError(f"{name}: every view must be a {first.dtype} CPU tensor with contiguous rows")
-        args += [view.data_ptr(), view.stride(0), view.stride(1)]
-    getattr(_cells(first.dtype), name)(first.shape[0], first.shape[1], hidden_size, *args)
+def _run(name: str, sizes: tuple[int, ...], *buffers: torch.Tensor) -> None:
+    """Run ``name`` of cells.c for these sizes on contiguous CPU buffers of one dtype (members shared out
+    over torch's OpenMP threads, each member's arithmetic the same on any of them)."""
+    first = buffers[0]
+    for buffer in buffers:
+        if not buffer.is_contiguous() or buffer.dtype != first.dtype or buffer.device.type != "cpu":
+            raise ValueError(f"{name}: every buffer must be a contiguous {first.dtype} CPU tensor")
+    if getattr(_cells(first.dtype), name)(*sizes, *(buffer.data_ptr() for buffer in buffers)):
+        raise MemoryError(f"{name}: no memory for its scratch rows (batch {sizes[-2]}, hidden size {sizes[-1]})")
+
+
+def frame_layout(frame: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """frame (B, E, G) in bf16 or ``bias``'s dtype, bias (E, 1, G) -> frame member-major plus bias (E, B, G),
+    in one pass on torch's OpenMP threads (torch would first cast the whole frame, then add)."""
+    B, E, G = frame.shape
+    frame, bias = frame.contiguous(), bias.contiguous()
+    if frame.dtype not in (torch.bfloat16, bias.dtype) or bias.shape != (E, 1, G):
+        raise ValueError(f"frame_layout takes a (B, E, G) frame in bf16 or {bias.dtype} and an (E, 1, G) bias; "
+                         f"got {frame.dtype} {tuple(frame.shape)} and {tuple(bias.shape)}")
+    out = torch.empty(E, B, G, dtype=bias.dtype)
+    _cells(bias.dtype).frame_layout(E, B, G, frame.data_ptr(), int(frame.dtype == torch.bfloat16), bias.data_ptr(),
+                                    out.data_ptr())
+    return out
+
+
+def _padded(weight: torch.Tensor) -> torch.Tensor:
+    """weight (E, K, N) with zero columns up to a whole number of the C kernels' vectors, contiguous."""
+    lanes = _cells(weight.dtype).lanes()
+    return F.pad(weight, (0, -weight.shape[-1] % lanes)).contiguous()
 
 
 class _FusedRecurrence(torch.autograd.Function):
     """projected (E, T, B, G), weight_hh (E, H, G) -> hidden h (E, T, B, H), from zero state.
 
-    States live in (E, T+1, B, H) buffers (step t's slice a strided batch, which a matmul reads at
-    full speed), gates a matmul writes in (T, E, B, G) buffers (step t's slice contiguous). Between
-    the matmuls of a step, one kernel of cells.c does all its elementwise work."""
+    The whole unroll, forward or backward, is one call of cells.c (per thread); the states and
+    activated gates it saves live in preallocated (E, T, B, width) buffers, and the recurrent weight
+    gradient is one matmul over all steps."""
 
     @staticmethod
     def forward(ctx, projected, weight_hh, kind):
         E, T, B, G = projected.shape
         H = weight_hh.shape[1]
         like = dict(device=projected.device, dtype=projected.dtype)
+        projected = projected.contiguous()
         hidden = torch.empty(E, T + 1, B, H, **like)
         hidden[:, 0] = 0
+        shape = (E, T, B, H)
         if kind == "gru":
-            u_rz, u_n = weight_hh[..., : 2 * H].contiguous(), weight_hh[..., 2 * H:].contiguous()
-            rz, n = torch.empty(T, E, B, 2 * H, **like), torch.empty(T, E, B, H, **like)
+            u_rz, u_n = _padded(weight_hh[..., : 2 * H]), _padded(weight_hh[..., 2 * H:])
+            rz, n = torch.empty(E, T, B, u_rz.shape[-1], **like), torch.empty(E, T, B, u_n.shape[-1], **like)
             rh = torch.empty(E, T, B, H, **like)
-            for t in range(T):
-                h, p = hidden[:, t], projected[:, t]
-                torch.baddbmm(p[..., : 2 * H], h, u_rz, out=rz[t])
-                _cell("gru_gates", H, rz[t], h, rh[:, t])
-                torch.baddbmm(p[..., 2 * H:], rh[:, t], u_n, out=n[t])
-                _cell("gru_update", H, n[t], rz[t], h, hidden[:, t + 1])
-            ctx.weights, saved = (u_rz, u_n), (rz, rh, n)
+            _run("gru_forward", shape, projected, u_rz, u_n, hidden, rz, rh, n)
+            saved = (rz, rh, n)
         elif kind == "lstm":
-            gates, cells = torch.empty(T, E, B, G, **like), torch.empty(E, T + 1, B, H, **like)
+            u = _padded(weight_hh)
+            cells, gates = torch.empty(E, T + 1, B, H, **like), torch.empty(E, T, B, u.shape[-1], **like)
             cells[:, 0] = 0
-            tanh_c = torch.empty(T, E, B, H, **like)
-            for t in range(T):
-                torch.baddbmm(projected[:, t], hidden[:, t], weight_hh, out=gates[t])
-                _cell("lstm_cell", H, gates[t], cells[:, t], cells[:, t + 1], tanh_c[t], hidden[:, t + 1])
-            saved = (gates, cells, tanh_c)
+            tanh_c = torch.empty(E, T, B, H, **like)
+            _run("lstm_forward", shape, projected, u, hidden, cells, gates, tanh_c)
+            saved = (cells, gates, tanh_c)
         elif kind == "rnn":
             for t in range(T):
                 _tanh(torch.baddbmm(projected[:, t], hidden[:, t], weight_hh), out=hidden[:, t + 1])
@@ -192,65 +209,58 @@ class _FusedRecurrence(torch.autograd.Function):
         kind, saved = ctx.kind, ctx.saved
         E, T1, B, H = hidden.shape
         T, G = T1 - 1, weight_hh.shape[-1]
+        shape = (E, T, B, H)
         grad_out = grad_out.contiguous()  # autograd may pass an expanded gradient, which the kernels cannot read
         grad_projected = torch.empty(E, T, B, G, device=hidden.device, dtype=hidden.dtype)
-        g = torch.zeros_like(hidden[:, 0])  # dL/dh carried back in time
         before = hidden[:, :-1].reshape(E, T * B, H).transpose(1, 2)  # every step's state before it
+        flat = grad_projected.view(E, T * B, G)
         if kind == "gru":
-            (u_rz, u_n), (rz, rh, n) = ctx.weights, saved
-            u_rz_t, u_n_t = u_rz.transpose(1, 2).contiguous(), u_n.transpose(1, 2).contiguous()
-            d_rh = torch.empty_like(g)
-            for t in reversed(range(T)):
-                h, d = hidden[:, t], grad_projected[:, t]
-                _cell("gru_back_update", H, g, grad_out[:, t], rz[t], n[t], h, d[..., H: 2 * H], d[..., 2 * H:])
-                torch.bmm(d[..., 2 * H:], u_n_t, out=d_rh)
-                _cell("gru_back_reset", H, g, d_rh, rz[t], h, d[..., :H])
-                g = torch.baddbmm(g, d[..., : 2 * H], u_rz_t)
-            flat = grad_projected.view(E, T * B, G)
+            rz, rh, n = saved
+            u_rz_t, u_n_t = (_padded(weight_hh[..., columns].transpose(1, 2)) for columns in
+                             (slice(0, 2 * H), slice(2 * H, None)))
+            _run("gru_backward", shape, grad_out, hidden, rz, n, u_rz_t, u_n_t, grad_projected)
             grad_weight = torch.cat([torch.bmm(before, flat[..., : 2 * H]),
                                      torch.bmm(rh.view(E, T * B, H).transpose(1, 2), flat[..., 2 * H:])], -1)
+        elif kind == "lstm":
+            cells, gates, tanh_c = saved
+            _run("lstm_backward", shape, grad_out, cells, gates, tanh_c, _padded(weight_hh.transpose(1, 2)),
+                    grad_projected)
+            grad_weight = torch.bmm(before, flat)
         else:
-            weight_t = weight_hh.transpose(1, 2).contiguous()
-            if kind == "lstm":
-                gates, cells, tanh_c = saved
-                gc = torch.zeros_like(g)  # dL/dc carried back in time
+            weight_t, g = weight_hh.transpose(1, 2).contiguous(), torch.zeros_like(hidden[:, 0])
             for t in reversed(range(T)):
-                d = grad_projected[:, t]
-                if kind == "lstm":
-                    _cell("lstm_back", H, g, grad_out[:, t], gc, gates[t], cells[:, t], tanh_c[t], d)
-                else:
-                    h_next = hidden[:, t + 1]
-                    torch.mul(g + grad_out[:, t], 1 - h_next * h_next, out=d)
-                g = torch.bmm(d, weight_t)
-            grad_weight = torch.bmm(before, grad_projected.view(E, T * B, G))
+                h_next = hidden[:, t + 1]
+                torch.mul(g + grad_out[:, t], 1 - h_next * h_next, out=grad_projected[:, t])
+                g = torch.bmm(grad_projected[:, t], weight_t)
+            grad_weight = torch.bmm(before, flat)
         return grad_projected, grad_weight if ctx.needs_input_grad[1] else None, None
 
 
 def inference_step(model: EnsembleRNN):
     """For long no-grad unrolls: (bias, step), where ``step(state, projected) -> state`` is ``model.recur``
-    for inputs projected with ``bias`` instead of ``bias_ih``, and may overwrite ``projected``. On a CPU
-    the weights are split once and the elementwise work of a step is one kernel, as in training on
-    the fast path; the LSTM's and RNN's constant recurrent bias joins the projection's."""
+    for inputs projected with ``bias`` instead of ``bias_ih``. On a CPU a step of every member is one
+    call of cells.c, as in training on the fast path; the LSTM's and RNN's constant recurrent bias joins
+    the projection's."""
     H, kind = model.hidden_size, fused_kind(model)
     if kind is None or model.weight_hh.device.type != "cpu":
         return model.bias_ih, model.recur
     weight = model.weight_hh.detach()
-    u_rz, u_n = weight[..., : 2 * H].contiguous(), weight[..., 2 * H:].contiguous()
+    bias = (model.bias_ih if kind == "gru" else model.bias_ih + model.bias_hh).detach()
+    if kind == "rnn":
+        return bias, lambda state, projected: _tanh(torch.baddbmm(projected, state, weight))
+    padded = (_padded(weight[..., : 2 * H]), _padded(weight[..., 2 * H:])) if kind == "gru" else (_padded(weight),)
+
+    scratch = {}  # the step's gate buffers, kept from step to step: fresh megabytes each step cost page faults
 
     @torch.no_grad()
     def step(state, projected):
-        h = state[..., :H]
-        if kind == "gru":
-            rz, rh, out = torch.baddbmm(projected[..., : 2 * H], h, u_rz), torch.empty_like(h), torch.empty_like(h)
-            _cell("gru_gates", H, rz, h, rh)
-            _cell("gru_update", H, torch.baddbmm(projected[..., 2 * H:], rh, u_n), rz, h, out)
-            return out
-        gates = projected.baddbmm_(h, weight) if projected.is_contiguous() else torch.baddbmm(projected, h, weight)
-        if kind == "rnn":
-            return _tanh(gates)
-        out = torch.empty_like(state)
-        _cell("lstm_cell", H, gates, state[..., H:], out[..., H:], torch.empty_like(h), out[..., :H])
+        E, B, _ = state.shape
+        state, projected, out = state.contiguous(), projected.contiguous(), torch.empty_like(state)
+        if (E, B, state.dtype) not in scratch:
+            widths = (padded[0].shape[-1], H, padded[-1].shape[-1])[: 3 if kind == "gru" else 2]
+            scratch.clear()
+            scratch[E, B, state.dtype] = [torch.empty(E, B, width, dtype=state.dtype) for width in widths]
+        _run(f"{kind}_step", (E, B, H), state, projected, *padded, out, *scratch[E, B, state.dtype])
         return out
 
-    bias = model.bias_ih if kind == "gru" else model.bias_ih + model.bias_hh
-    return bias.detach(), step
+    return bias, step

@@ -14,13 +14,15 @@ import os
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
-import torch
+import torch  # noqa: F401  imported first, so that kernels built with OpenMP bind to torch's libgomp
 
 FLAGS = ["-O3", "-march=native", "-ffast-math", "-fPIC", "-shared"]
+# OpenMP through the libgomp torch has loaded (one soname, one runtime, one set of threads); a compiler
+# without OpenMP (Apple's clang) builds the same code for one thread
+THREADED = ["-fopenmp"]
 
 
 @lru_cache(maxsize=None)
@@ -34,14 +36,9 @@ def library(source: str, **defines: str) -> ctypes.CDLL:
     macros = [f"-D{name}={value}" for name, value in defines.items()]
     with tempfile.TemporaryDirectory(prefix="memrnn-native-") as folder:
         built = Path(folder) / f"{path.stem}.so"
-        done = subprocess.run([compiler, *FLAGS, *macros, str(path), "-o", str(built), "-lm"],
-                              capture_output=True, text=True)
-        if done.returncode:
-            raise RuntimeError(f"compiling {path} with {compiler} failed:\n{done.stderr}")
-        return ctypes.CDLL(str(built))  # mapped into the process: the file may go
-
-
-@lru_cache(maxsize=1)
-def pool() -> ThreadPoolExecutor:
-    """Threads that run kernels side by side (ctypes releases the GIL during a call), one per torch thread."""
-    return ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="memrnn-native")
+        for threaded in (THREADED, []):
+            done = subprocess.run([compiler, *FLAGS, *threaded, *macros, str(path), "-o", str(built), "-lm"],
+                                  capture_output=True, text=True)
+            if not done.returncode:
+                return ctypes.CDLL(str(built))  # mapped into the process: the file may go
+        raise RuntimeError(f"compiling {path} with {compiler} failed:\n{done.stderr}")

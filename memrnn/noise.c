@@ -8,7 +8,8 @@
    Layout: chunk c of a stream holds normals 1024 c .. 1024 c + 1023 from blocks 256 c .. 256 c + 255;
    block 256 c + j gives the normals at offsets j, 256 + j, 512 + j and 768 + j of its chunk, so
    each of the four outputs is one contiguous vector store. A fill may start anywhere in the stream
-   and may be split anywhere over threads without changing a value. Compiled with -O3 -ffast-math
+   and may be split anywhere over threads without changing a value; memrnn_normal_streams shares
+   fills out over torch's OpenMP threads (one libgomp in the process). Compiled with -O3 -ffast-math
    -march=native: the block loop vectorises, with glibc's vector logf and cosf (libmvec); the sine is
    written cos(t - pi/2), since a sinf and cosf of one angle would be merged into a sincos call that
    does not vectorise. */
@@ -62,8 +63,8 @@ static void to_bf16(uint16_t *out, const float *values, int64_t n) {
    times std plus mean, written row-major into rows of row_length values that lie row_stride values
    apart (float32, or bfloat16 rounded to nearest when bf16 is set). Any split of [0, n) into ranges
    gives the same values. */
-void memrnn_normal(void *out, int bf16, int64_t row_length, int64_t row_stride, uint64_t key, uint64_t first,
-                   int64_t begin, int64_t end, float mean, float std) {
+static void normal_range(void *out, int bf16, int64_t row_length, int64_t row_stride, uint64_t key, uint64_t first,
+                         int64_t begin, int64_t end, float mean, float std) {
     uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
     float values[CHUNK];
     int64_t i = begin, row = begin / row_length, col = begin % row_length;
@@ -88,6 +89,19 @@ void memrnn_normal(void *out, int bf16, int64_t row_length, int64_t row_stride, 
         }
         i += count;
     }
+}
+
+/* Fills of `streams` streams, stream m into out + m * stream_stride values with key keys[m], each of n
+   values in rows as above, each split into `parts` ranges; the ranges run on OpenMP threads. */
+void memrnn_normal_streams(void *out, int bf16, int64_t streams, int64_t stream_stride, int64_t row_length,
+                           int64_t row_stride, const uint64_t *keys, uint64_t first, int64_t n, int64_t parts,
+                           float mean, float std) {
+    const int64_t size = bf16 ? 2 : 4;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t m = 0; m < streams; m++)
+        for (int64_t part = 0; part < parts; part++)
+            normal_range((char *)out + m * stream_stride * size, bf16, row_length, row_stride, keys[m], first,
+                         n * part / parts, n * (part + 1) / parts, mean, std);
 }
 
 /* The raw block: out = philox4x32-10(counter, key), for the known-answer tests. */

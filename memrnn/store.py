@@ -45,8 +45,9 @@ class CorruptCheckpointError(RuntimeError):
 # fields added after runs existed: hashed only when set away from this value, so older runs keep their names
 _HASHED_WHEN_SET = {"fast": False}
 # the fast path's arithmetic and data streams, hashed into its runs' names: bumped when they change, so a
-# run trained by an earlier fast path is never reused as one of the current (2: Philox noise, C kernels)
-FAST_PATH_VERSION = 2
+# run trained by an earlier fast path is never reused as one of the current (2: Philox noise, C kernels;
+# 3: whole unrolls in C, their small matmuls tiled there)
+FAST_PATH_VERSION = 3
 
 
 def config_hash(config: Config) -> str:

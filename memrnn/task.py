@@ -24,7 +24,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from . import native, noise
+from . import noise
 from .data import ImageBank
 
 NULL = 0
@@ -127,8 +127,7 @@ class TrialSampler:
             pixels = inputs[..., :D]
         else:
             inputs, pixels = None, torch.empty(E, t_max * B, D)
-        list(native.pool().map(lambda k: noise.normal_(pixels[k], keys[k], bank.noise_mean, bank.noise_std),
-                               range(E)))
+        noise.normal_(pixels, keys, bank.noise_mean, bank.noise_std)
         rows = (torch.arange(E)[:, None] * t_max + t_s) * B + torch.arange(B)  # each stimulus frame
         images = (self.images_bf16 if projection else self.images).index_select(0, index.flatten())
         pixels.reshape(-1, D).index_copy_(0, rows.flatten(), images)

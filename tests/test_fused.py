@@ -39,8 +39,8 @@ def exact_projection(monkeypatch):
 def test_fused_unroll_equals_eager_forward_and_gradients(arch, cell, exact_projection):
     model = _perturbed(arch, cell)
     g = torch.Generator().manual_seed(0)
-    frames = torch.randn(3, 4, 6, 12, generator=g, dtype=torch.float64)
-    trigger = (torch.rand(3, 4, 6, generator=g) < 0.3).double()
+    frames = torch.randn(3, 6, 6, 12, generator=g, dtype=torch.float64)  # 6 trials: a tile of 4 rows and 2 more
+    trigger = (torch.rand(3, 6, 6, generator=g) < 0.3).double()
     params = [p for p in model.parameters() if p.requires_grad]
     results = []
     for unroll in (lambda: model(frames, trigger, return_hidden=True), lambda: fused.unroll(model, frames, trigger)):
@@ -49,6 +49,35 @@ def test_fused_unroll_equals_eager_forward_and_gradients(arch, cell, exact_proje
         results.append([logits, hidden, *torch.autograd.grad(loss, params)])
     for eager, fast in zip(*results):
         torch.testing.assert_close(fast, eager, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_fused_unroll_is_bit_identical_on_any_number_of_threads(arch):
+    """Members are shared out over OpenMP threads, each computed whole by one: one thread or two give
+    the same bits, forward and backward (3 members, hidden size 20: padded rows; 6 trials: a tile's tail)."""
+    model = EnsembleRNN(arch, 3, 12, 20, seeds=[1, 2, 3])
+    g = torch.Generator().manual_seed(0)
+    frames, trigger = torch.randn(3, 6, 9, 12, generator=g), (torch.rand(3, 6, 9, generator=g) < 0.3).float()
+    params = [p for p in model.parameters() if p.requires_grad]
+    threads, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            logits, hidden = fused.unroll(model, frames, trigger)
+            results.append([logits, hidden, *torch.autograd.grad(logits.sin().sum() + hidden.cos().sum(), params)])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(one, two) for one, two in zip(*results))
+
+
+def test_frame_layout_is_the_frame_member_major_plus_bias():
+    g = torch.Generator().manual_seed(3)
+    frame, bias = torch.randn(5, 3, 37, generator=g), torch.randn(3, 1, 37, generator=g)
+    for dtype in (torch.bfloat16, torch.float32):
+        laid_out = fused.frame_layout(frame.to(dtype), bias)
+        assert torch.equal(laid_out, frame.to(dtype).float().transpose(0, 1) + bias)
+    with pytest.raises(ValueError, match="bf16 or torch.float32"):
+        fused.frame_layout(frame.double(), bias)
 
 
 @pytest.mark.parametrize("arch,cell", FORMS)

@@ -58,16 +58,28 @@ def test_bf16_fill_is_the_float32_stream_rounded():
 
 def test_split_offset_and_strided_fills_are_parts_of_one_stream():
     whole = noise.normal_(torch.empty(10_000), 7)
-    for threads in (2, 3):
-        torch.testing.assert_close(noise.normal_(torch.empty(10_000), 7, threads=threads), whole, rtol=0, atol=0)
+    for parts in (1, 2, 3):
+        torch.testing.assert_close(noise.normal_(torch.empty(10_000), 7, parts=parts), whole, rtol=0, atol=0)
     for first in (2048, 1500):  # at a chunk boundary and inside a chunk
         torch.testing.assert_close(noise.normal_(torch.empty(10_000 - first), 7, first=first), whole[first:],
                                    rtol=0, atol=0)
     matrix = torch.full((100, 103), -9.0)  # rows of 100 values, three other columns left alone
-    noise.normal_(matrix[:, 1:101], 7, threads=2)
+    noise.normal_(matrix[:, 1:101], 7, parts=2)
     torch.testing.assert_close(matrix[:, 1:101].reshape(-1), whole, rtol=0, atol=0)
     assert (matrix[:, 0] == -9).all() and (matrix[:, 101:] == -9).all()
     assert not torch.equal(noise.normal_(torch.empty(10_000), 8), whole)
+
+
+def test_a_fill_of_many_streams_is_each_streams_own_fill():
+    """One key per out[m]: each member's rows (here the pixel columns of a wider matrix, as the fast
+    path's sampler fills them) hold exactly what a fill of that stream alone holds."""
+    keys = [5, 2**64 - 1, 123456789]
+    matrix = torch.full((3, 40, 103), -9.0, dtype=torch.bfloat16)
+    noise.normal_(matrix[..., :100], keys, 0.1, 0.3)
+    for m, k in enumerate(keys):
+        alone = noise.normal_(torch.empty(40, 100, dtype=torch.bfloat16), k, 0.1, 0.3)
+        assert torch.equal(matrix[m, :, :100], alone)
+    assert (matrix[..., 100:] == -9).all()
 
 
 def test_draws_follow_the_normal_law_and_are_uncorrelated():
@@ -90,6 +102,9 @@ def test_key_comes_from_the_generator():
     (torch.empty(10, 4).t(), {}, "contiguous and evenly spaced"),
     (torch.empty(10), {"first": -1}, "stream position"),
     (torch.empty(10), {"key": -1}, "unsigned 64-bit"),
+    (torch.empty(2, 10), {"key": [1, 2**64]}, "unsigned 64-bit"),
+    (torch.empty(3, 10), {"key": [1, 2]}, "one key per out"),
+    (torch.empty(10), {"parts": -1}, "at least one range"),
 ])
 def test_bad_fills_are_refused(out, kwargs, message):
     with pytest.raises(ValueError, match=message):
