@@ -3,7 +3,8 @@
 Both fill the noise of one ``cpu``-shape batch (E members x T_max frames x batch x 784 pixels), one
 generator or stream per member, members spread over the same threads (a thread pool for torch's,
 torch's OpenMP threads for memrnn's), timed alternately in this one run: torch's mt19937 ``normal_``
-into float32, and the Philox stream into float32 and into bf16 (what the fast path's sampler writes). Prints millions of normals per second and the ratios.
+into float32, and the Philox stream into float32 and into bf16 (what the fast path's sampler writes).
+Prints millions of normals per second and the ratios.
 
     python benchmarks/noise_throughput.py                 # E=10, T=20, batch 32
     python benchmarks/noise_throughput.py --members 40 --batch 128

@@ -167,7 +167,7 @@ def _padded(weight: torch.Tensor) -> torch.Tensor:
 class _FusedRecurrence(torch.autograd.Function):
     """projected (E, T, B, G), weight_hh (E, H, G) -> hidden h (E, T, B, H), from zero state.
 
-    The whole unroll, forward or backward, is one call of cells.c (per thread); the states and
+    The whole unroll, forward or backward, is one call of cells.c; the states and
     activated gates it saves live in preallocated (E, T, B, width) buffers, and the recurrent weight
     gradient is one matmul over all steps."""
 

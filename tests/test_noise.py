@@ -104,6 +104,7 @@ def test_key_comes_from_the_generator():
     (torch.empty(10), {"key": -1}, "unsigned 64-bit"),
     (torch.empty(2, 10), {"key": [1, 2**64]}, "unsigned 64-bit"),
     (torch.empty(3, 10), {"key": [1, 2]}, "one key per out"),
+    (torch.empty(10), {"parts": 0}, "at least one range"),
     (torch.empty(10), {"parts": -1}, "at least one range"),
 ])
 def test_bad_fills_are_refused(out, kwargs, message):
