@@ -9,8 +9,8 @@ same probe images and noise, which makes comparisons between them paired.
 
 On the fast path (``fast=True``, the runs of ``fast`` configurations) the noise frames, drawn in bf16
 from their own stream, are projected for every member at once and many frames at a time in one bf16
-matmul, and the recurrence steps with one kernel per step (``memrnn.fused``): a long unroll spends
-its time there.
+matmul, and the recurrence steps with one kernel per step, which reads that matmul's output where it
+lies (``memrnn.fused``): a long unroll spends its time there.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 
 from . import noise, store
 from .data import ImageBank
-from .fused import BF16, frame_layout, inference_step
+from .fused import BF16, inference_step
 from .models import EnsembleRNN
 from .runs import load_run
 
@@ -98,43 +98,41 @@ def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: li
     state = model.step(model.init_state(B), bank.test_images[trials].to(model.weight_hh.dtype).expand(E, B, -1), off)
     wanted = {d: j for j, d in enumerate(delays)}
     trigger_row = model.weight_ih[:, -1:]
-    bias, recur = inference_step(model) if fast else (model.bias_ih, model.recur)
-    for t, projected in zip(range(1, delays[-1] + 1), _noise_projections(model, bank, B, delays[-1], generator,
-                                                                         bias, fast)):
+    if fast:
+        step = inference_step(model)
+    else:
+        def step(state, projected, extra=None):
+            return model.recur(state, projected if extra is None else projected + extra)
+    for t, frame in zip(range(1, delays[-1] + 1), _noise_frames(model, bank, B, delays[-1], generator, fast)):
         if t in wanted:
-            logits = model.readout(recur(state, projected + trigger_row))
+            logits = model.readout(step(state, frame, trigger_row))
             correct[:, wanted[t]] = logits.argmax(-1) == targets
         if t < delays[-1]:
-            state = recur(state, projected)
+            state = step(state, frame)
     return correct
 
 
-def _noise_projections(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: int, generator: torch.Generator,
-                       bias: torch.Tensor, fast: bool, frames_at_once: int = 16):
-    """Input projections (E, B, G) with ``bias``, trigger off, of ``n_frames`` pixel-noise frames shared by
-    all members. On the fast path the noise is drawn in bf16 (on a CPU from a Philox stream keyed by the
-    generator, ``memrnn.noise``), many frames of every member are projected in one bf16 matmul, and each
-    frame is laid out member-major, bias added, in one pass."""
+def _noise_frames(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: int, generator: torch.Generator,
+                  fast: bool, frames_at_once: int = 16):
+    """``n_frames`` pixel-noise frames shared by all members, trigger off, as the probe's step takes them:
+    eager, each member's input projection (E, B, G) with its bias; on the fast path every member's
+    projection without bias (B, E, G) in bf16 (``fused.inference_step``), the noise drawn in bf16 (on a
+    CPU from a Philox stream keyed by the generator, ``memrnn.noise``) and many frames of every member
+    projected in one bf16 matmul."""
     E, device, dtype = model.n_members, model.weight_ih.device, model.weight_ih.dtype
     if fast:  # (frames x B, D) @ (D, E x G): every member's projection of many frames in one bf16 matmul
         weight = model.weight_ih[:, :-1].permute(1, 0, 2).reshape(bank.dim, -1).to(BF16)
-        # kept from chunk to chunk (each frame is laid out into a tensor of its own before the next chunk):
-        # tens of fresh megabytes per chunk would cost hundreds of page faults per frame
+        # kept from chunk to chunk (each frame is stepped before the next chunk overwrites it): tens of fresh
+        # megabytes per chunk would cost hundreds of page faults per frame
         chunk = torch.empty(min(frames_at_once, n_frames) * B, weight.shape[-1], dtype=BF16, device=device)
     for start in range(0, n_frames, frames_at_once):
         K = min(frames_at_once, n_frames - start)
-        if not fast:
-            noise = torch.randn(K, B, bank.dim, generator=generator, device=device, dtype=dtype)
-            noise = noise * bank.noise_std + bank.noise_mean
-            yield from (model.project(frame.expand(E, B, -1), torch.zeros(E, B, device=device)) for frame in noise)
+        if fast:
+            yield from torch.matmul(_bf16_noise(K * B, bank, generator), weight, out=chunk[: K * B]).view(K, B, E, -1)
             continue
-        projected = torch.matmul(_bf16_noise(K * B, bank, generator), weight, out=chunk[: K * B]).view(K, B, E, -1)
-        for frame in projected:  # frame by frame: each pass stays in cache, where one over the chunk is 5x slower
-            if device.type == "cpu":
-                yield frame_layout(frame, bias)
-            else:
-                yield torch.add(frame.transpose(0, 1), bias, out=torch.empty(E, B, frame.shape[-1], device=device,
-                                                                              dtype=dtype))
+        noise = torch.randn(K, B, bank.dim, generator=generator, device=device, dtype=dtype)
+        noise = noise * bank.noise_std + bank.noise_mean
+        yield from (model.project(frame.expand(E, B, -1), torch.zeros(E, B, device=device)) for frame in noise)
 
 
 def _bf16_noise(n_pixels: int, bank: ImageBank, generator: torch.Generator) -> torch.Tensor:

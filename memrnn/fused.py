@@ -114,7 +114,8 @@ def unroll(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor,
     return logits, hidden.transpose(1, 2)
 
 
-# the functions of cells.c and how many buffers each takes after its sizes (E, T, B, H), or (E, B, H) for a step
+# the functions of cells.c and how many buffers each takes after its sizes (E, T, B, H), or (E, B, H) for a
+# step; a step takes its state and frame, a flag (the frame is bf16), then this many more (bias, extra, ...)
 _UNROLLS = {"gru_forward": 7, "gru_backward": 7, "lstm_forward": 6, "lstm_backward": 6}
 _STEPS = {"gru_step": 8, "lstm_step": 6}
 
@@ -125,11 +126,13 @@ def _cells(dtype: torch.dtype) -> ctypes.CDLL:
     if real is None:
         raise ValueError(f"the fused recurrence runs in float32 or float64, not {dtype}")
     library = native.library("cells.c", REAL=real)
-    for name, buffers in {**_UNROLLS, **_STEPS}.items():
-        getattr(library, name).argtypes = [ctypes.c_int64] * (4 if name in _UNROLLS else 3) + [ctypes.c_void_p] * buffers
+    for name, buffers in _UNROLLS.items():
+        getattr(library, name).argtypes = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * buffers
         getattr(library, name).restype = ctypes.c_int if name.endswith("backward") else None
+    for name, buffers in _STEPS.items():
+        getattr(library, name).argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
+            [ctypes.c_void_p] * buffers
     library.lanes.restype = ctypes.c_int64
-    library.frame_layout.argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
     return library
 
 
@@ -142,20 +145,6 @@ def _run(name: str, sizes: tuple[int, ...], *buffers: torch.Tensor) -> None:
             raise ValueError(f"{name}: every buffer must be a contiguous {first.dtype} CPU tensor")
     if getattr(_cells(first.dtype), name)(*sizes, *(buffer.data_ptr() for buffer in buffers)):
         raise MemoryError(f"{name}: no memory for its scratch rows (batch {sizes[-2]}, hidden size {sizes[-1]})")
-
-
-def frame_layout(frame: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """frame (B, E, G) in bf16 or ``bias``'s dtype, bias (E, 1, G) -> frame member-major plus bias (E, B, G),
-    in one pass on torch's OpenMP threads (torch would first cast the whole frame, then add)."""
-    B, E, G = frame.shape
-    frame, bias = frame.contiguous(), bias.contiguous()
-    if frame.dtype not in (torch.bfloat16, bias.dtype) or bias.shape != (E, 1, G):
-        raise ValueError(f"frame_layout takes a (B, E, G) frame in bf16 or {bias.dtype} and an (E, 1, G) bias; "
-                         f"got {frame.dtype} {tuple(frame.shape)} and {tuple(bias.shape)}")
-    out = torch.empty(E, B, G, dtype=bias.dtype)
-    _cells(bias.dtype).frame_layout(E, B, G, frame.data_ptr(), int(frame.dtype == torch.bfloat16), bias.data_ptr(),
-                                    out.data_ptr())
-    return out
 
 
 def _padded(weight: torch.Tensor) -> torch.Tensor:
@@ -237,30 +226,48 @@ class _FusedRecurrence(torch.autograd.Function):
 
 
 def inference_step(model: EnsembleRNN):
-    """For long no-grad unrolls: (bias, step), where ``step(state, projected) -> state`` is ``model.recur``
-    for inputs projected with ``bias`` instead of ``bias_ih``. On a CPU a step of every member is one
-    call of cells.c, as in training on the fast path; the LSTM's and RNN's constant recurrent bias joins
-    the projection's."""
+    """For long no-grad unrolls: ``step(state, frame, extra=None) -> state``, ``model.recur`` for the input
+    whose projection without bias is ``frame`` (B, E, G), in bf16 or the model's dtype: one matmul of a
+    batch of inputs with every member's weights gives it so. The step adds the biases, then ``extra`` (an
+    (E, 1, G) row such as the trigger's), as (frame + bias) + extra. On a CPU a GRU or LSTM step of every
+    member is one call of cells.c, which reads the frame where it lies; the LSTM's and RNN's constant
+    recurrent bias joins the projection's."""
     H, kind = model.hidden_size, fused_kind(model)
-    if kind is None or model.weight_hh.device.type != "cpu":
-        return model.bias_ih, model.recur
-    weight = model.weight_hh.detach()
-    bias = (model.bias_ih if kind == "gru" else model.bias_ih + model.bias_hh).detach()
-    if kind == "rnn":
-        return bias, lambda state, projected: _tanh(torch.baddbmm(projected, state, weight))
-    padded = (_padded(weight[..., : 2 * H]), _padded(weight[..., 2 * H:])) if kind == "gru" else (_padded(weight),)
+    weight, dtype, on_cpu = model.weight_hh.detach(), model.weight_hh.dtype, model.weight_hh.device.type == "cpu"
+    if kind not in ("gru", "lstm") or not on_cpu:
+        if kind == "rnn" and on_cpu:
+            bias, recur = (model.bias_ih + model.bias_hh).detach(), lambda state, projected: _tanh(
+                torch.baddbmm(projected, state, weight))
+        else:
+            bias, recur = model.bias_ih.detach(), model.recur
 
+        def step(state, frame, extra=None):
+            projected = frame.transpose(0, 1).to(dtype) + bias
+            return recur(state, projected if extra is None else projected + extra)
+
+        return step
+    bias = (model.bias_ih if kind == "gru" else model.bias_ih + model.bias_hh).detach().contiguous()
+    padded = (_padded(weight[..., : 2 * H]), _padded(weight[..., 2 * H:])) if kind == "gru" else (_padded(weight),)
     scratch = {}  # the step's gate buffers, kept from step to step: fresh megabytes each step cost page faults
 
     @torch.no_grad()
-    def step(state, projected):
-        E, B, _ = state.shape
-        state, projected, out = state.contiguous(), projected.contiguous(), torch.empty_like(state)
-        if (E, B, state.dtype) not in scratch:
+    def step(state, frame, extra=None):
+        B, E, G = frame.shape
+        if frame.dtype not in (torch.bfloat16, dtype) or state.dtype != dtype or (E, 1, G) != bias.shape or \
+                state.shape[:2] != (E, B):
+            raise ValueError(f"the {kind} step takes a (B, {bias.shape[0]}, {bias.shape[-1]}) frame in bf16 or {dtype} "
+                             f"and a {dtype} state (E, B, ...); got a {frame.dtype} frame {tuple(frame.shape)} and a "
+                             f"{state.dtype} state {tuple(state.shape)}")
+        state, frame, out = state.contiguous(), frame.contiguous(), torch.empty_like(state)
+        extra = None if extra is None else extra.to(dtype).expand_as(bias).contiguous()
+        if (E, B) not in scratch:
             widths = (padded[0].shape[-1], H, padded[-1].shape[-1])[: 3 if kind == "gru" else 2]
             scratch.clear()
-            scratch[E, B, state.dtype] = [torch.empty(E, B, width, dtype=state.dtype) for width in widths]
-        _run(f"{kind}_step", (E, B, H), state, projected, *padded, out, *scratch[E, B, state.dtype])
+            scratch[E, B] = [torch.empty(E, B, width, dtype=dtype) for width in widths]
+        getattr(_cells(dtype), f"{kind}_step")(
+            E, B, H, state.data_ptr(), frame.data_ptr(), int(frame.dtype == torch.bfloat16), bias.data_ptr(),
+            None if extra is None else extra.data_ptr(),
+            *(buffer.data_ptr() for buffer in (*padded, out, *scratch[E, B])))
         return out
 
-    return bias, step
+    return step

@@ -39,8 +39,8 @@ def exact_projection(monkeypatch):
 def test_fused_unroll_equals_eager_forward_and_gradients(arch, cell, exact_projection):
     model = _perturbed(arch, cell)
     g = torch.Generator().manual_seed(0)
-    frames = torch.randn(3, 6, 6, 12, generator=g, dtype=torch.float64)  # 6 trials: a tile of 4 rows and 2 more
-    trigger = (torch.rand(3, 6, 6, generator=g) < 0.3).double()
+    frames = torch.randn(3, 8, 6, 12, generator=g, dtype=torch.float64)  # 8 trials: a tile of 6 rows and 2 more
+    trigger = (torch.rand(3, 8, 6, generator=g) < 0.3).double()
     params = [p for p in model.parameters() if p.requires_grad]
     results = []
     for unroll in (lambda: model(frames, trigger, return_hidden=True), lambda: fused.unroll(model, frames, trigger)):
@@ -70,27 +70,39 @@ def test_fused_unroll_is_bit_identical_on_any_number_of_threads(arch):
     assert all(torch.equal(one, two) for one, two in zip(*results))
 
 
-def test_frame_layout_is_the_frame_member_major_plus_bias():
-    g = torch.Generator().manual_seed(3)
-    frame, bias = torch.randn(5, 3, 37, generator=g), torch.randn(3, 1, 37, generator=g)
-    for dtype in (torch.bfloat16, torch.float32):
-        laid_out = fused.frame_layout(frame.to(dtype), bias)
-        assert torch.equal(laid_out, frame.to(dtype).float().transpose(0, 1) + bias)
-    with pytest.raises(ValueError, match="bf16 or torch.float32"):
-        fused.frame_layout(frame.double(), bias)
-
-
 @pytest.mark.parametrize("arch,cell", FORMS)
 def test_inference_step_equals_recur(arch, cell):
-    """With its bias in place of bias_ih, the inference step is the model's update."""
+    """Given a frame without bias, member by member along its second axis, the inference step is the
+    model's update of the input projected with bias_ih, plus the extra row when one is given."""
     model = _perturbed(arch, cell)
-    state = torch.rand(3, 5, model.state_size, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 0.5
-    projected = torch.randn(3, 5, model.weight_hh.shape[-1], generator=torch.Generator().manual_seed(2),
-                            dtype=torch.float64)
-    bias, step = fused.inference_step(model)
+    g = torch.Generator().manual_seed(1)
+    state = torch.rand(3, 5, model.state_size, generator=g, dtype=torch.float64) - 0.5
+    frame = torch.randn(5, 3, model.weight_hh.shape[-1], generator=g, dtype=torch.float64)
+    extra = torch.randn(3, 1, frame.shape[-1], generator=g, dtype=torch.float64)
+    step = fused.inference_step(model)
+    projected = frame.transpose(0, 1) + model.bias_ih
     with torch.no_grad():
-        torch.testing.assert_close(step(state, projected - model.bias_ih + bias), model.recur(state, projected),
-                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(step(state, frame), model.recur(state, projected), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(step(state, frame, extra), model.recur(state, projected + extra), rtol=1e-12,
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_inference_step_reads_a_bf16_frame_as_its_float_value(arch):
+    """A bf16 frame steps exactly as its float32 value does: the kernel widens each value and adds the
+    bias, then the extra row, in the order torch would."""
+    model = EnsembleRNN(arch, 3, 12, 21, seeds=[1, 2, 3])
+    g = torch.Generator().manual_seed(2)
+    state = torch.rand(3, 7, model.state_size, generator=g) - 0.5
+    frame = torch.randn(7, 3, model.weight_hh.shape[-1], generator=g).to(torch.bfloat16)
+    extra = torch.randn(3, 1, frame.shape[-1], generator=g)
+    step = fused.inference_step(model)
+    for row in (None, extra):
+        assert torch.equal(step(state, frame, row), step(state, frame.float(), row))
+    with pytest.raises(ValueError, match="frame in bf16 or torch.float32"):
+        step(state, frame.double())
+    with pytest.raises(ValueError, match=r"\(B, 3, "):
+        step(state, frame[:, :2])
 
 
 def test_bf16_unroll_is_close_to_float32():
