@@ -12,9 +12,9 @@ time-boxed run still prints the rows it finished.
 
 ``--trainer PRESET`` times memrnn's own training step instead (``Trainer.step``: drawing the batch,
 unroll, loss, backward, Adam) at that preset's shape on mnist-5k, in eager float32 and on the fast path
-(``fast=True``; on a CPU: Philox noise drawn in bf16 into the projection's matrix, members in parallel,
-bf16 input projection, fused recurrence with one C kernel per step), with the
-ratio of the two, for GRU and LSTM, full-length trials (T_max = 20). The two are timed alternately,
+(``fast=True``; on a CPU: Philox noise drawn in bf16 into the projection's matrix, bf16 input
+projection, the whole unroll forward and back each one C call, members on torch's OpenMP threads), with
+the ratio of the two, for GRU and LSTM, full-length trials (T_max = 20). The two are timed alternately,
 step by step, and compared by their median step times, so a machine whose load changes during the run
 slows both alike:
 
