@@ -254,10 +254,10 @@ def inference_step(model: EnsembleRNN):
     def step(state, frame, extra=None):
         B, E, G = frame.shape
         if frame.dtype not in (torch.bfloat16, dtype) or state.dtype != dtype or (E, 1, G) != bias.shape or \
-                state.shape[:2] != (E, B):
+                state.shape != (E, B, model.state_size):
             raise ValueError(f"the {kind} step takes a (B, {bias.shape[0]}, {bias.shape[-1]}) frame in bf16 or {dtype} "
-                             f"and a {dtype} state (E, B, ...); got a {frame.dtype} frame {tuple(frame.shape)} and a "
-                             f"{state.dtype} state {tuple(state.shape)}")
+                             f"and a {dtype} state (E, B, {model.state_size}); got a {frame.dtype} frame "
+                             f"{tuple(frame.shape)} and a {state.dtype} state {tuple(state.shape)}")
         state, frame, out = state.contiguous(), frame.contiguous(), torch.empty_like(state)
         extra = None if extra is None else extra.to(dtype).expand_as(bias).contiguous()
         if (E, B) not in scratch:

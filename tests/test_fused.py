@@ -103,6 +103,8 @@ def test_inference_step_reads_a_bf16_frame_as_its_float_value(arch):
         step(state, frame.double())
     with pytest.raises(ValueError, match=r"\(B, 3, "):
         step(state, frame[:, :2])
+    with pytest.raises(ValueError, match=rf"state \(E, B, {model.state_size}\)"):
+        step(state[..., :-1], frame)
 
 
 def test_bf16_unroll_is_close_to_float32():
