@@ -9,8 +9,8 @@
    on the cores for milliseconds after each torch operation. A member's arithmetic never depends on
    the thread that runs it.
    gru_step and lstm_step are single steps of every member, for the no-grad probes: they read a noise
-   frame as the probe's projection matmul wrote it (batch-major, bfloat16, no bias) and add the bias
-   as they start each row, so the frame is never laid out again.
+   frame where the probe's projection matmul wrote it (bfloat16, no bias, batch- or member-major) and
+   add the bias as they start each row, so the frame is never laid out again.
 
    Layouts (contiguous, member-major): projected (E, T, B, G); states (E, T+1, B, H); gate buffers
    (E, T, B, P) whose rows are padded to a whole number of vectors; weights (E, K, P) padded alike
@@ -106,13 +106,15 @@ static void start_rows(int64_t M, int64_t width, int64_t P, inputs in, int64_t c
     for (int64_t i = 0; i < M; i++) {
         real *row = c + i * P;
         const int64_t at = i * in.ld + column;
-        if (!in.bias)
-            memcpy(row, (const real *)in.rows + at, (size_t)width * sizeof(real));
-        else if (in.bf16)
+        if (in.bf16 && in.bias)
             for (int64_t j = 0; j < width; j++)
                 row[j] = from_bf16(((const uint16_t *)in.rows)[at + j]) + in.bias[column + j];
-        else
+        else if (in.bf16)
+            for (int64_t j = 0; j < width; j++) row[j] = from_bf16(((const uint16_t *)in.rows)[at + j]);
+        else if (in.bias)
             for (int64_t j = 0; j < width; j++) row[j] = ((const real *)in.rows)[at + j] + in.bias[column + j];
+        else
+            memcpy(row, (const real *)in.rows + at, (size_t)width * sizeof(real));
         if (in.bias && in.extra)
             for (int64_t j = 0; j < width; j++) row[j] += in.extra[column + j];
         memset(row + width, 0, (size_t)(P - width) * sizeof(real));
@@ -224,28 +226,34 @@ static void lstm_step_member(int64_t B, int64_t H, inputs p, const real *u, cons
 #define AT(buffer, t, width) (buffer + ((e * T + (t)) * B) * (width))         /* (E, T, B, width) */
 #define STATE(buffer, t) (buffer + ((e * (T + 1) + (t)) * B) * H)             /* (E, T+1, B, H) */
 
-/* GRU forward from hidden[:, 0]: projected (E,T,B,3H), u_rz (E,H,P2), u_n (E,H,P1) -> hidden
+/* Step t of member e of a forward's projected inputs (E,T,B,width), bfloat16 when bf16 is set, else real. */
+#define PROJECTED(t, width)                                                                         \
+    ((inputs){.rows = (const char *)projected + AT((int64_t)0, t, width) * (bf16 ? 2 : sizeof(real)), \
+              .ld = (width), .bf16 = bf16})
+
+/* GRU forward from hidden[:, 0]: projected (E,T,B,3H) (bfloat16 when bf16 is set), u_rz (E,H,P2), u_n (E,H,P1) -> hidden
    (E,T+1,B,H), activated rz (E,T,B,P2) and n (E,T,B,P1), rh (E,T,B,H). */
-void gru_forward(int64_t E, int64_t T, int64_t B, int64_t H, const real *projected, const real *u_rz,
+void gru_forward(int64_t E, int64_t T, int64_t B, int64_t H, int bf16, const void *projected, const real *u_rz,
                  const real *u_n, real *hidden, real *rz, real *rh, real *n) {
     const int64_t P1 = PADDED(H), P2 = PADDED(2 * H);
     MEMBERS
         for (int64_t t = 0; t < T; t++)
-            gru_step_member(B, H, (inputs){.rows = AT(projected, t, 3 * H), .ld = 3 * H}, u_rz + e * H * P2,
+            gru_step_member(B, H, PROJECTED(t, 3 * H), u_rz + e * H * P2,
                             u_n + e * H * P1, STATE(hidden, t), H, STATE(hidden, t + 1), H, AT(rz, t, P2),
                             AT(rh, t, H), AT(n, t, P1));
 }
 
 /* The probes' frames: frame (B,E,G) of every member's projected input without bias, bfloat16 when bf16 is
-   set, else real; bias and extra (E,G), extra NULL when there is none. Member e's rows: */
-#define FRAME(G) ((inputs){(const char *)frame + e * (G) * (bf16 ? 2 : sizeof(real)), E * (G), bf16, bias + e * (G), \
-                           extra ? extra + e * (G) : NULL})
+   set, else real, its rows row_ld and its members member_ld values apart (each row contiguous); bias and
+   extra (E,G), extra NULL when there is none. Member e's rows: */
+#define FRAME(G) ((inputs){(const char *)frame + e * member_ld * (bf16 ? 2 : sizeof(real)), row_ld, bf16, \
+                           bias + e * (G), extra ? extra + e * (G) : NULL})
 
 /* One GRU step: state h (E,B,H) and a frame -> h_next (E,B,H); scratch gates (E,B,P2), reset (E,B,H),
    candidate (E,B,P1). */
-void gru_step(int64_t E, int64_t B, int64_t H, const real *h, const void *frame, int bf16, const real *bias,
-              const real *extra, const real *u_rz, const real *u_n, real *h_next, real *gates, real *reset,
-              real *candidate) {
+void gru_step(int64_t E, int64_t B, int64_t H, const real *h, const void *frame, int64_t row_ld,
+              int64_t member_ld, int bf16, const real *bias, const real *extra, const real *u_rz, const real *u_n,
+              real *h_next, real *gates, real *reset, real *candidate) {
     const int64_t P1 = PADDED(H), P2 = PADDED(2 * H);
     MEMBERS
         gru_step_member(B, H, FRAME(3 * H), u_rz + e * H * P2, u_n + e * H * P1, h + e * B * H, H,
@@ -281,22 +289,23 @@ int gru_backward(int64_t E, int64_t T, int64_t B, int64_t H, const real *grad_ou
     return failed;
 }
 
-/* LSTM forward from hidden[:, 0] and cells[:, 0]: projected (E,T,B,4H) holding both biases, u (E,H,P4)
-   -> hidden and cells (E,T+1,B,H), activated gates (E,T,B,P4), tanh_c (E,T,B,H). */
-void lstm_forward(int64_t E, int64_t T, int64_t B, int64_t H, const real *projected, const real *u,
+/* LSTM forward from hidden[:, 0] and cells[:, 0]: projected (E,T,B,4H) holding both biases (bfloat16 when
+   bf16 is set), u (E,H,P4) -> hidden and cells (E,T+1,B,H), activated gates (E,T,B,P4), tanh_c (E,T,B,H). */
+void lstm_forward(int64_t E, int64_t T, int64_t B, int64_t H, int bf16, const void *projected, const real *u,
                   real *hidden, real *cells, real *gates, real *tanh_c) {
     const int64_t P4 = PADDED(4 * H);
     MEMBERS
         for (int64_t t = 0; t < T; t++)
-            lstm_step_member(B, H, (inputs){.rows = AT(projected, t, 4 * H), .ld = 4 * H}, u + e * H * P4,
+            lstm_step_member(B, H, PROJECTED(t, 4 * H), u + e * H * P4,
                              STATE(hidden, t), STATE(cells, t), H, STATE(hidden, t + 1), STATE(cells, t + 1), H,
                              AT(gates, t, P4), AT(tanh_c, t, H));
 }
 
 /* One LSTM step: state (E,B,2H) holding h then c, and a frame (the bias holding both biases) -> next
    state (E,B,2H); scratch gates (E,B,P4), tanh_c (E,B,H). */
-void lstm_step(int64_t E, int64_t B, int64_t H, const real *state, const void *frame, int bf16, const real *bias,
-               const real *extra, const real *u, real *next, real *gates, real *tanh_c) {
+void lstm_step(int64_t E, int64_t B, int64_t H, const real *state, const void *frame, int64_t row_ld,
+               int64_t member_ld, int bf16, const real *bias, const real *extra, const real *u, real *next,
+               real *gates, real *tanh_c) {
     const int64_t P4 = PADDED(4 * H);
     MEMBERS {
         const real *h = state + e * B * 2 * H;

@@ -7,10 +7,11 @@ trajectory (one extra step on a copy of the state) while the trajectory itself c
 trigger 0. Trials run in chunks, so memory stays bounded whatever the delay. All members see the
 same probe images and noise, which makes comparisons between them paired.
 
-On the fast path (``fast=True``, the runs of ``fast`` configurations) the noise frames, drawn in bf16
-from their own stream, are projected for every member at once and many frames at a time in one bf16
-matmul, and the recurrence steps with one kernel per step, which reads that matmul's output where it
-lies (``memrnn.fused``): a long unroll spends its time there.
+On the fast path (``fast=True``, the runs of ``fast`` configurations) every member's projected noise
+frames come many at a time from one bf16 matmul (``FastNoise``; on a CPU at the usual shapes drawn
+directly in projected form, so members see the same images but each its own noise), and the
+recurrence steps with one kernel per step, which reads that matmul's output where it lies
+(``memrnn.fused``): a long unroll spends its time there.
 """
 from __future__ import annotations
 
@@ -51,9 +52,10 @@ def accuracy_by_delay(model: EnsembleRNN, bank: ImageBank, delays, n_trials: int
     n_test = len(bank.test_labels)
     trials = torch.randperm(n_test, generator=generator, device=device)[: min(n_trials, n_test)]
     correct = torch.zeros(model.n_members, len(delays), len(trials), dtype=torch.bool, device=device)
+    noise_source = FastNoise(model, bank) if fast else None
     for start in range(0, len(trials), chunk_size):
         chunk = trials[start:start + chunk_size]
-        correct[:, :, start:start + len(chunk)] = _probe(model, bank, chunk, delays, generator, fast)
+        correct[:, :, start:start + len(chunk)] = _probe(model, bank, chunk, delays, generator, noise_source)
     labels = bank.test_labels[trials]
     counts = torch.bincount(labels, minlength=bank.n_classes)
     per_class = torch.stack([correct[:, :, labels == c].float().mean(-1) for c in range(bank.n_classes)], -1)
@@ -88,9 +90,9 @@ def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int =
 
 
 def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: list[int],
-           generator: torch.Generator, fast: bool = False) -> torch.Tensor:
+           generator: torch.Generator, noise_source: "FastNoise | None" = None) -> torch.Tensor:
     """Correctness (E, n_delays, B) of probe trials with the given test images, computed in the model's
-    dtype."""
+    dtype; on the fast path when given its ``noise_source``."""
     E, B, device = model.n_members, len(trials), trials.device
     off = torch.zeros(E, B, device=device)
     targets = bank.test_labels[trials] + 1
@@ -98,12 +100,13 @@ def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: li
     state = model.step(model.init_state(B), bank.test_images[trials].to(model.weight_hh.dtype).expand(E, B, -1), off)
     wanted = {d: j for j, d in enumerate(delays)}
     trigger_row = model.weight_ih[:, -1:]
-    if fast:
-        step = inference_step(model)
+    if noise_source is not None:
+        step, frames = inference_step(model, noise_source.offset), noise_source.frames(B, delays[-1], generator)
     else:
         def step(state, projected, extra=None):
             return model.recur(state, projected if extra is None else projected + extra)
-    for t, frame in zip(range(1, delays[-1] + 1), _noise_frames(model, bank, B, delays[-1], generator, fast)):
+        frames = _eager_noise_frames(model, bank, B, delays[-1], generator)
+    for t, frame in zip(range(1, delays[-1] + 1), frames):
         if t in wanted:
             logits = model.readout(step(state, frame, trigger_row))
             correct[:, wanted[t]] = logits.argmax(-1) == targets
@@ -112,29 +115,84 @@ def _probe(model: EnsembleRNN, bank: ImageBank, trials: torch.Tensor, delays: li
     return correct
 
 
-def _noise_frames(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: int, generator: torch.Generator,
-                  fast: bool, frames_at_once: int = 16):
-    """``n_frames`` pixel-noise frames shared by all members, trigger off, as the probe's step takes them:
-    eager, each member's input projection (E, B, G) with its bias; on the fast path every member's
-    projection without bias (B, E, G) in bf16 (``fused.inference_step``), the noise drawn in bf16 (on a
-    CPU from a Philox stream keyed by the generator, ``memrnn.noise``) and many frames of every member
-    projected in one bf16 matmul."""
+def _eager_noise_frames(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: int, generator: torch.Generator,
+                        frames_at_once: int = 16):
+    """``n_frames`` pixel-noise frames shared by all members, trigger off: each member's input projection
+    (E, B, G) with its bias."""
     E, device, dtype = model.n_members, model.weight_ih.device, model.weight_ih.dtype
-    if fast:  # (frames x B, D) @ (D, E x G): every member's projection of many frames in one bf16 matmul
-        weight = model.weight_ih[:, :-1].permute(1, 0, 2).reshape(bank.dim, -1).to(BF16)
+    off = torch.zeros(E, B, device=device)
+    for start in range(0, n_frames, frames_at_once):
+        noise = torch.randn(min(frames_at_once, n_frames - start), B, bank.dim, generator=generator, device=device,
+                            dtype=dtype)
+        yield from (model.project(frame.expand(E, B, -1), off) for frame in noise * bank.noise_std + bank.noise_mean)
+
+
+# One Philox normal costs about as many multiply-adds of the bf16 projection matmul (two cores: about 1e9
+# normals and 1.9e11 multiply-adds a second); it decides which way FastNoise draws.
+NORMAL_COST = 180
+
+
+class FastNoise:
+    """The fast probe's noise frames: every member's projection of a pixel-noise frame without bias
+    (B, E, G), in bf16, drawn in one of three ways:
+
+    - *pixels*: D normals per trial frame (on a CPU from a Philox stream keyed by the probe's generator,
+      ``memrnn.noise``), shared by all members, many frames of every member projected in one bf16 matmul;
+    - *projected*, on a CPU where it costs less (E G (G + c) < D (E G + c), c = ``NORMAL_COST``): each
+      member's projection of the centred noise is Gaussian with covariance std^2 W^T W (G x G, W its
+      (D, G) input weights), so it is drawn directly, as G standard normals times a factor of that
+      covariance, and its mean, mean x the column sums of W, joins the step's bias (``offset``). The same
+      distribution for G / D of the matmul's work; members' noise is then independent, not shared;
+    - *features*, for a model with a CNN front end: shared pixel noise through each member's CNN (float32),
+      its features projected in bf16.
+
+    Why: the projection of the noise is the probe's main cost, and pixel noise shared by all members has
+    a joint projection of rank D, which no sampler of it can undercut; the per-member one has rank G."""
+
+    def __init__(self, model: EnsembleRNN, bank: ImageBank):
+        self.model, self.bank = model, bank
+        E, D, G = model.n_members, bank.dim, model.weight_ih.shape[-1]
+        weight, self.offset = model.weight_ih[:, :-1].detach(), None
+        if model.frontend is not None:
+            self.mode, self.weight = "features", weight.to(BF16)
+        elif weight.device.type == "cpu" and E * G * (G + NORMAL_COST) < D * (E * G + NORMAL_COST):
+            self.mode, self.offset = "projected", bank.noise_mean * weight.sum(1, keepdim=True)
+            self.weight = _covariance_factor(bank.noise_std * weight.double()).transpose(1, 2).to(BF16)
+        else:  # (frames x B, D) @ (D, E x G): every member's projection of many frames in one bf16 matmul
+            self.mode, self.weight = "pixels", weight.permute(1, 0, 2).reshape(D, -1).to(BF16)
+
+    def frames(self, B: int, n_frames: int, generator: torch.Generator, frames_at_once: int = 16):
+        """``n_frames`` frames (B, E, G) of B trials, as ``fused.inference_step(model, self.offset)`` takes them."""
+        E, G, device = self.model.n_members, self.model.weight_ih.shape[-1], self.weight.device
         # kept from chunk to chunk (each frame is stepped before the next chunk overwrites it): tens of fresh
         # megabytes per chunk would cost hundreds of page faults per frame
-        chunk = torch.empty(min(frames_at_once, n_frames) * B, weight.shape[-1], dtype=BF16, device=device)
-    for start in range(0, n_frames, frames_at_once):
-        K = min(frames_at_once, n_frames - start)
-        if fast:
-            yield from torch.matmul(_bf16_noise(K * B, bank, generator), weight, out=chunk[: K * B]).view(K, B, E, -1)
-            continue
-        noise = torch.randn(K, B, bank.dim, generator=generator, device=device, dtype=dtype)
-        noise = noise * bank.noise_std + bank.noise_mean
-        yield from (model.project(frame.expand(E, B, -1), torch.zeros(E, B, device=device)) for frame in noise)
+        chunk = torch.empty(min(frames_at_once, n_frames) * B * E * G, dtype=BF16, device=device)
+        normals = torch.empty_like(chunk) if self.mode == "projected" else None
+        for start in range(0, n_frames, frames_at_once):
+            K = min(frames_at_once, n_frames - start)
+            out = chunk[: K * B * E * G]
+            if self.mode == "pixels":
+                yield from torch.matmul(_bf16_noise(K * B, self.bank, generator), self.weight,
+                                        out=out.view(K * B, E * G)).view(K, B, E, G)
+                continue
+            if self.mode == "projected":
+                inputs = noise.normal_(normals[: K * B * E * G].view(E, K * B, G), noise.key(generator))
+            else:
+                pixels = _bf16_noise(K * B, self.bank, generator).to(self.model.weight_ih.dtype)
+                inputs = self.model.frontend(pixels.expand(E, -1, -1)).to(BF16)
+            # member-major (E, K x B, G): frame k of member e is its rows k B .. (k + 1) B
+            yield from torch.bmm(inputs, self.weight, out=out.view(E, K * B, G)).view(E, K, B, G).transpose(0, 2).unbind(1)
 
 
+def _covariance_factor(weight: torch.Tensor) -> torch.Tensor:
+    """F (E, G, G) with F F^T = W^T W for each member's W (E, D, G): its Cholesky factor, or, where W^T W
+    is singular (G > D, or a dead unit), the square root of its eigendecomposition."""
+    covariance = weight.transpose(1, 2) @ weight
+    factor, info = torch.linalg.cholesky_ex(covariance)
+    for e in torch.nonzero(info).flatten().tolist():
+        values, vectors = torch.linalg.eigh(covariance[e])
+        factor[e] = vectors * values.clamp(min=0).sqrt()
+    return factor
 def _bf16_noise(n_pixels: int, bank: ImageBank, generator: torch.Generator) -> torch.Tensor:
     """(frames, D) pixel noise in bf16: on a CPU a Philox stream filled on every thread."""
     device = generator.device

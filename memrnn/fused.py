@@ -37,8 +37,8 @@ def _tanh(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
 
 
 class _Projection(torch.autograd.Function):
-    """features (E, N, D), trigger (E, N), weight_ih (E, D+1, G), bias (E, 1, G) -> (E, N, G) in the
-    bias's dtype: one bf16 matmul of the features with the trigger and a constant 1 appended, so the
+    """features (E, N, D), trigger (E, N), weight_ih (E, D+1, G), bias (E, 1, G) -> (E, N, G) in bf16, as
+    the matmul wrote it: one bf16 matmul of the features with the trigger and a constant 1 appended, so the
     trigger row and the bias are rows of the matmul's weight and their gradients rows of its weight
     gradient (no separate terms, no sliced weight whose gradient would be a zero-filled copy).
     ``inputs``, when given, is that matrix (E, N, D+2) already, drawn so by the fast path's sampler."""
@@ -55,24 +55,25 @@ class _Projection(torch.autograd.Function):
         weight_low[:, : D + 1] = weight  # cast in place: no float32 concatenation first
         weight_low[:, D + 1:] = bias
         ctx.save_for_backward(inputs, weight_low)
-        return torch.bmm(inputs, weight_low).to(bias.dtype)
+        ctx.dtype = weight.dtype
+        return torch.bmm(inputs, weight_low)
 
     @staticmethod
     def backward(ctx, grad):
         inputs, weight_low = ctx.saved_tensors
         needs = ctx.needs_input_grad
-        grad_low = grad.to(BF16)
-        grad_features = torch.bmm(grad_low, weight_low[:, :-2].transpose(1, 2)).to(grad.dtype) if needs[0] else None
+        grad_low, dtype = grad.to(BF16), ctx.dtype
+        grad_features = torch.bmm(grad_low, weight_low[:, :-2].transpose(1, 2)).to(dtype) if needs[0] else None
         rows = torch.bmm(inputs.transpose(1, 2), grad_low) if needs[2] or needs[3] else None
         # each gradient cast from its bf16 rows straight into a contiguous tensor, which autograd keeps as it is
-        return (grad_features, None, rows[:, :-1].to(grad.dtype) if needs[2] else None,
-                rows[:, -1:].to(grad.dtype) if needs[3] else None, None)
+        return (grad_features, None, rows[:, :-1].to(dtype) if needs[2] else None,
+                rows[:, -1:].to(dtype) if needs[3] else None, None)
 
 
 def project(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor, bias: torch.Tensor,
             inputs: torch.Tensor | None = None) -> torch.Tensor:
     """``model.project`` with the pixel matmul in bf16 and ``bias`` for ``bias_ih``: frames (E, N, D),
-    trigger (E, N) -> (E, N, G); ``inputs``, the sampler's projection matrix, serves a model without a
+    trigger (E, N) -> (E, N, G) in bf16; ``inputs``, the sampler's projection matrix, serves a model without a
     front end."""
     if model.frontend is not None:
         return _Projection.apply(model.frontend(frames), trigger, model.weight_ih, bias, None)
@@ -100,7 +101,7 @@ def unroll(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor,
                         trigger.transpose(1, 2).reshape(E, T * B), bias, inputs).view(E, T, B, -1)
     if kind is None:
         state, hiddens = model.init_state(B), []
-        for step_input in projected.unbind(1):
+        for step_input in projected.to(model.weight_hh.dtype).unbind(1):
             state = model.recur(state, step_input)
             hiddens.append(model.hidden(state))
         hidden = torch.stack(hiddens, 1)
@@ -115,7 +116,8 @@ def unroll(model: EnsembleRNN, frames: torch.Tensor, trigger: torch.Tensor,
 
 
 # the functions of cells.c and how many buffers each takes after its sizes (E, T, B, H), or (E, B, H) for a
-# step; a step takes its state and frame, a flag (the frame is bf16), then this many more (bias, extra, ...)
+# step; a step takes its state and frame, the frame's row and member strides, a flag (the frame is bf16), then
+# this many more (bias, extra, ...)
 _UNROLLS = {"gru_forward": 7, "gru_backward": 7, "lstm_forward": 6, "lstm_backward": 6}
 _STEPS = {"gru_step": 8, "lstm_step": 6}
 
@@ -126,24 +128,30 @@ def _cells(dtype: torch.dtype) -> ctypes.CDLL:
     if real is None:
         raise ValueError(f"the fused recurrence runs in float32 or float64, not {dtype}")
     library = native.library("cells.c", REAL=real)
-    for name, buffers in _UNROLLS.items():
-        getattr(library, name).argtypes = [ctypes.c_int64] * 4 + [ctypes.c_void_p] * buffers
+    for name, buffers in _UNROLLS.items():  # a forward's flag (its projected inputs are bf16) comes after the sizes
+        getattr(library, name).argtypes = [ctypes.c_int64] * 4 + [ctypes.c_int] * name.endswith("forward") + \
+            [ctypes.c_void_p] * buffers
         getattr(library, name).restype = ctypes.c_int if name.endswith("backward") else None
     for name, buffers in _STEPS.items():
-        getattr(library, name).argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 + [ctypes.c_int] + \
-            [ctypes.c_void_p] * buffers
+        getattr(library, name).argtypes = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 2 + [ctypes.c_int64] * 2 + \
+            [ctypes.c_int] + [ctypes.c_void_p] * buffers
     library.lanes.restype = ctypes.c_int64
     return library
 
 
 def _run(name: str, sizes: tuple[int, ...], *buffers: torch.Tensor) -> None:
-    """Run ``name`` of cells.c for these sizes on contiguous CPU buffers of one dtype (members shared out
-    over torch's OpenMP threads, each member's arithmetic the same on any of them)."""
-    first = buffers[0]
+    """Run ``name`` of cells.c for these sizes on contiguous CPU buffers of one dtype, a forward's first
+    (its projected inputs) in that dtype or bf16 (members shared out over torch's OpenMP threads, each
+    member's arithmetic the same on any of them)."""
+    dtype, flags = buffers[-1].dtype, ()
+    if name.endswith("forward"):
+        flags = (int(buffers[0].dtype == torch.bfloat16),)
     for buffer in buffers:
-        if not buffer.is_contiguous() or buffer.dtype != first.dtype or buffer.device.type != "cpu":
-            raise ValueError(f"{name}: every buffer must be a contiguous {first.dtype} CPU tensor")
-    if getattr(_cells(first.dtype), name)(*sizes, *(buffer.data_ptr() for buffer in buffers)):
+        allowed = (dtype, torch.bfloat16) if flags and buffer is buffers[0] else (dtype,)
+        if not buffer.is_contiguous() or buffer.dtype not in allowed or buffer.device.type != "cpu":
+            raise ValueError(f"{name}: every buffer must be a contiguous {dtype} CPU tensor (a forward's inputs "
+                             f"may be bf16); got a {buffer.dtype} one of shape {tuple(buffer.shape)}")
+    if getattr(_cells(dtype), name)(*sizes, *flags, *(buffer.data_ptr() for buffer in buffers)):
         raise MemoryError(f"{name}: no memory for its scratch rows (batch {sizes[-2]}, hidden size {sizes[-1]})")
 
 
@@ -154,17 +162,18 @@ def _padded(weight: torch.Tensor) -> torch.Tensor:
 
 
 class _FusedRecurrence(torch.autograd.Function):
-    """projected (E, T, B, G), weight_hh (E, H, G) -> hidden h (E, T, B, H), from zero state.
+    """projected (E, T, B, G) in bf16, weight_hh (E, H, G) -> hidden h (E, T, B, H), from zero state.
 
-    The whole unroll, forward or backward, is one call of cells.c; the states and
-    activated gates it saves live in preallocated (E, T, B, width) buffers, and the recurrent weight
-    gradient is one matmul over all steps."""
+    The whole unroll, forward or backward, is one call of cells.c, which reads the projection where the
+    bf16 matmul wrote it; the states and activated gates it saves live in preallocated (E, T, B, width)
+    buffers, and the recurrent weight gradient is one bf16 matmul over all steps (fp32 accumulation), of
+    the bf16 input gradient that the projection's backward takes too."""
 
     @staticmethod
     def forward(ctx, projected, weight_hh, kind):
         E, T, B, G = projected.shape
         H = weight_hh.shape[1]
-        like = dict(device=projected.device, dtype=projected.dtype)
+        like = dict(device=projected.device, dtype=weight_hh.dtype)
         projected = projected.contiguous()
         hidden = torch.empty(E, T + 1, B, H, **like)
         hidden[:, 0] = 0
@@ -183,6 +192,7 @@ class _FusedRecurrence(torch.autograd.Function):
             _run("lstm_forward", shape, projected, u, hidden, cells, gates, tanh_c)
             saved = (cells, gates, tanh_c)
         elif kind == "rnn":
+            projected = projected.to(weight_hh.dtype)
             for t in range(T):
                 _tanh(torch.baddbmm(projected[:, t], hidden[:, t], weight_hh), out=hidden[:, t + 1])
             saved = ()
@@ -201,52 +211,59 @@ class _FusedRecurrence(torch.autograd.Function):
         shape = (E, T, B, H)
         grad_out = grad_out.contiguous()  # autograd may pass an expanded gradient, which the kernels cannot read
         grad_projected = torch.empty(E, T, B, G, device=hidden.device, dtype=hidden.dtype)
-        before = hidden[:, :-1].reshape(E, T * B, H).transpose(1, 2)  # every step's state before it
-        flat = grad_projected.view(E, T * B, G)
         if kind == "gru":
             rz, rh, n = saved
             u_rz_t, u_n_t = (_padded(weight_hh[..., columns].transpose(1, 2)) for columns in
                              (slice(0, 2 * H), slice(2 * H, None)))
             _run("gru_backward", shape, grad_out, hidden, rz, n, u_rz_t, u_n_t, grad_projected)
-            grad_weight = torch.cat([torch.bmm(before, flat[..., : 2 * H]),
-                                     torch.bmm(rh.view(E, T * B, H).transpose(1, 2), flat[..., 2 * H:])], -1)
         elif kind == "lstm":
             cells, gates, tanh_c = saved
             _run("lstm_backward", shape, grad_out, cells, gates, tanh_c, _padded(weight_hh.transpose(1, 2)),
-                    grad_projected)
-            grad_weight = torch.bmm(before, flat)
+                 grad_projected)
         else:
             weight_t, g = weight_hh.transpose(1, 2).contiguous(), torch.zeros_like(hidden[:, 0])
             for t in reversed(range(T)):
                 h_next = hidden[:, t + 1]
                 torch.mul(g + grad_out[:, t], 1 - h_next * h_next, out=grad_projected[:, t])
                 g = torch.bmm(grad_projected[:, t], weight_t)
+        grad_low = grad_projected.to(BF16)
+        if not ctx.needs_input_grad[1]:
+            return grad_low, None, None
+        # each step's state before it (for the GRU's candidate rows: r h), times the gradient at that step
+        before = hidden[:, :-1].reshape(E, T * B, H).to(BF16).transpose(1, 2)
+        flat = grad_low.view(E, T * B, G)
+        if kind == "gru":
+            reset = rh.view(E, T * B, H).to(BF16).transpose(1, 2)
+            grad_weight = torch.cat([torch.bmm(before, flat[..., : 2 * H]), torch.bmm(reset, flat[..., 2 * H:])], -1)
+        else:
             grad_weight = torch.bmm(before, flat)
-        return grad_projected, grad_weight if ctx.needs_input_grad[1] else None, None
+        return grad_low, grad_weight.to(weight_hh.dtype), None
 
 
-def inference_step(model: EnsembleRNN):
+def inference_step(model: EnsembleRNN, offset: torch.Tensor | None = None):
     """For long no-grad unrolls: ``step(state, frame, extra=None) -> state``, ``model.recur`` for the input
-    whose projection without bias is ``frame`` (B, E, G), in bf16 or the model's dtype: one matmul of a
-    batch of inputs with every member's weights gives it so. The step adds the biases, then ``extra`` (an
-    (E, 1, G) row such as the trigger's), as (frame + bias) + extra. On a CPU a GRU or LSTM step of every
-    member is one call of cells.c, which reads the frame where it lies; the LSTM's and RNN's constant
-    recurrent bias joins the projection's."""
+    whose projection without bias is ``frame`` (B, E, G), in bf16 or the model's dtype, with any strides
+    but a contiguous last axis: one matmul of a batch of inputs with every member's weights gives it so.
+    The step adds the biases and ``offset`` (an (E, 1, G) constant such as the projected mean of centred
+    noise frames), then ``extra`` (an (E, 1, G) row such as the trigger's), as (frame + bias) + extra. On a
+    CPU a GRU or LSTM step of every member is one call of cells.c, which reads the frame where it lies;
+    the LSTM's and RNN's constant recurrent bias joins the projection's."""
     H, kind = model.hidden_size, fused_kind(model)
     weight, dtype, on_cpu = model.weight_hh.detach(), model.weight_hh.dtype, model.weight_hh.device.type == "cpu"
+    offset = 0 if offset is None else offset.to(dtype)
     if kind not in ("gru", "lstm") or not on_cpu:
         if kind == "rnn" and on_cpu:
-            bias, recur = (model.bias_ih + model.bias_hh).detach(), lambda state, projected: _tanh(
+            bias, recur = (model.bias_ih + model.bias_hh).detach() + offset, lambda state, projected: _tanh(
                 torch.baddbmm(projected, state, weight))
         else:
-            bias, recur = model.bias_ih.detach(), model.recur
+            bias, recur = model.bias_ih.detach() + offset, model.recur
 
         def step(state, frame, extra=None):
             projected = frame.transpose(0, 1).to(dtype) + bias
             return recur(state, projected if extra is None else projected + extra)
 
         return step
-    bias = (model.bias_ih if kind == "gru" else model.bias_ih + model.bias_hh).detach().contiguous()
+    bias = ((model.bias_ih if kind == "gru" else model.bias_ih + model.bias_hh).detach() + offset).contiguous()
     padded = (_padded(weight[..., : 2 * H]), _padded(weight[..., 2 * H:])) if kind == "gru" else (_padded(weight),)
     scratch = {}  # the step's gate buffers, kept from step to step: fresh megabytes each step cost page faults
 
@@ -258,15 +275,16 @@ def inference_step(model: EnsembleRNN):
             raise ValueError(f"the {kind} step takes a (B, {bias.shape[0]}, {bias.shape[-1]}) frame in bf16 or {dtype} "
                              f"and a {dtype} state (E, B, {model.state_size}); got a {frame.dtype} frame "
                              f"{tuple(frame.shape)} and a {state.dtype} state {tuple(state.shape)}")
-        state, frame, out = state.contiguous(), frame.contiguous(), torch.empty_like(state)
+        state, out = state.contiguous(), torch.empty_like(state)
+        frame = frame if frame.stride(-1) == 1 else frame.contiguous()
         extra = None if extra is None else extra.to(dtype).expand_as(bias).contiguous()
         if (E, B) not in scratch:
             widths = (padded[0].shape[-1], H, padded[-1].shape[-1])[: 3 if kind == "gru" else 2]
             scratch.clear()
             scratch[E, B] = [torch.empty(E, B, width, dtype=dtype) for width in widths]
         getattr(_cells(dtype), f"{kind}_step")(
-            E, B, H, state.data_ptr(), frame.data_ptr(), int(frame.dtype == torch.bfloat16), bias.data_ptr(),
-            None if extra is None else extra.data_ptr(),
+            E, B, H, state.data_ptr(), frame.data_ptr(), frame.stride(0), frame.stride(1),
+            int(frame.dtype == torch.bfloat16), bias.data_ptr(), None if extra is None else extra.data_ptr(),
             *(buffer.data_ptr() for buffer in (*padded, out, *scratch[E, B])))
         return out
 

@@ -78,27 +78,31 @@ def test_inference_step_equals_recur(arch, cell):
     g = torch.Generator().manual_seed(1)
     state = torch.rand(3, 5, model.state_size, generator=g, dtype=torch.float64) - 0.5
     frame = torch.randn(5, 3, model.weight_hh.shape[-1], generator=g, dtype=torch.float64)
-    extra = torch.randn(3, 1, frame.shape[-1], generator=g, dtype=torch.float64)
+    extra, offset = (torch.randn(3, 1, frame.shape[-1], generator=g, dtype=torch.float64) for _ in range(2))
     step = fused.inference_step(model)
     projected = frame.transpose(0, 1) + model.bias_ih
     with torch.no_grad():
         torch.testing.assert_close(step(state, frame), model.recur(state, projected), rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(step(state, frame, extra), model.recur(state, projected + extra), rtol=1e-12,
                                    atol=1e-12)
+        torch.testing.assert_close(fused.inference_step(model, offset)(state, frame),
+                                   model.recur(state, projected + offset), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("arch", ["gru", "lstm"])
 def test_inference_step_reads_a_bf16_frame_as_its_float_value(arch):
     """A bf16 frame steps exactly as its float32 value does: the kernel widens each value and adds the
-    bias, then the extra row, in the order torch would."""
+    bias, then the extra row, in the order torch would; member-major or batch-major alike."""
     model = EnsembleRNN(arch, 3, 12, 21, seeds=[1, 2, 3])
     g = torch.Generator().manual_seed(2)
     state = torch.rand(3, 7, model.state_size, generator=g) - 0.5
     frame = torch.randn(7, 3, model.weight_hh.shape[-1], generator=g).to(torch.bfloat16)
     extra = torch.randn(3, 1, frame.shape[-1], generator=g)
     step = fused.inference_step(model)
+    member_major = frame.transpose(0, 1).contiguous().transpose(0, 1)  # rows G apart, members 7 G apart
     for row in (None, extra):
         assert torch.equal(step(state, frame, row), step(state, frame.float(), row))
+        assert torch.equal(step(state, member_major, row), step(state, frame, row))
     with pytest.raises(ValueError, match="frame in bf16 or torch.float32"):
         step(state, frame.double())
     with pytest.raises(ValueError, match=r"\(B, 3, "):
@@ -173,6 +177,7 @@ def test_fast_probe_is_the_eager_probe_given_its_noise(exact_projection, monkeyp
     path's own stream, the fast probe's answers are the eager probe's: same trials, the same map
     (rounding at 1e-16 cannot flip an argmax but by an exact tie)."""
     monkeypatch.setattr(evaluate, "BF16", torch.float64)
+    monkeypatch.setattr(evaluate, "NORMAL_COST", float("inf"))  # pixel noise, which the eager probe draws too
     monkeypatch.setattr(evaluate, "_bf16_noise", lambda n, bank, generator: torch.randn(
         n, bank.dim, generator=generator, dtype=torch.float64) * bank.noise_std + bank.noise_mean)
     torch.set_default_dtype(torch.float64)
@@ -189,21 +194,57 @@ def test_fast_probe_is_the_eager_probe_given_its_noise(exact_projection, monkeyp
 
 def test_fast_probe_draws_its_own_noise_stream(monkeypatch):
     """On the fast path the probe's noise is the Philox stream keyed by the probe's generator: the same
-    seed gives the same noise, another seed other noise."""
+    seed gives the same draws and answers, another seed other draws (here the projected form's
+    standard normals: hidden size 16 makes it the cheaper)."""
     trainer = Trainer.build(make_config("smoke", hidden_size=16))
+    assert evaluate.FastNoise(trainer.model, trainer.bank).mode == "projected"
     drawn = []
-    real = evaluate._bf16_noise
+    real = evaluate.noise.normal_
 
-    def spy(n, bank, generator):
-        drawn.append(real(n, bank, generator))
+    def spy(out, *args, **kwargs):
+        drawn.append(real(out, *args, **kwargs).clone())
         return drawn[-1]
 
-    monkeypatch.setattr(evaluate, "_bf16_noise", spy)
-    for seed in (0, 0, 1):
-        accuracy_by_delay(trainer.model, trainer.bank, [30], 8, seed=seed, fast=True)
-    first, again, other = (torch.cat(drawn[k * 2: k * 2 + 2]) for k in range(3))  # 30 frames: chunks of 16 + 14
-    assert torch.equal(first, again) and not torch.equal(first, other)
-    assert abs(first.float().mean() - trainer.bank.noise_mean) < 0.01
+    monkeypatch.setattr(evaluate.noise, "normal_", spy)
+    answers = [accuracy_by_delay(trainer.model, trainer.bank, [30], 8, seed=seed, fast=True).overall
+               for seed in (0, 0, 1)]
+    first, again, other = (torch.cat([d.flatten() for d in drawn[k * 2: k * 2 + 2]]) for k in range(3))  # 16 + 14
+    assert torch.equal(first, again) and not torch.equal(first, other) and torch.equal(answers[0], answers[1])
+    assert abs(first.float().mean()) < 0.01 and abs(first.float().std() - 1) < 0.01
+
+
+def test_projected_noise_has_the_distribution_of_projected_pixel_noise(bank):
+    """Known answer: member e's projected frames (bf16) plus the step's offset are Gaussian with mean
+    mean x (column sums of W_e) and covariance std^2 W_e^T W_e, W_e its pixel weights; member 1 has a dead
+    input unit, so its covariance is singular and its factor comes from the eigendecomposition."""
+    model = EnsembleRNN("lstm", 2, bank.dim, 6, seeds=[4, 5]).double()
+    with torch.no_grad():
+        model.weight_ih[1, :, 3] = 0
+    source = evaluate.FastNoise(model, bank)
+    assert source.mode == "projected"
+    frames = torch.stack([f.clone() for f in source.frames(500, 40, torch.Generator().manual_seed(0))])  # (40, 500, E, G)
+    samples = frames.flatten(0, 1).transpose(0, 1).double() + source.offset  # (E, 20000, G)
+    weight = model.weight_ih[:, :-1].detach()
+    mean = bank.noise_mean * weight.sum(1)
+    covariance = bank.noise_std ** 2 * weight.transpose(1, 2) @ weight
+    scale = covariance.diagonal(dim1=1, dim2=2).max().sqrt()
+    centred = samples - samples.mean(1, keepdim=True)
+    assert (samples.mean(1) - mean).abs().max() < 4 * scale / 20000 ** 0.5
+    assert (centred.transpose(1, 2) @ centred / 20000 - covariance).abs().max() < 0.05 * scale ** 2
+    assert samples[1, :, 3].abs().max() < 1e-6  # the dead unit gets no input
+
+
+def test_fast_probe_of_a_cnn_model_is_the_eager_probe_given_its_noise(exact_projection, monkeypatch):
+    """A CNN front end: the fast probe passes the shared pixel noise through each member's CNN before
+    the projection, as the eager probe does (float64, the eager probe's noise draws in place)."""
+    monkeypatch.setattr(evaluate, "BF16", torch.float64)
+    monkeypatch.setattr(evaluate, "_bf16_noise", lambda n, bank, generator: torch.randn(
+        n, bank.dim, generator=generator, dtype=torch.float64) * bank.noise_std + bank.noise_mean)
+    bank = make_synthetic(n_train=50, n_test=40, seed=2)
+    bank = dataclasses.replace(bank, test_images=bank.test_images.double())
+    model = EnsembleRNN("gru", 2, bank.dim, 8, image_shape=(1, 28, 28), conv=True, seeds=[0, 1]).double()
+    eager, fast = (accuracy_by_delay(model, bank, [3, 20], 40, fast=fast) for fast in (False, True))
+    assert torch.equal(eager.overall, fast.overall)
 
 
 def _run_tensors(run_dir):
