@@ -127,9 +127,10 @@ def _eager_noise_frames(model: EnsembleRNN, bank: ImageBank, B: int, n_frames: i
         yield from (model.project(frame.expand(E, B, -1), off) for frame in noise * bank.noise_std + bank.noise_mean)
 
 
-# One Philox normal costs about as many multiply-adds of the bf16 projection matmul (two cores: about 1e9
-# normals and 1.9e11 multiply-adds a second); it decides which way FastNoise draws.
-NORMAL_COST = 180
+# A normal drawn (and read back by the matmul) costs about as long as this many multiply-adds of the bf16
+# projection: fitted to fast probes of both kinds at the cpu and gpu shapes on two cores (2.8 ns against
+# 7 ps). It decides which way FastNoise draws: projected at the cpu shape, pixels at the paper's.
+NORMAL_COST = 400
 
 
 class FastNoise:
