@@ -34,15 +34,63 @@ static inline void philox10(uint32_t c[4], uint32_t a, uint32_t b) {
     }
 }
 
-static void chunk_normals(float *out, uint64_t chunk, uint32_t k0, uint32_t k1, float mean, float std) {
-    const float scale = 1.0f / 16777216.0f, two_pi = 6.283185307179586f, half_pi = 1.5707963267948966f;
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+/* Philox4x32-10 of 16 consecutive blocks at once, the same bits as philox10: the 32 x 32 -> 64-bit
+   products of 16 lanes are two vpmuludq (even lanes, then odd lanes), whose halves two blends gather,
+   where gcc's vectorised uint64_t products of the scalar loop took about twice as long. */
+static inline void multiply(__m512i x, __m512i m, __m512i *hi, __m512i *lo) {
+    __m512i even = _mm512_mul_epu32(x, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m);
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
+static void philox_blocks(uint32_t words[4][BLOCKS], uint64_t first_block, uint32_t k0, uint32_t k1) {
+    const __m512i m0 = _mm512_set1_epi32((int)0xD2511F53u), m1 = _mm512_set1_epi32((int)0xCD9E8D57u);
+    const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int j = 0; j < BLOCKS; j += 16) {
+        /* blocks base .. base + 15; base is a multiple of 16, so their low words never carry */
+        uint64_t base = first_block + (uint64_t)j;
+        __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32((int)(uint32_t)base), lanes);
+        __m512i c1 = _mm512_set1_epi32((int)(uint32_t)(base >> 32)), c2 = _mm512_setzero_si512(), c3 = c2;
+        uint32_t a = k0, b = k1;
+        for (int round = 0; round < 10; round++) {
+            __m512i hi0, lo0, hi1, lo1;
+            multiply(c0, m0, &hi0, &lo0);
+            multiply(c2, m1, &hi1, &lo1);
+            c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32((int)a));
+            c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32((int)b));
+            c1 = lo1;
+            c3 = lo0;
+            a += 0x9E3779B9u;
+            b += 0xBB67AE85u;
+        }
+        _mm512_storeu_si512(words[0] + j, c0);
+        _mm512_storeu_si512(words[1] + j, c1);
+        _mm512_storeu_si512(words[2] + j, c2);
+        _mm512_storeu_si512(words[3] + j, c3);
+    }
+}
+#else
+static void philox_blocks(uint32_t words[4][BLOCKS], uint64_t first_block, uint32_t k0, uint32_t k1) {
     for (int j = 0; j < BLOCKS; j++) {
-        uint64_t block = chunk * BLOCKS + (uint64_t)j;
+        uint64_t block = first_block + (uint64_t)j;
         uint32_t c[4] = {(uint32_t)block, (uint32_t)(block >> 32), 0, 0};
         philox10(c, k0, k1);
-        float r0 = std * sqrtf(-2.0f * logf((float)((c[0] >> 8) + 1) * scale));
-        float r1 = std * sqrtf(-2.0f * logf((float)((c[2] >> 8) + 1) * scale));
-        float t0 = two_pi * (float)(c[1] >> 8) * scale, t1 = two_pi * (float)(c[3] >> 8) * scale;
+        for (int w = 0; w < 4; w++) words[w][j] = c[w];
+    }
+}
+#endif
+
+static void chunk_normals(float *out, uint64_t chunk, uint32_t k0, uint32_t k1, float mean, float std) {
+    const float scale = 1.0f / 16777216.0f, two_pi = 6.283185307179586f, half_pi = 1.5707963267948966f;
+    uint32_t c[4][BLOCKS];
+    philox_blocks(c, chunk * BLOCKS, k0, k1);
+    for (int j = 0; j < BLOCKS; j++) {
+        float r0 = std * sqrtf(-2.0f * logf((float)((c[0][j] >> 8) + 1) * scale));
+        float r1 = std * sqrtf(-2.0f * logf((float)((c[2][j] >> 8) + 1) * scale));
+        float t0 = two_pi * (float)(c[1][j] >> 8) * scale, t1 = two_pi * (float)(c[3][j] >> 8) * scale;
         out[j] = mean + r0 * cosf(t0);
         out[BLOCKS + j] = mean + r0 * cosf(t0 - half_pi);
         out[2 * BLOCKS + j] = mean + r1 * cosf(t1);
