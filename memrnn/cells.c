@@ -231,8 +231,8 @@ static void lstm_step_member(int64_t B, int64_t H, inputs p, const real *u, cons
     ((inputs){.rows = (const char *)projected + AT((int64_t)0, t, width) * (bf16 ? 2 : sizeof(real)), \
               .ld = (width), .bf16 = bf16})
 
-/* GRU forward from hidden[:, 0]: projected (E,T,B,3H) (bfloat16 when bf16 is set), u_rz (E,H,P2), u_n (E,H,P1) -> hidden
-   (E,T+1,B,H), activated rz (E,T,B,P2) and n (E,T,B,P1), rh (E,T,B,H). */
+/* GRU forward from hidden[:, 0]: projected (E,T,B,3H) (bfloat16 when bf16 is set), u_rz (E,H,P2),
+   u_n (E,H,P1) -> hidden (E,T+1,B,H), activated rz (E,T,B,P2) and n (E,T,B,P1), rh (E,T,B,H). */
 void gru_forward(int64_t E, int64_t T, int64_t B, int64_t H, int bf16, const void *projected, const real *u_rz,
                  const real *u_n, real *hidden, real *rz, real *rh, real *n) {
     const int64_t P1 = PADDED(H), P2 = PADDED(2 * H);

@@ -144,8 +144,8 @@ class FastNoise:
       (D, G) input weights), so it is drawn directly, as G standard normals times a factor of that
       covariance, and its mean, mean x the column sums of W, joins the step's bias (``offset``). The same
       distribution for G / D of the matmul's work; members' noise is then independent, not shared;
-    - *features*, for a model with a CNN front end: shared pixel noise through each member's CNN (float32),
-      its features projected in bf16.
+    - *features*, for a model with a CNN front end: shared pixel noise (drawn in bf16) through each
+      member's CNN in float32, its features projected in bf16.
 
     Why: the projection of the noise is the probe's main cost, and pixel noise shared by all members has
     a joint projection of rank D, which no sampler of it can undercut; the per-member one has rank G."""
@@ -182,7 +182,8 @@ class FastNoise:
                 pixels = _bf16_noise(K * B, self.bank, generator).to(self.model.weight_ih.dtype)
                 inputs = self.model.frontend(pixels.expand(E, -1, -1)).to(BF16)
             # member-major (E, K x B, G): frame k of member e is its rows k B .. (k + 1) B
-            yield from torch.bmm(inputs, self.weight, out=out.view(E, K * B, G)).view(E, K, B, G).transpose(0, 2).unbind(1)
+            projected = torch.bmm(inputs, self.weight, out=out.view(E, K * B, G))
+            yield from projected.view(E, K, B, G).transpose(0, 2).unbind(1)
 
 
 def _covariance_factor(weight: torch.Tensor) -> torch.Tensor:
@@ -194,6 +195,8 @@ def _covariance_factor(weight: torch.Tensor) -> torch.Tensor:
         values, vectors = torch.linalg.eigh(covariance[e])
         factor[e] = vectors * values.clamp(min=0).sqrt()
     return factor
+
+
 def _bf16_noise(n_pixels: int, bank: ImageBank, generator: torch.Generator) -> torch.Tensor:
     """(frames, D) pixel noise in bf16: on a CPU a Philox stream filled on every thread."""
     device = generator.device

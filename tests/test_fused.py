@@ -222,7 +222,8 @@ def test_projected_noise_has_the_distribution_of_projected_pixel_noise(bank):
         model.weight_ih[1, :, 3] = 0
     source = evaluate.FastNoise(model, bank)
     assert source.mode == "projected"
-    frames = torch.stack([f.clone() for f in source.frames(500, 40, torch.Generator().manual_seed(0))])  # (40, 500, E, G)
+    # (40, 500, E, G); each frame copied before the next chunk overwrites the buffer it lies in
+    frames = torch.stack([f.clone() for f in source.frames(500, 40, torch.Generator().manual_seed(0))])
     samples = frames.flatten(0, 1).transpose(0, 1).double() + source.offset  # (E, 20000, G)
     weight = model.weight_ih[:, :-1].detach()
     mean = bank.noise_mean * weight.sum(1)
