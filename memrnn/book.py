@@ -316,11 +316,13 @@ def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list
 
 
 def device_name(device: str = "auto") -> str:
-    """What a chapter computes on (the scorecard names it beside each verdict)."""
+    """What a chapter computes on (the scorecard names it beside each verdict): on a CPU the cores this
+    process may use (affinity and cgroup quota; on Binder not the host's count)."""
+    import dask.system
     import torch
 
     if device == "cpu" or not torch.cuda.is_available():
-        return f"CPU ({os.cpu_count()} cores)"
+        return f"CPU ({dask.system.CPU_COUNT} cores)"
     return f"GPU ({torch.cuda.get_device_name()})"
 
 

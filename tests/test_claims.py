@@ -4,8 +4,8 @@ every decision at its threshold, and the coverage of every interval the verdicts
 with fixed seeds. Rates are checked against their bound plus three Monte-Carlo standard errors."""
 import dataclasses
 import json
-import os
 
+import dask.system
 import numpy as np
 import pytest
 import torch
@@ -360,7 +360,7 @@ def test_claims_verdict_recorded_with_scope_and_staleness(tmp_path, monkeypatch)
     c1, c6 = read_verdicts(tmp_path)
     assert c6["verdict"] == "reproduced" and c6["scope"]["archs"] == ["gru", "lstm"] and c6["rule"] == verdict.rule
     assert c6["preset"] == "smoke" and c6["networks"] == 10
-    assert c6["device"] == f"CPU ({os.cpu_count()} cores)"
+    assert c6["device"] == f"CPU ({dask.system.CPU_COUNT} cores)"
     assert stale_reason(c6, "abc", {"preset": "smoke"}) is None
     assert stale_reason(c6, "abd", {"preset": "smoke"}) == "recorded by other chapter code"
     assert stale_reason(c6, "abc", {"preset": "cpu"}) == "recorded with other parameters"
