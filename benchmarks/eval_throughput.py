@@ -1,10 +1,12 @@
 """Evaluation throughput: the extrapolation probe (``accuracy_by_delay``), eager float32 against the fast path.
 
 Both sides probe the same untrained ensemble at a preset's shape on mnist-5k, with the same trials, to
-the longest delay given, timed alternately; the fast path draws its noise in bf16 from its own Philox
-stream, projects the noise frames of every member at once in bf16 and steps the recurrence without
-autograd, one C kernel per step (``memrnn.fused``). Prints probe frames per second (members x trials
-x frames / s) and the ratio, measured in this one run, for GRU and LSTM.
+the longest delay given, timed alternately; the fast path gets every member's projected noise frames
+from one bf16 matmul per 16 frames (``evaluate.FastNoise``: at the cpu shape G normals per member
+times a factor of its projected noise's covariance, at the paper's shared pixel noise from its own
+Philox stream) and steps the recurrence without autograd, one C kernel per step (``memrnn.fused``).
+Prints probe frames per second (members x trials x frames / s) and the ratio, measured in this one
+run, for GRU and LSTM.
 
     python benchmarks/eval_throughput.py                        # cpu shape, 256 trials to delay 300
     python benchmarks/eval_throughput.py --preset gpu --delay 100
