@@ -10,12 +10,16 @@
    each of the four outputs is one contiguous vector store. A fill may start anywhere in the stream
    and may be split anywhere over threads without changing a value; memrnn_normal_streams shares
    fills out over torch's OpenMP threads (one libgomp in the process). Compiled with -O3 -ffast-math
-   -march=native: the block loop vectorises, with glibc's vector logf and cosf (libmvec); the sine is
+   -march=native: Philox runs on 16 blocks at once (AVX-512 intrinsics, else gcc's vectorised scalar
+   loop), the Box-Muller loop vectorises with glibc's vector logf and cosf (libmvec); the sine is
    written cos(t - pi/2), since a sinf and cosf of one angle would be merged into a sincos call that
    does not vectorise. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
 
 #define BLOCKS 256
 #define CHUNK (4 * BLOCKS)
@@ -35,11 +39,9 @@ static inline void philox10(uint32_t c[4], uint32_t a, uint32_t b) {
 }
 
 #ifdef __AVX512F__
-#include <immintrin.h>
-
 /* Philox4x32-10 of 16 consecutive blocks at once, the same bits as philox10: the 32 x 32 -> 64-bit
-   products of 16 lanes are two vpmuludq (even lanes, then odd lanes), whose halves two blends gather,
-   where gcc's vectorised uint64_t products of the scalar loop took about twice as long. */
+   products of 16 lanes are two vpmuludq (even lanes, then odd lanes), whose halves two blends gather:
+   a training batch's fill runs 1.5 times as fast as with gcc's vectorised uint64_t products. */
 static inline void multiply(__m512i x, __m512i m, __m512i *hi, __m512i *lo) {
     __m512i even = _mm512_mul_epu32(x, m), odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), m);
     *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);

@@ -4,8 +4,8 @@ Why: a training batch of the ``cpu`` shape holds 5 million noise pixels, and tor
 draws them from one mt19937 stream per generator, which no thread can share. Philox4x32-10
 (``noise.c``) computes any block of its stream independently of the others, so a fill is vectorised
 (16 lanes, glibc's vector ``logf``/``cosf``), may write bf16 straight into the rows of a bigger matrix,
-and splits over torch's OpenMP threads without changing a value: 2.8x torch's rate here in float32
-and 3.3x in bf16, on two cores (``benchmarks/noise_throughput.py``). A stream is named by a 64-bit
+and splits over torch's OpenMP threads without changing a value: 3.7x torch's rate here in float32
+and 4.2x in bf16, on two cores (``benchmarks/noise_throughput.py``). A stream is named by a 64-bit
 key that the caller draws from its torch generator, so generator states (checkpointed with the run)
 still fix every draw. Compiled at first use (``memrnn.native``).
 """
