@@ -26,8 +26,7 @@ ARCHS, PROTOCOLS = ["gru", "lstm"], ["decu", "vocu", "none"]
 
 def grid_seconds(scheduler: str, out: Path, preset: str, dataset: str, steps: int, fast: bool) -> float:
     start = time.perf_counter()
-    run_grid(preset, ARCHS, PROTOCOLS, out=out, progress=False, scheduler=scheduler, dataset=dataset,
-             steps=steps, fast=fast)
+    run_grid(preset, ARCHS, PROTOCOLS, out=out, scheduler=scheduler, dataset=dataset, steps=steps, fast=fast)
     return time.perf_counter() - start
 
 
