@@ -403,29 +403,41 @@ def holding_vs_speed(speed, radius, holding, noise):
     return fig
 
 
-def learning_curves(conditions: list[dict], total_steps: int, last_quarter: float):
-    """Held-out trained-delay accuracy against step, one row per dataset: every condition's mean over
-    its networks (left), and per class for the condition whose class gained most at the end (right)."""
+def learning_curves(rungs: list[dict], chosen_steps: int):
+    """Held-out trained-delay accuracy at the end of training against the training length, one row per
+    dataset: every condition's mean over its networks (left), and per class for the condition whose
+    class gained most from one length to the next (right); dotted: the chosen length."""
+    conditions = [c for rung in rungs for c in rung["conditions"]]
     datasets = sorted({c["dataset"] for c in conditions}, key=[c["dataset"] for c in conditions].index)
     fig, axes = plt.subplots(len(datasets), 2, figsize=(6.5, 2.6 * len(datasets) + 0.9), sharex=True,
                              squeeze=False, layout="constrained")
+    lengths = [rung["steps"] for rung in rungs]
     for (left, right), dataset in zip(axes, datasets):
-        here = [c for c in conditions if c["dataset"] == dataset]
-        for c in here:
-            accuracy = np.asarray(c["accuracy"])  # (checkpoints, networks, classes)
-            style = condition_style(c["arch"], c["protocol"])
-            left.plot(c["steps"], accuracy.mean((1, 2)), label=condition_label(c), ms=3, **style)
-        worst = max(here, key=lambda c: max(c["class_gains"]))
-        per_class = np.asarray(worst["accuracy"]).mean(1)
+        here = {}
+        for rung in rungs:
+            for c in rung["conditions"]:
+                if c["dataset"] == dataset:
+                    here.setdefault((c["arch"], c["protocol"]), []).append(c)
+        for (arch, protocol), runs in here.items():
+            left.plot([r["steps"][-1] for r in runs], [r["final"] for r in runs], ms=3,
+                      label=condition_label(runs[0]), **condition_style(arch, protocol))
+        judged = [c for runs in here.values() for c in runs if c.get("plateau") is not None] or \
+            [c for runs in here.values() for c in runs]
+        worst = max(judged, key=lambda c: max(c.get("class_gains_to_next") or c["last_quarter_class_gains"]))
+        runs = here[(worst["arch"], worst["protocol"])]
+        per_class = np.asarray([r["final_classes"] for r in runs])  # (lengths, classes)
         for k in range(per_class.shape[1]):
-            right.plot(worst["steps"], per_class[:, k], color=CLASS_COLOURS[k], lw=1, label=f"class {k}")
-        for ax, title in ((left, f"{dataset}: every condition"), (right, f"{dataset}, {condition_label(worst)}: per class")):
-            ax.axvspan(last_quarter * total_steps, total_steps, color="grey", alpha=0.15, lw=0)
+            right.plot([r["steps"][-1] for r in runs], per_class[:, k], color=CLASS_COLOURS[k], lw=1, marker="o",
+                       ms=2, label=f"class {k}")
+        for ax, title in ((left, f"{dataset}: every condition"),
+                          (right, f"{dataset}, {condition_label(worst)}: per class")):
+            ax.axvline(chosen_steps, color="grey", ls=":", lw=1)
             ax.set_title(title)
             ax.set_ylim(0, 1)
+            ax.set_xticks(lengths)
         left.set_ylabel("accuracy, delays 4–19\n(fraction of held-out trials)")
     for ax in axes[-1]:
-        ax.set_xlabel("training step")
+        ax.set_xlabel("training length L (steps)")
     # one column of conditions under the left panel, so the two legends never meet with all four conditions
     fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower left", ncol=1, frameon=False)
     fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower right", ncol=5, frameon=False,
