@@ -210,9 +210,12 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         os.environ.update(stamp)
         # no parameters passed: papermill then injects no cell, the parameters cell already holds the values
         try:  # papermill writes the notebook as it goes, failed or not: never over the committed one
+            # the kernel is killed, not asked, to stop: a kernel busy in a cell ignores the request, and
+            # Ctrl-C would wait 5 s for it; its process group goes with it
             with TrainingBar(reports, enabled=progress):  # below papermill's bar of cells
                 executed = papermill.execute_notebook(str(source), str(partial), cwd=str(root / "book"),
-                                                      kernel_name="python3", progress_bar=progress, log_output=False)
+                                                      kernel_name="python3", progress_bar=progress, log_output=False,
+                                                      shutdown_kernel="immediate")
         except papermill.PapermillExecutionError as e:
             raise RuntimeError(f"chapter {name} failed ({e.ename}: {e.evalue}); {target.name} is unchanged, the "
                                f"failed execution is in {partial}") from None

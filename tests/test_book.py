@@ -8,6 +8,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,14 +28,19 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    """The whole book executed at the smoke preset, in a copy of the book's layout."""
-    root = tmp_path_factory.mktemp("book")
+def _book_layout(root: Path) -> Path:
+    """A copy of the book's sources and configuration, without executed chapters."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "_static", root / "_static")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """The whole book executed at the smoke preset, in a copy of the book's layout."""
+    root = _book_layout(tmp_path_factory.mktemp("book"))
     # the chapters' task graphs run in-process here (a local Dask cluster per chapter would cost more
     # than the smoke networks themselves; the engine has its own tests), chosen by the chapters'
     # `scheduler` parameter, which must win over the environment: the dead scheduler named there fails
@@ -402,3 +408,53 @@ def test_book_run_records_the_fresh_time_when_it_executed_every_chapter_from_an_
     (tmp_path / "book" / TIMINGS_FILE).unlink(missing_ok=True)
     assert main(["book", "run", "--root", str(tmp_path), *given]) == 0  # a runs folder with a run: not a fresh clone
     assert not (tmp_path / "book" / TIMINGS_FILE).exists()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_book_run_shows_its_training_and_stops_cleanly_when_interrupted(tmp_path, stop):
+    """Ctrl-C (SIGINT to the process group) or SIGTERM during a chapter's training: memrnn, its kernel and its
+    Dask workers are gone within seconds, with nothing left in the temporary folder and no half-executed
+    notebook; before that, the terminal showed the training in flight."""
+    import psutil
+
+    root, scratch = tmp_path / "root", tmp_path / "tmp"
+    root.mkdir(), scratch.mkdir()
+    _book_layout(root)
+    log = tmp_path / "log"
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(ROOT)}
+    env.pop("MEMRNN_SCHEDULER", None)  # the runner's own local cluster, as `make book` has
+    with log.open("w") as out:
+        child = subprocess.Popen([sys.executable, "-m", "memrnn", "book", "run", "--root", str(root), "--preset",
+                                  "smoke", "--chapters", "01_task", "--no-build"], stdout=out, stderr=out, env=env,
+                                 start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "run(s) in flight" not in log.read_text() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert child.poll() is None, log.read_text()
+        shown = log.read_text()
+        assert re.search(r"training: .*\d+/\d+ \[\d+:\d+<\d+:\d+", shown), shown  # steps done/all [elapsed<ETA]
+        kernel = [p for p in psutil.Process(child.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+        started = time.monotonic()
+        os.killpg(child.pid, stop)
+        child.wait(timeout=15)
+        print(f"stopped in {time.monotonic() - started:.1f} s")
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 128 + stop, log.read_text()
+    time.sleep(1)  # a process that outlived its parent by a moment
+    alive = [p for p in psutil.process_iter(["pid", "status"]) if p.info["status"] != psutil.STATUS_ZOMBIE
+             and _session(p.info["pid"]) == child.pid]
+    assert not alive and not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in kernel)
+    # torch keeps its per-user compile cache there on purpose (torchinductor_<user>), empty here
+    assert [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor_")] == []
+    assert sorted(p.name for p in (root / "book").glob("*.ipynb")) == []
+    assert sorted(p.name for p in (root / "book").glob(".*")) == []
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except ProcessLookupError:
+        return None
