@@ -160,10 +160,9 @@ def estimate(path: Path, preset: str, chapters, runs_dir: Path, parameters: dict
         networks, seconds = _grid_to_train(preset, runs_dir, parameters or {}) \
             if (found or None in known) and set(chapters) & set(GRID_CHAPTERS) else (0, 0.0)
         if networks:
-            parts.append(f"estimated (not measured): at least {_minutes(seconds)} to train the {networks} networks "
-                         f"still missing from the grid that chapters 01-04 share, at "
-                         f"{CPU_SECONDS_PER_NETWORK_STEP:.3f} s per network-step on two CPU cores, before what "
-                         f"the chapters train and compute besides")
+            parts.append(f"estimated instead: at least {_minutes(seconds)} to train the {networks} networks still "
+                         f"missing from the grid that chapters 01-04 share ({CPU_SECONDS_PER_NETWORK_STEP:.3f} s per "
+                         f"network-step on two CPU cores), plus what the chapters train and compute besides")
         text = "; ".join(parts)
     return (f"Estimate for {len(chapters)} chapter(s) at {preset}: {text}. "
             f"The runs folder {runs_dir} holds {found} run(s) now.")
@@ -320,9 +319,9 @@ def read_verdicts(runs_dir: Path) -> list[dict]:
     return [store.read_json(p) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
-# Measured on two CPU cores: about 3 minutes per 5-network condition at the cpu preset
-# (3,000 steps, 100 units, batch 32), i.e. about 0.012 s per network-step at that shape.
-CPU_SECONDS_PER_NETWORK_STEP = 180 / (5 * 3000)
+# Measured on two CPU cores, one worker per core: the cpu preset's main grid (4 conditions x 10 networks x
+# 6,000 steps, 100 units, batch 32) trained in about 52 minutes per dataset, 0.013 s per network-step.
+CPU_SECONDS_PER_NETWORK_STEP = 52 * 60 / (40 * 6000)
 
 
 def code_version(checkout: Path = Path(__file__).parent) -> str:

@@ -376,7 +376,7 @@ def test_from_an_empty_runs_folder_the_estimate_is_the_fresh_clone_time_or_a_lab
     text = estimate(path, "cpu", CHAPTERS, empty)
     # the grid of chapters 01-04 at cpu: GRU, LSTM x DeCu, VoCu x 10 networks x 6,000 steps on two datasets
     networks, seconds = 2 * 2 * 2 * 10, 2 * 2 * 2 * 10 * 6000 * CPU_SECONDS_PER_NETWORK_STEP
-    assert "from an empty runs folder: not measured; estimated (not measured): at least " \
+    assert "from an empty runs folder: not measured; estimated instead: at least " \
            f"{_minutes(seconds)} to train the {networks} networks" in text
     assert "5 s" not in text
     assert f"the {networks // 4} networks" in estimate(path, "cpu", ["01_task"], empty, {"archs": "gru", "datasets": "mnist-5k"})
