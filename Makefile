@@ -14,8 +14,11 @@ $(BIN)/memrnn: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# when make started: from an empty runs folder, `memrnn book run` records the time from here (.venv set-up included)
+STARTED := $(shell date +%s)
+
 book: $(BIN)/memrnn  ## execute every chapter at PRESET (cached runs are reused), then build the HTML
-	$(BIN)/memrnn book run --preset $(PRESET)
+	$(BIN)/memrnn book run --preset $(PRESET) --started-at $(STARTED)
 
 run: $(BIN)/memrnn  ## train and evaluate the GRU/LSTM x DeCu/VoCu/none grid only
 	$(BIN)/memrnn grid --preset $(PRESET) --out runs

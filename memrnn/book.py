@@ -17,12 +17,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from . import __version__, store
 from .display import CLAIM_CHAPTERS, write_summary
-from .engine import shared_cluster
+from .engine import environment, shared_cluster
+from .progress import PROGRESS_ENV, TrainingBar
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
             "06_regularization", "07_beyond", "08_choices", "09_own_network", "scorecard")
@@ -95,19 +97,26 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
         raise ValueError(f"unknown chapter parameter(s) {stray}; the chapters run take {sorted(allowed)}")
     output_dir = Path(output_dir or root / "book")
     output_dir.mkdir(parents=True, exist_ok=True)
-    runs_dir = root / "book" / (parameters or {}).get("runs", DEFAULT_RUNS)
+    runs_dir = runs_folder(root, parameters)
     if progress:
-        print(estimate(output_dir / TIMINGS_FILE, preset, chapters, runs_dir), flush=True)
-    with shared_cluster((parameters or {}).get("scheduler") or None) as address:
+        print(estimate(output_dir / TIMINGS_FILE, preset, chapters, runs_dir, parameters), flush=True)
+    # the kernels and the cluster's workers inherit the folder where training reports its progress
+    with tempfile.TemporaryDirectory(prefix="memrnn-book-") as reports, environment(PROGRESS_ENV, reports), \
+            shared_cluster((parameters or {}).get("scheduler") or None) as address:
         if progress and address:
             print(f"one Dask cluster for every chapter: {address}", flush=True)
-        return _run_chapters(root, preset, chapters, parameters, output_dir, runs_dir, progress)
+        return _run_chapters(root, preset, chapters, parameters, output_dir, runs_dir, progress, reports)
+
+
+def runs_folder(root: Path, parameters: dict | None = None) -> Path:
+    """The runs folder the chapters use, given their parameters."""
+    return Path(root) / "book" / (parameters or {}).get("runs", DEFAULT_RUNS)
 
 
 TIMINGS_FILE = "timings.json"  # per preset, each chapter's seconds in the last execution of each kind
 
 
-def _run_names(runs_dir: Path) -> set[str]:
+def run_names(runs_dir: Path) -> set[str]:
     """The trained (or training) runs in a runs folder."""
     return {p.name for p in Path(runs_dir).iterdir() if (p / store.CONFIG_FILE).exists()} \
         if Path(runs_dir).is_dir() else set()
@@ -121,34 +130,69 @@ def record_timing(path: Path, preset: str, chapter: str, seconds: float, kind: s
     store.write_json(path, timings)
 
 
-def estimate(path: Path, preset: str, chapters, runs_dir: Path) -> str:
-    """What the chapters took at ``preset`` when last executed from an empty runs folder and with no network
-    to train, with what the runs folder holds now: the estimate printed before a book execution starts."""
+def record_fresh_time(path: Path, preset: str, seconds: float) -> None:
+    """Keep what a book execution of every chapter from an empty runs folder took, HTML build included
+    (``make book`` from a fresh clone: .venv set-up too): the estimate printed before such a run."""
+    timings = store.read_json(path, dict) if Path(path).exists() else {}
+    timings.setdefault(preset, {})[FRESH_KEY] = round(seconds, 1)
+    store.write_json(path, timings)
+
+
+FRESH_KEY = "fresh_make_book_seconds"
+GRID_CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory")
+
+
+def estimate(path: Path, preset: str, chapters, runs_dir: Path, parameters: dict | None = None) -> str:
+    """The estimate printed before a book execution starts: measured times where ``path`` (timings.json)
+    has them for this case, otherwise a lower bound computed from the networks still to train, labelled so."""
     timings = (store.read_json(path, dict) if Path(path).exists() else {}).get(preset, {})
-    parts = []
-    for kind, words in (("from_empty", "from an empty runs folder"), ("cached", "with no network to train")):
+    found = len(run_names(runs_dir))
+    where = "book/timings.json, measured on the machine that executed the committed book"
+    if not found and FRESH_KEY in timings and set(chapters) == set(CHAPTERS):
+        text = (f"{_minutes(timings[FRESH_KEY])} from an empty runs folder, as measured for `make book` from a fresh "
+                f"clone ({where}; .venv set-up and HTML build included)")
+    else:
+        kind, words = ("cached", "with no network to train") if found else ("from_empty", "from an empty runs folder")
         known = [timings.get(kind, {}).get(c) for c in chapters]
         # a partial sum would understate: say so rather than add up what is known
-        parts.append(f"{_minutes(sum(known))} {words}" if all(t is not None for t in known) else f"{words}: not measured")
-    if all(part.endswith("not measured") for part in parts):
-        parts = []
-    found = len(_run_names(runs_dir))
-    measured = (f"last measured at {preset}: " + "; ".join(parts)) if parts else f"no execution at {preset} measured yet"
-    return (f"Estimate for {len(chapters)} chapter(s), {measured} (on the machine that executed the committed book). "
+        parts = [f"{_minutes(sum(known))} {words}, measured ({where})" if None not in known
+                 else f"{words}: not measured"]
+        networks, seconds = _grid_to_train(preset, runs_dir, parameters or {}) \
+            if (found or None in known) and set(chapters) & set(GRID_CHAPTERS) else (0, 0.0)
+        if networks:
+            parts.append(f"estimated instead: at least {_minutes(seconds)} to train the {networks} networks still "
+                         f"missing from the grid that chapters 01-04 share ({CPU_SECONDS_PER_NETWORK_STEP:.3f} s per "
+                         f"network-step on two CPU cores), plus what the chapters train and compute besides")
+        text = "; ".join(parts)
+    return (f"Estimate for {len(chapters)} chapter(s) at {preset}: {text}. "
             f"The runs folder {runs_dir} holds {found} run(s) now.")
 
 
+def _grid_to_train(preset: str, runs_dir: Path, parameters: dict) -> tuple[int, float]:
+    """(networks, seconds on two CPU cores) of the grid chapters 01-04 share (their default architectures
+    and protocols, or those given as chapter parameters) that ``runs_dir`` lacks."""
+    from .presets import book_datasets, make_config
+
+    configs = [make_config(preset, arch=a, protocol=p, dataset=d, seeds=parameters.get("seeds") or None)
+               for d in book_datasets(preset, parameters.get("datasets", ""))
+               for a in parameters.get("archs", "gru,lstm").split(",")
+               for p in parameters.get("protocols", "decu,vocu").split(",")]
+    missing = [c for c in configs if not (Path(runs_dir) / store.run_name(c) / store.SUMMARY_FILE).exists()]
+    return (sum(c.seeds for c in missing),
+            sum(c.seeds * c.steps * _cost(c) for c in missing) * CPU_SECONDS_PER_NETWORK_STEP)
+
+
 def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict | None, output_dir: Path,
-                  runs_dir: Path, progress: bool) -> list[Path]:
+                  runs_dir: Path, progress: bool, reports: str) -> list[Path]:
     import nbformat
     import papermill
 
     written = []
     began = time.perf_counter()
-    from_empty = not _run_names(runs_dir)
+    from_empty = not run_names(runs_dir)
     for i, name in enumerate(chapters, 1):
         start = time.perf_counter()
-        runs_before = _run_names(runs_dir)
+        runs_before = run_names(runs_dir)
         if progress:
             print(f"[{i}/{len(chapters)}] {name} at preset {preset}, started {time.strftime('%H:%M:%S')}", flush=True)
         notebook = source_notebook(root / "book" / "src" / f"{name}.py")
@@ -165,11 +209,18 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         os.environ.update(stamp)
         # no parameters passed: papermill then injects no cell, the parameters cell already holds the values
         try:  # papermill writes the notebook as it goes, failed or not: never over the committed one
-            executed = papermill.execute_notebook(str(source), str(partial), cwd=str(root / "book"),
-                                                  kernel_name="python3", progress_bar=progress, log_output=False)
+            # the kernel is killed, not asked, to stop: a kernel busy in a cell ignores the request, and
+            # Ctrl-C would wait 5 s for it; its process group goes with it
+            with TrainingBar(reports, enabled=progress):  # below papermill's bar of cells
+                executed = papermill.execute_notebook(str(source), str(partial), cwd=str(root / "book"),
+                                                      kernel_name="python3", progress_bar=progress, log_output=False,
+                                                      shutdown_kernel="immediate")
         except papermill.PapermillExecutionError as e:
             raise RuntimeError(f"chapter {name} failed ({e.ename}: {e.evalue}); {target.name} is unchanged, the "
                                f"failed execution is in {partial}") from None
+        except (KeyboardInterrupt, SystemExit):  # stopped: no half-executed notebook is left
+            partial.unlink(missing_ok=True)
+            raise
         finally:
             source.unlink()
             for key, value in before.items():
@@ -185,7 +236,7 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         seconds = time.perf_counter() - start
         if from_empty:
             record_timing(output_dir / TIMINGS_FILE, preset, name, seconds, "from_empty")
-        elif _run_names(runs_dir) <= runs_before:
+        elif run_names(runs_dir) <= runs_before:
             record_timing(output_dir / TIMINGS_FILE, preset, name, seconds, "cached")
         written.append(target)
         if progress:
@@ -268,9 +319,9 @@ def read_verdicts(runs_dir: Path) -> list[dict]:
     return [store.read_json(p) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
 
-# Measured on two CPU cores: about 3 minutes per 5-network condition at the cpu preset
-# (3,000 steps, 100 units, batch 32), i.e. about 0.012 s per network-step at that shape.
-CPU_SECONDS_PER_NETWORK_STEP = 180 / (5 * 3000)
+# Measured on two CPU cores, one worker per core: the cpu preset's main grid (4 conditions x 10 networks x
+# 6,000 steps, 100 units, batch 32) trained in about 52 minutes per dataset, 0.013 s per network-step.
+CPU_SECONDS_PER_NETWORK_STEP = 52 * 60 / (40 * 6000)
 
 
 def code_version(checkout: Path = Path(__file__).parent) -> str:

@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import signal
 import sys
+import time
 from pathlib import Path
 
 from .archive import CHECKPOINTS, SUFFIXES, check_sha256
@@ -12,7 +15,7 @@ from .campaign import DEFAULT_DELAYS
 from .book import CHAPTERS
 from .data import DATASETS
 from .models import ARCHS
-from .presets import DEVICES, PRESETS, make_config, parse_override
+from .presets import CHOICES, CNN_DATASETS, CNN_FORM, DEVICES, MODEL_FORM, PRESETS, make_config, parse_override
 from .protocols import PROTOCOLS
 from .regularize import MODES
 from .slowpoints import CENTROID_PROTOCOLS, METHODS, METRICS
@@ -204,6 +207,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="a chapter parameter, e.g. --set archs=gru (repeatable)")
     q.add_argument("--no-build", action="store_true", help="execute only")
     q.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: .)")
+    q.add_argument("--started-at", type=_number(0), metavar="EPOCH_SECONDS",
+                   help="when the timing of an execution of every chapter from an empty runs folder begins "
+                        "(`make book` passes when make started; default: now)")
     q = book.add_parser("build", help="render the HTML from the stored outputs, executing nothing")
     q.add_argument("--root", type=Path, default=Path("."))
 
@@ -221,9 +227,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--runs", default="runs", type=_out_dir, help="the runs folder (default: runs)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = commands.add_parser("config", help="print the configuration a preset resolves to")
+    p = commands.add_parser("config", help="print the configuration a preset resolves to, with each field's "
+                                           "allowed values where they are a fixed set")
     p.add_argument("--preset", choices=PRESETS, help="default: smoke")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override)
+    p.add_argument("--json", action="store_true", help="the values alone, as JSON")
     return parser
 
 
@@ -295,10 +303,45 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def format_config(config) -> str:
+    """One line per field with its value and, for a field with a fixed set of values, every value allowed
+    (a model-form field's first is the reference's)."""
+    values = vars(config)
+    width = max(map(len, values))
+    lines = []
+    for field, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        allowed = [json.dumps(v) for v in (False, True)] if isinstance(value, bool) else list(CHOICES.get(field, ()))
+        if field in MODEL_FORM or field in CNN_FORM:
+            allowed[0] += " (the reference's)"
+        if field in CNN_FORM:
+            allowed[-1] += f"; applies to {', '.join(CNN_DATASETS)} only"
+        lines.append(f"{field:<{width}}  {text:<16}" + (f"  one of: {', '.join(allowed)}" if allowed else ""))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM ends the command through every clean-up, as Ctrl-C does (a book run's kernel, its Dask
+    cluster and their temporary files), instead of at once."""
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     try:
-        return _run(args)
+        with _sigterm_as_exit():
+            return _run(args)
+    except KeyboardInterrupt:
+        print(f"memrnn: {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except Exception as e:  # one error path: a clear line and exit 2; the traceback only with --debug
         if args.debug:
             raise
@@ -309,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args) -> int:
     if args.command == "config":
         preset, values = _overrides(args)
-        print(json.dumps(vars(make_config(preset, **values)), indent=1))
+        config = make_config(preset, **values)
+        print(json.dumps(vars(config), indent=1) if args.json else format_config(config))
     elif args.command == "train":
         from .train import train
 
@@ -380,13 +424,19 @@ def _run(args) -> int:
             print(f"{row['mode']:<12}{lo['before']:.3f} -> {lo['after']:.3f} ({lo['change']:+.3f}, "
                   f"[{lo['ci95'][0]:+.3f}, {lo['ci95'][1]:+.3f}])".ljust(62) + f"{tr['before']:.3f} -> {tr['after']:.3f}")
     elif args.command == "book":
-        from .book import build, run
+        from .book import CHAPTERS, TIMINGS_FILE, build, record_fresh_time, run, run_names, runs_folder
 
         if args.book_command == "run":
+            started = args.started_at or time.time()
+            # the book as `make book` executes it from a fresh clone: its time is the estimate for the next one
+            fresh = (not args.set and set(args.chapters or CHAPTERS) == set(CHAPTERS)
+                     and not run_names(runs_folder(args.root)))
             run(args.root, args.preset, args.chapters, dict(args.set))
             if args.no_build:
                 return 0
         print(f"HTML: {build(args.root)}/index.html")
+        if args.book_command == "run" and fresh:
+            record_fresh_time(args.root / "book" / TIMINGS_FILE, args.preset, time.time() - started)
     elif args.command == "campaign":
         from .campaign import format_table, run_campaign
         from .stats import format_correlations

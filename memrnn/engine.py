@@ -19,10 +19,13 @@ Where tasks run is chosen by ``scheduler``:
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import signal
 import tempfile
+import threading
 
 from tqdm.auto import tqdm
 
@@ -34,8 +37,10 @@ _ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THR
 _STARTED_HERE: dict = {}  # scheduler address -> credentials, for the clusters this process started
 
 
-def local_cluster(n_workers: int | None = None):
-    """A cluster on this machine, on loopback and TLS only: one worker per GPU, else one per CPU core."""
+def local_cluster(n_workers: int | None = None, scratch: str | None = None):
+    """A cluster on this machine, on loopback and TLS only: one worker per GPU, else one per CPU core.
+    ``scratch``: the folder for its scheduler's and workers' scratch space (Dask's default,
+    ``dask-scratch-space`` in the temporary folder, outlives the cluster)."""
     import dask
     import torch
     from distributed import Nanny, Scheduler, SpecCluster
@@ -44,7 +49,7 @@ def local_cluster(n_workers: int | None = None):
     gpus = torch.cuda.device_count()
     n_workers = n_workers or gpus or dask.system.CPU_COUNT or 1
     security = Security.temporary()  # a new key and self-signed certificate, held in memory
-    tls = {"host": "127.0.0.1", "protocol": "tls", "security": security}
+    tls = {"host": "127.0.0.1", "protocol": "tls", "security": security, "local_directory": scratch}
 
     def worker(i: int) -> dict:
         options = {"nthreads": 1, **tls, "env": dict(_ONE_THREAD), "dashboard": False,
@@ -58,11 +63,28 @@ def local_cluster(n_workers: int | None = None):
     # Dask sets MALLOC_TRIM_THRESHOLD_=64 KiB for its workers: glibc then hands every freed tensor back to
     # the kernel, and a training loop of small torch ops spends about half its time in page faults
     # (2 workers on 2 cores ran at 0.5x). Workers keep glibc's adaptive default instead.
-    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), _stop_signals_ignored():
         cluster = SpecCluster({i: worker(i) for i in range(n_workers)}, scheduler=scheduler,
                               silence_logs=logging.ERROR, security=security)
     _STARTED_HERE[cluster.scheduler_address] = security
     return cluster
+
+
+@contextlib.contextmanager
+def _stop_signals_ignored():
+    """SIGINT and SIGTERM ignored while the workers start, so that they inherit that. Ctrl-C or a SIGTERM
+    reaches the whole process group, and a worker that took it would die mid-task (its nanny starting
+    another) while this process, which owns the cluster, closes it anyway; a worker whose owner dies
+    exits by itself (its nanny's pipe closes)."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @contextlib.contextmanager
@@ -75,19 +97,29 @@ def shared_cluster(scheduler: str | None = None):
     if chosen:
         yield None if chosen.lower() in IN_PROCESS else chosen
         return
-    with local_cluster() as cluster, _credentials_file(cluster.security) as path, \
-            _environment(SCHEDULER_ENV, cluster.scheduler_address), _environment(CREDENTIALS_ENV, path):
-        yield cluster.scheduler_address
+    with tempfile.TemporaryDirectory(prefix="memrnn-dask-") as folder, local_cluster(scratch=folder) as cluster, \
+            environment(SCHEDULER_ENV, cluster.scheduler_address), \
+            environment(CREDENTIALS_ENV, _credentials_file(cluster.security, folder)):
+        try:
+            yield cluster.scheduler_address
+        except BaseException:  # interrupted or failed: the tasks in flight are abandoned, not waited for
+            cluster.sync(_close_now, list(cluster.workers.values()))
+            raise
 
 
-@contextlib.contextmanager
-def _credentials_file(security):
-    """The cluster's key and certificate in a 0600 file inside a 0700 temporary folder, removed on exit."""
-    with tempfile.TemporaryDirectory(prefix="memrnn-dask-") as folder:
-        path = os.path.join(folder, "credentials.pem")
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            f.write(security.tls_client_key + security.tls_client_cert)
-        yield path
+async def _close_now(nannies) -> None:
+    """Close the workers giving each 0.8 s, not Dask's 4, to end its task (a training step never
+    checks for a close request) before its process is terminated."""
+    await asyncio.gather(*(nanny.close(timeout=1) for nanny in nannies))
+
+
+def _credentials_file(security, folder: str) -> str:
+    """The cluster's key and certificate in a 0600 file inside ``folder`` (a 0700 temporary folder,
+    removed with the cluster's scratch space on exit)."""
+    path = os.path.join(folder, "credentials.pem")
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+        f.write(security.tls_client_key + security.tls_client_cert)
+    return path
 
 
 def _security(address: str):
@@ -104,7 +136,8 @@ def _security(address: str):
 
 
 @contextlib.contextmanager
-def _environment(name: str, value: str):
+def environment(name: str, value: str):
+    """``name`` set to ``value`` in this process's environment (and its children's) for the block."""
     previous = os.environ.get(name)
     os.environ[name] = value
     try:
@@ -128,7 +161,8 @@ def engine(scheduler: str | None = None, progress: bool = True):
 
     with contextlib.ExitStack() as stack:
         if scheduler is None:
-            client = stack.enter_context(Client(stack.enter_context(local_cluster())))
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="memrnn-dask-"))
+            client = stack.enter_context(Client(stack.enter_context(local_cluster(scratch=scratch))))
         else:
             try:
                 client = stack.enter_context(Client(scheduler, security=_security(scheduler)))

@@ -40,6 +40,8 @@ MODEL_FORM = {"cell": CELLS, "readout": READOUTS, "init": INITS, "loss": LOSSES,
 # field the book's ablation flips (on MNIST a flip of it would change nothing), but validated and labelled alike.
 CNN_FORM = {"cnn": CNN_FORMS}
 CNN_DATASETS = ("cifar10",)
+# Every field with a fixed set of values (`memrnn config` lists them; model-form fields: the reference's first)
+CHOICES = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES, **MODEL_FORM, **CNN_FORM}
 
 
 # Bounds far beyond any useful run, so a typo (1e30 steps, a NaN fraction) fails here with one line rather
@@ -106,9 +108,7 @@ class Config:
             value = getattr(self, f.name)
             if not isinstance(value, kinds[f.type]) or (f.type != "bool" and isinstance(value, bool)):
                 raise ValueError(f"{f.name}={value!r} is not allowed: expected {f.type}")
-        choices = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES, **MODEL_FORM,
-                   **CNN_FORM}
-        for field, allowed in choices.items():
+        for field, allowed in CHOICES.items():
             if getattr(self, field) not in allowed:
                 raise ValueError(f"{field}={getattr(self, field)!r} is not allowed; choose one of {allowed}")
         for field, high in _COUNTS.items():

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from . import fused, store
+from .progress import Reporter
 from .data import ImageBank, load_dataset
 from .evaluate import accuracy_by_delay
 from .models import EnsembleRNN
@@ -131,6 +132,7 @@ class Trainer:
         sums = torch.zeros(3, config.seeds, device=device)  # loss, accuracy, penalty since last log
         first_bad = torch.full((config.seeds,), -1, device=device)
         bar = tqdm(range(start, end), initial=start, total=end, disable=not progress, desc=run_dir.name, unit="step")
+        report = Reporter(run_dir.name, start, end)  # for a runner that cannot see this bar (memrnn.progress)
         for step in bar:
             t_max, n_active = task_at(step)
             loss, extra, accuracy = self.step(sampler, t_max, n_active, lr_at(step), penalty, step)
@@ -138,6 +140,7 @@ class Trainer:
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(total), step, first_bad)
             sums += torch.stack([loss, accuracy, extra])
             done = step + 1
+            report(done)
             if done % config.log_every == 0 or done == end:
                 _check_finite(first_bad, config)
                 n = done - (metrics[-1]["step"] if metrics else start)

@@ -8,29 +8,39 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
-from memrnn.book import (CHAPTERS, COLAB_METADATA, TIMINGS_FILE, code_hash, code_version, estimate,
-                         missing_from_edition, record_timing, run, set_parameters, source_notebook)
+from memrnn import store
+from memrnn.book import (CHAPTERS, COLAB_METADATA, CPU_SECONDS_PER_NETWORK_STEP, FRESH_KEY, TIMINGS_FILE, _minutes,
+                         code_hash, code_version, estimate, missing_from_edition, record_fresh_time, record_timing, run,
+                         set_parameters, source_notebook)
+from memrnn.presets import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-@pytest.fixture(scope="module")
-def smoke_book(tmp_path_factory):
-    """The whole book executed at the smoke preset, in a copy of the book's layout."""
-    root = tmp_path_factory.mktemp("book")
+def _book_layout(root: Path) -> Path:
+    """A copy of the book's sources and configuration, without executed chapters."""
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, root / name)
     shutil.copytree(ROOT / "_static", root / "_static")
     shutil.copytree(ROOT / "book", root / "book", ignore=shutil.ignore_patterns("*.ipynb"))
+    return root
+
+
+@pytest.fixture(scope="module")
+def smoke_book(tmp_path_factory):
+    """The whole book executed at the smoke preset, in a copy of the book's layout."""
+    root = _book_layout(tmp_path_factory.mktemp("book"))
     # the chapters' task graphs run in-process here (a local Dask cluster per chapter would cost more
     # than the smoke networks themselves; the engine has its own tests), chosen by the chapters'
     # `scheduler` parameter, which must win over the environment: the dead scheduler named there fails
@@ -333,9 +343,15 @@ def test_code_version_names_the_commit_and_says_when_the_code_differs_from_it(tm
 def test_a_book_execution_from_an_empty_runs_folder_keeps_each_chapter_time(smoke_book):
     timings = json.loads((smoke_book / "book" / TIMINGS_FILE).read_text())["smoke"]
     assert set(timings["from_empty"]) == set(CHAPTERS) and all(t > 0 for t in timings["from_empty"].values())
-    text = estimate(smoke_book / "book" / TIMINGS_FILE, "smoke", CHAPTERS, smoke_book / "runs")
-    assert f"{sum(timings['from_empty'].values()) / 60:.1f} min from an empty runs folder" in text or \
-        f"{sum(timings['from_empty'].values()):.0f} s from an empty runs folder" in text
+    text = estimate(smoke_book / "book" / TIMINGS_FILE, "smoke", CHAPTERS, smoke_book / "nothing")
+    assert f"{_minutes(sum(timings['from_empty'].values()))} from an empty runs folder, measured" in text
+
+
+def _runs(folder, *names):
+    for name in names:
+        (folder / name).mkdir(parents=True)
+        (folder / name / "config.json").write_text("{}")
+    return folder
 
 
 def test_the_estimate_reads_the_recorded_times_and_counts_the_runs_there(tmp_path):
@@ -343,15 +359,102 @@ def test_the_estimate_reads_the_recorded_times_and_counts_the_runs_there(tmp_pat
     record_timing(path, "cpu", "01_task", 3000.0, "from_empty")
     record_timing(path, "cpu", "02_extrapolation", 600.0, "from_empty")
     record_timing(path, "cpu", "01_task", 10.0, "cached")
-    for name in ("a", "b"):
-        (tmp_path / "runs" / name).mkdir(parents=True)
-        (tmp_path / "runs" / name / "config.json").write_text("{}")
-    (tmp_path / "runs" / "verdicts").mkdir()  # not a run
-    text = estimate(path, "cpu", ["01_task", "02_extrapolation"], tmp_path / "runs")
-    assert "60.0 min from an empty runs folder" in text and "with no network to train: not measured" in text  # 02's is unknown
-    assert "holds 2 run(s)" in text
-    assert "10 s with no network to train" in estimate(path, "cpu", ["01_task"], tmp_path / "runs")
-    record_timing(path, "cpu", "05_formation", 5.0, "cached")  # a fresh clone's case: only a cached execution known
-    assert "from an empty runs folder: not measured; 5 s with no network to train" in \
-        estimate(path, "cpu", ["05_formation"], tmp_path / "runs")
-    assert "no execution at smoke measured yet" in estimate(path, "smoke", ["01_task"], tmp_path / "nothing")
+    runs = _runs(tmp_path / "runs", "a", "b")
+    (runs / "verdicts").mkdir()  # not a run
+    empty = tmp_path / "empty"
+    assert "60.0 min from an empty runs folder, measured" in estimate(path, "cpu", ["01_task", "02_extrapolation"], empty)
+    text = estimate(path, "cpu", ["01_task", "02_extrapolation"], runs)
+    assert "with no network to train: not measured" in text and "holds 2 run(s)" in text  # 02's is unknown
+    assert "10 s with no network to train, measured" in estimate(path, "cpu", ["01_task"], runs)
+    assert "not measured" in estimate(path, "smoke", ["05_formation"], empty)
+
+
+def test_from_an_empty_runs_folder_the_estimate_is_the_fresh_clone_time_or_a_labelled_lower_bound(tmp_path):
+    """A newcomer must never read a cached execution's seconds as the time of a first run."""
+    path, empty = tmp_path / TIMINGS_FILE, tmp_path / "runs"
+    record_timing(path, "cpu", "05_formation", 5.0, "cached")  # a fresh clone's case: only cached executions known
+    text = estimate(path, "cpu", CHAPTERS, empty)
+    # the grid of chapters 01-04 at cpu: GRU, LSTM x DeCu, VoCu x 10 networks x 6,000 steps on two datasets
+    networks, seconds = 2 * 2 * 2 * 10, 2 * 2 * 2 * 10 * 6000 * CPU_SECONDS_PER_NETWORK_STEP
+    assert "from an empty runs folder: not measured; estimated instead: at least " \
+           f"{_minutes(seconds)} to train the {networks} networks" in text
+    assert "5 s" not in text
+    assert f"the {networks // 4} networks" in estimate(path, "cpu", ["01_task"], empty, {"archs": "gru", "datasets": "mnist-5k"})
+    record_fresh_time(path, "cpu", 7200.0)
+    assert estimate(path, "cpu", list(reversed(CHAPTERS)), empty).startswith(
+        f"Estimate for {len(CHAPTERS)} chapter(s) at cpu: 120.0 min from an empty runs folder, as measured for "
+        "`make book` from a fresh clone")
+    assert "at least" in estimate(path, "cpu", ["01_task"], empty)  # the fresh time covers every chapter only
+    # the grid's runs there: what is left of it is counted; the fresh time no longer applies
+    config = make_config("cpu", arch="gru", protocol="decu", dataset="mnist-5k")
+    (_runs(empty, store.run_name(config)) / store.run_name(config) / store.SUMMARY_FILE).write_text("{}")
+    text = estimate(path, "cpu", CHAPTERS, empty)
+    assert "120.0 min" not in text and f"the {networks - 10} networks still missing" in text
+
+
+@pytest.mark.parametrize("given, recorded", [([], True), (["--chapters", "01_task"], False),
+                                             (["--set", "seeds=2"], False)])
+def test_book_run_records_the_fresh_time_when_it_executed_every_chapter_from_an_empty_runs_folder(
+        tmp_path, monkeypatch, given, recorded):
+    from memrnn import book
+    from memrnn.cli import main
+
+    monkeypatch.setattr(book, "run", lambda *args: time.sleep(0.2))  # the execution itself is tested above
+    monkeypatch.setattr(book, "build", lambda root: tmp_path / "_build" / "html")
+    assert main(["book", "run", "--root", str(tmp_path), "--started-at", str(time.time() - 60), *given]) == 0
+    timings = json.loads((tmp_path / "book" / TIMINGS_FILE).read_text()) if recorded else {}
+    assert recorded == (60 < timings.get("cpu", {}).get(FRESH_KEY, 0) < 120)
+    _runs(tmp_path / "runs", "a")
+    (tmp_path / "book" / TIMINGS_FILE).unlink(missing_ok=True)
+    assert main(["book", "run", "--root", str(tmp_path), *given]) == 0  # a runs folder with a run: not a fresh clone
+    assert not (tmp_path / "book" / TIMINGS_FILE).exists()
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_book_run_shows_its_training_and_stops_cleanly_when_interrupted(tmp_path, stop):
+    """Ctrl-C (SIGINT to the process group) or SIGTERM during a chapter's training: memrnn, its kernel and its
+    Dask workers are gone within seconds, with nothing left in the temporary folder and no half-executed
+    notebook; before that, the terminal showed the training in flight."""
+    import psutil
+
+    root, scratch = tmp_path / "root", tmp_path / "tmp"
+    root.mkdir(), scratch.mkdir()
+    _book_layout(root)
+    log = tmp_path / "log"
+    env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(ROOT)}
+    env.pop("MEMRNN_SCHEDULER", None)  # the runner's own local cluster, as `make book` has
+    with log.open("w") as out:
+        child = subprocess.Popen([sys.executable, "-m", "memrnn", "book", "run", "--root", str(root), "--preset",
+                                  "smoke", "--chapters", "01_task", "--no-build"], stdout=out, stderr=out, env=env,
+                                 start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while "run(s) in flight" not in log.read_text() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert child.poll() is None, log.read_text()
+        shown = log.read_text()
+        assert re.search(r"training: .*\d+/\d+ \[\d+:\d+<\d+:\d+", shown), shown  # steps done/all [elapsed<ETA]
+        kernel = [p for p in psutil.Process(child.pid).children(recursive=True) if "ipykernel" in " ".join(p.cmdline())]
+        started = time.monotonic()
+        os.killpg(child.pid, stop)
+        child.wait(timeout=15)
+        print(f"stopped in {time.monotonic() - started:.1f} s")
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 128 + stop, log.read_text()
+    time.sleep(1)  # a process that outlived its parent by a moment
+    alive = [p for p in psutil.process_iter(["pid", "status"]) if p.info["status"] != psutil.STATUS_ZOMBIE
+             and _session(p.info["pid"]) == child.pid]
+    assert not alive and not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in kernel)
+    # torch keeps its per-user compile cache there on purpose (torchinductor_<user>), empty here
+    assert [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor_")] == []
+    assert sorted(p.name for p in (root / "book").glob("*.ipynb")) == []
+    assert sorted(p.name for p in (root / "book").glob(".*")) == []
+
+
+def _session(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except ProcessLookupError:
+        return None

@@ -1,3 +1,5 @@
+import contextlib
+import dataclasses
 import json
 import subprocess
 import sys
@@ -103,3 +105,30 @@ def test_campaign_runs_every_stage(tmp_path, capsys):
     assert (tmp_path / run / "formation.json").exists() and (tmp_path / run / "slowpoints.safetensors").exists()
     assert [r["mode"] for r in result["regularization"][run]] == ["control", "slowpoints", "centermass", "tar"]
     assert "change in long-delay accuracy" in capsys.readouterr().out
+
+
+def test_config_lists_every_value_each_choice_field_allows_and_each_is_accepted(capsys):
+    """`memrnn config` names, per field with a fixed set of values, exactly the values the configuration
+    accepts, the reference's first for a model-form field; the values listed are the only ones allowed."""
+    from memrnn.presets import CHOICES, MODEL_FORM, Config
+
+    assert main(["config", "--preset", "cpu", "--set", "cell=torch"]) == 0
+    lines = {line.split()[0]: line.split(maxsplit=2)[1:] for line in capsys.readouterr().out.splitlines()}
+    assert list(lines) == [f.name for f in dataclasses.fields(Config)]
+    assert lines["cell"][0] == "torch" and lines["steps"] == ["6000"]  # the values the preset resolves to
+    listed = {}
+    for field, (value, *rest) in lines.items():
+        if rest:
+            assert rest[0].startswith("one of: ")
+            listed[field] = [v.split(" (")[0].split(";")[0] for v in rest[0].removeprefix("one of: ").split(", ")]
+    assert listed.keys() == set(CHOICES) | {"fast"}
+    for field in MODEL_FORM:
+        assert f"{CHOICES[field][0]} (the reference's)" in lines[field][1]
+    for field, values in listed.items():
+        for value in values:
+            assert main(["config", "--set", f"{field}={value}"]) == 0, (field, value)
+        with pytest.raises(SystemExit) if field == "fast" else contextlib.nullcontext():  # argparse parses a bool
+            assert main(["config", "--set", f"{field}=not-listed"]) == 2, field
+    capsys.readouterr()
+    assert main(["config", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["preset"] == "smoke"

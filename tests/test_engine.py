@@ -176,19 +176,24 @@ def test_finetune_runs_needs_one_list_per_parent(tmp_path):
         finetune_runs([tmp_path / "a", tmp_path / "b"], [[{"mode": "control"}]], scheduler="sync")
 
 
-def test_shared_cluster_serves_every_engine_call_and_child_process(monkeypatch):
-    """A book run starts one cluster: engine() calls and chapter kernels (child processes) all find it."""
+def test_shared_cluster_serves_every_engine_call_and_child_process(monkeypatch, tmp_path):
+    """A book run starts one cluster: engine() calls and chapter kernels (child processes) all find it.
+    Its credentials and scratch space share one private temporary folder, gone when it closes."""
     import subprocess
     import sys
+    import tempfile
 
     from memrnn.engine import CREDENTIALS_ENV, SCHEDULER_ENV, shared_cluster
 
     monkeypatch.delenv(SCHEDULER_ENV, raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     with shared_cluster() as address:
         assert address.startswith("tls://127.0.0.1:") and os.environ[SCHEDULER_ENV] == address
         credentials = os.environ[CREDENTIALS_ENV]
         assert stat.S_IMODE(os.stat(credentials).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(os.path.dirname(credentials)).st_mode) == 0o700
+        assert os.listdir(tmp_path) == [os.path.basename(os.path.dirname(credentials))]
+        assert "dask-scratch-space" in os.listdir(os.path.dirname(credentials))
         seen = set()
         for _ in range(2):
             with engine() as graph:
@@ -204,6 +209,6 @@ def test_shared_cluster_serves_every_engine_call_and_child_process(monkeypatch):
         with shared_cluster() as inner:  # already published: no second cluster
             assert inner == address
     assert SCHEDULER_ENV not in os.environ and CREDENTIALS_ENV not in os.environ
-    assert not os.path.exists(os.path.dirname(credentials))
+    assert not os.path.exists(os.path.dirname(credentials)) and os.listdir(tmp_path) == []
     with shared_cluster("sync") as none:
         assert none is None and SCHEDULER_ENV not in os.environ
