@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 from . import __version__, store
+from .claims import VERDICTS
 from .display import CLAIM_CHAPTERS, write_summary
 from .engine import shared_cluster
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
             "06_regularization", "07_beyond", "08_choices", "09_own_network", "scorecard")
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
 
 
 def source_notebook(path: Path):
@@ -213,8 +213,8 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
                    code_sha256: str | None = None, parameters: dict | None = None) -> dict:
     """Store a chapter's verdict for the scorecard (runs_dir/verdicts/<claim>.json).
 
-    ``claim`` is a :class:`memrnn.claims.Verdict` (its rule, details and scope are stored, preset and
-    networks taken from its scope), or a claim id with the verdict given by the other arguments.
+    ``claim`` is a :class:`memrnn.claims.Verdict` (its rule, details, scope and verdicts per dataset,
+    ``by_dataset``, are stored, preset and networks taken from its scope), or a claim id with the verdict given by the other arguments.
     ``code_sha256`` and ``parameters`` identify the code and parameters that produced the verdict, so
     that :func:`stale_reason` can tell a verdict left over from other code or parameters; under
     :func:`run` the chapter and its code hash (parameters cell included) are recorded by default."""
@@ -225,8 +225,9 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
     else:
         record = {"claim": claim, "verdict": verdict, "statistic": statistic, "preset": preset,
                   "networks": networks, "details": details or {}}
-    if record["verdict"] not in VERDICTS:
-        raise ValueError(f"verdict {record['verdict']!r} must be one of {VERDICTS}")
+    for verdict in [record["verdict"], *(d["verdict"] for d in record.get("by_dataset", {}).values())]:
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict {verdict!r} must be one of {VERDICTS}")
     record.update(device=device_name(), chapter=os.environ.get("MEMRNN_CHAPTER"),
                   code_sha256=code_sha256 or os.environ.get("MEMRNN_CHAPTER_SHA256"), parameters=parameters)
     store.write_json(Path(runs_dir) / "verdicts" / f"{record['claim']}.json", record)
