@@ -55,7 +55,7 @@ import numpy as np
 from scipy import stats
 
 from .protocols import PROTOCOL_NAMES
-from .stats import (clustered_proportion, correlate, detectable, median_ci, median_p, median_upper, shift_ci,
+from .stats import (clustered_proportion, detectable, median_ci, median_p, median_upper, shift_ci,
                     spearman_ci, within_unit_spearman)
 
 VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
@@ -578,8 +578,13 @@ def c4_speed_predicts_memory(rows: list[dict], trained: dict, scope: Scope, stre
     def condition(r):
         return r["dataset"], r["arch"], r["protocol"]
 
+    def pooled(rows):  # reported, deciding nothing: (network, class) rows pooled, a network jackknife
+        rows = [r for r in rows if r.get("in_region", True)]
+        return spearman_ci([r["log10_speed"] for r in rows], [r["long_delay_accuracy"] for r in rows],
+                           [f"{r['run']}/{r['seed']}" for r in rows])
+
     datasets = _datasets(trained, rows={condition(r) for r in rows})
-    parts, details = {}, {"pooled": correlate([r for r in rows if r.get("in_region", True)])["spearman"]}
+    parts, details = {}, {"pooled": pooled(rows)}
     for dataset in datasets:
         tests, texts, few, outside = [], [], {}, 0
         for key in sorted({condition(r) for r in rows if r["dataset"] == dataset}):
@@ -601,8 +606,8 @@ def c4_speed_predicts_memory(rows: list[dict], trained: dict, scope: Scope, stre
             texts.append(f"{condition_name(key, False)}: within-network Spearman r = {_f(median)} [{_f(low)}, "
                          f"{_f(high)}] over {len(r)} networks (between networks {_f(between['r'])})")
         for arch in sorted({r["arch"] for r in rows if r["dataset"] == dataset}):
-            pooled = correlate([r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch) and r.get("in_region", True)])
-            details.setdefault(_key((dataset, arch)), {"conditions": {}})["pooled_over_protocols"] = pooled["spearman"]
+            details.setdefault(_key((dataset, arch)), {"conditions": {}})["pooled_over_protocols"] = pooled(
+                [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)])
         total = sum(r["dataset"] == dataset for r in rows)
         note = f"{outside} of {total} slow points on the clip boundary excluded" if outside else ""
         premises = [*_solves({k: v for k, v in trained.items() if k[0] == dataset}, chance),
@@ -638,6 +643,24 @@ def _rank_test(x, y, group: str, effect: float) -> Test | None:
     return Test(group, sign * r, float(low), float(high), p, abs(effect), detectable=float(np.tanh(detectable(zl, zh))))
 
 
+def _partial_rank_test(x, y, given, group: str, effect: float) -> Test:
+    """The partial Spearman correlation of y with x given ``given`` (Pearson's partial correlation of
+    the ranks) as a Test on the claim's scale, with a Fisher-z 95% interval (standard error
+    1/sqrt(n - 4)); no interval (−1 to 1) where ``given`` fixes x or y, so nothing is left to correlate."""
+    ranks = [stats.rankdata(v) for v in (x, y, given)]
+    if min(np.ptp(v) for v in ranks) == 0:
+        return Test(group, 0.0, -1.0, 1.0, 1.0, effect)
+    r = np.corrcoef(ranks)
+    rxy, rxz, ryz = r[0, 1], r[0, 2], r[1, 2]
+    if max(abs(rxz), abs(ryz)) > 1 - 1e-9:
+        return Test(group, 0.0, -1.0, 1.0, 1.0, effect)
+    partial = float(np.clip((rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2)), -0.999999, 0.999999))
+    z, se = np.arctanh(partial), 1 / np.sqrt(len(x) - 4)
+    zl, zh = z - stats.norm.ppf(0.975) * se, z + stats.norm.ppf(0.975) * se
+    return Test(group, partial, float(np.tanh(zl)), float(np.tanh(zh)), float(stats.norm.sf(z / se)), effect,
+                detectable=float(np.tanh(detectable(zl, zh))))
+
+
 def _nanmedian(values, axis: int) -> np.ndarray:
     """Median over what was measured (NaN: missing); NaN where nothing was."""
     values = np.asarray(values, float)
@@ -656,11 +679,12 @@ def c5_formation_explains(appears: dict, introduced: dict, long_accuracy: dict, 
     stays slow, in the region and without a jump), as a fraction of training; a point never traced,
     or whose final point lies on the clip boundary (no state of the network), is missing, not late.
     Per dataset and architecture: (a) a class's slow point forms once vocu introduces its class: the
-    ratio of a class's median formation time in vocu to the same class's in decu (a ratio, so a class
-    order that stretches every class's formation by the same factor in vocu cancels, as do additive
-    class effects) rises with the step vocu introduces it: Spearman r over classes with a Fisher-z 95%
-    interval, the named effect r ≥ 0.5; a class whose median vocu point forms before vocu introduces
-    it contradicts (a). (b) Within each paper protocol, networks whose points form earlier (median
+    order of the classes' median formation times in vocu follows the order vocu introduces them, beyond
+    the order the same classes form in under decu: the partial Spearman correlation over classes of vocu's
+    formation rank with the introduction step, given decu's formation rank (ranks within a protocol, so a
+    class order both protocols share cancels whether vocu shifts or stretches every class's formation;
+    orders identical in both protocols test nothing), with a Fisher-z 95% interval, the named effect
+    r ≥ 0.5; a class whose median vocu point forms before vocu introduces it contradicts (a). (b) Within each paper protocol, networks whose points form earlier (median
     over their traced classes) keep memories longer: Spearman r over networks of appearance with
     long-delay accuracy, the named effect r ≤ −0.3. Reproduced: the named effects of (a) and (b)
     established in every test. Partly: an effect in the claim's direction in at least one (Holm over
@@ -688,21 +712,21 @@ def c5_formation_explains(appears: dict, introduced: dict, long_accuracy: dict, 
             when = np.asarray(introduced[(dataset, arch)], float)
             if vocu is not None and decu is not None:
                 later, base = _nanmedian(vocu, 0), _nanmedian(decu, 0)  # a class traced in no network: NaN
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.log(later / base)
-                keep = np.isfinite(ratio) & np.isfinite(when)
+                keep = np.isfinite(later) & np.isfinite(base) & np.isfinite(when)
                 if keep.sum() < 5:
                     sparse[name] = f"{name} has {int(keep.sum())} classes traced in both protocols"
                 early = [c for c in range(len(when)) if np.isfinite(later[c]) and when[c] > 0 and later[c] < when[c]]
-                entry["a"] = {"log_ratio": ratio.tolist(), "introduced": when.tolist(), "classes": int(keep.sum()),
-                              "before_introduction": early}
-                test = _rank_test(when[keep], ratio[keep], f"{arch.upper()} (a) on {dataset_name(dataset)}", follows)
+                entry["a"] = {"vocu": later.tolist(), "decu": base.tolist(), "introduced": when.tolist(),
+                              "classes": int(keep.sum()), "before_introduction": early}
+                group = f"{arch.upper()} (a) on {dataset_name(dataset)}"
+                test = (_partial_rank_test(when[keep], later[keep], base[keep], group, follows)
+                        if keep.sum() >= 5 else None)
                 if test is not None:
                     if early:
                         test.contradicted = (f"class{'es' * (len(early) > 1)} {_names([str(c) for c in early])} "
                                              "form before vocu introduces them")
                     tests.append(test)
-                    texts.append(f"{arch.upper()} (a): vocu-to-decu formation ratio vs introduction, r = "
+                    texts.append(f"{arch.upper()} (a): vocu's formation order vs introduction given decu's, partial r = "
                                  f"{_f(test.estimate)} [{_f(test.low)}, {_f(test.high)}] over {int(keep.sum())} classes"
                                  + (f"; {test.contradicted}" if early else ""))
             else:

@@ -137,8 +137,8 @@ def within_unit_spearman(x, y, units) -> dict:
     out = {}
     for unit in dict.fromkeys(units.tolist()):
         inside = units == unit
-        if inside.sum() >= 2 and np.ptp(x[inside]) > 0 and np.ptp(y[inside]) > 0:
-            out[unit] = float(stats.spearmanr(x[inside], y[inside]).statistic)
+        if inside.sum() >= 2 and np.ptp(x[inside]) > 0 and np.ptp(y[inside]) > 0:  # Spearman: Pearson of the ranks
+            out[unit] = float(np.corrcoef(stats.rankdata(x[inside]), stats.rankdata(y[inside]))[0, 1])
     return out
 
 
