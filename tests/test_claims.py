@@ -611,6 +611,8 @@ def test_claims_verdict_recorded_with_scope_and_staleness(tmp_path, monkeypatch)
     record_verdict(tmp_path, "C1", "partly reproduced", "old style", "cpu", 30)
     c1, c6 = read_verdicts(tmp_path)
     assert c6["verdict"] == "reproduced" and c6["scope"]["archs"] == ["gru", "lstm"] and c6["rule"] == verdict.rule
+    assert c6["by_dataset"]["mnist"]["verdict"] == "reproduced" and set(c6["by_dataset"]["mnist"]) >= {
+        "verdict", "reason", "statistic", "premises"}
     assert c6["preset"] == "smoke" and c6["networks"] == 10
     assert c6["device"] == f"CPU ({dask.system.CPU_COUNT} cores)"
     assert stale_reason(c6, "abc", {"preset": "smoke"}) is None
@@ -640,3 +642,28 @@ def test_scorecard_marks_a_verdict_its_chapter_did_not_produce(tmp_path, monkeyp
     monkeypatch.delenv("MEMRNN_CHAPTER")
     record_verdict(tmp_path / "runs", verdict)
     assert stale_verdicts(tmp_path / "runs", tmp_path) == {"C1": "recorded outside `memrnn book run`"}
+
+
+def test_claims_landing_table_shows_a_badge_per_dataset_and_reads_the_old_format():
+    """Verdicts decided per dataset: a badge per dataset, the overall, a reason in words and the scale;
+    a verdict recorded before (no ``by_dataset``): its overall badge only, never a crash."""
+    from memrnn.display import results_markdown
+
+    fashion = _grid({("gru", "decu"): 0.82, ("gru", "vocu"): 0.60, ("lstm", "decu"): 0.80, ("lstm", "vocu"): 0.78},
+                    n=10, dataset="fashion-mnist")
+    mnist = _grid({(a, p): 0.95 for a in ARCHS for p in PAPER}, n=10, dataset="mnist-5k")
+    scope = dataclasses.replace(SCOPE, preset="cpu", datasets=("fashion-mnist", "mnist-5k"), steps=6000, networks=80,
+                                per_condition=10)
+    c1 = claims.c1_equal_trained_accuracy({**mnist, **fashion}, _done(mnist), scope).to_dict()
+    old = {"claim": "C2", "verdict": "inconclusive", "reason": "premise unmet: every paper condition solves the "
+           "trained delays (fashion-mnist/gru/decu)", "preset": "cpu",
+           "scope": {k: v for k, v in scope.to_dict().items() if k != "per_condition"}}  # as recorded before
+    summary = {"C1": {**c1, "chapter": "01_task", "question": "Equal?", "preset": "cpu"},
+               "C2": {**old, "chapter": "02_extrapolation", "question": "Differ?"}}
+    text = results_markdown(summary)
+    header, _, c1_row, c2_row = [line for line in text.splitlines() if line.startswith("|")]
+    assert header == "| claim | the question | Fashion-MNIST | MNIST-5k | overall | why |"
+    assert c1_row.count("{bdg-") == 3 and "{bdg-success}`reproduced` | {bdg-success}`reproduced` |" in c1_row
+    assert "Fashion-MNIST: whether the networks finished learning is unknown" in c1_row
+    assert c2_row.count("{bdg-") == 1 and "| — | — |" in c2_row and "fashion-mnist/" not in c2_row
+    assert "**Scale:** 6,000 training steps; 10 networks per condition; datasets Fashion-MNIST, MNIST-5k" in text
