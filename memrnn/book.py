@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from . import __version__, store
-from .claims import VERDICTS
+from .claims import RULES, VERDICTS
 from .display import CLAIM_CHAPTERS, write_summary
 from .engine import shared_cluster
 
@@ -300,8 +300,6 @@ def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list
             problems.append(f"chapter {name} not executed")
         elif json.loads(notebook.read_text())["metadata"].get("memrnn", {}).get("preset") != preset:
             problems.append(f"chapter {name} executed at another preset")
-    from .claims import RULES  # here: memrnn.claims imports this module
-
     for claim in RULES:
         if not (folder / "runs" / "verdicts" / f"{claim}.json").exists():
             problems.append(f"no verdict for {claim}")

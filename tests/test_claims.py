@@ -5,7 +5,6 @@ interval the verdicts use, by simulation with fixed seeds. Rates are checked wit
 binomial test against their bound (a rate that the simulated count shows above 5% at the 1% level fails)."""
 import dataclasses
 import json
-from pathlib import Path
 
 import dask.system
 import numpy as np
