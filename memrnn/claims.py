@@ -534,7 +534,7 @@ def c3_slow_point_per_memory(methods: dict, trained: dict, scope: Scope, slower:
     parts, details = {}, {}
     for method, m in methods.items():  # reported over every dataset, deciding nothing
         counts, shares = _slow_point_counts(m, np.ones(len(m["points"]), bool), slower)
-        details[method] = {"fraction": float(counts.mean()), **shares}
+        details[method] = {"fraction": float(counts.mean()), "ci95": clustered_proportion(counts)["ci95"], **shares}
     for dataset in datasets:
         tests, texts, entry = [], [], {}
         for method, m in methods.items():
