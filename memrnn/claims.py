@@ -172,11 +172,18 @@ def _names(names: list[str]) -> str:
     return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
 
 
-def _premise(text: str, unmet: dict, short: str = "") -> dict:
+def _premise(text: str, unmet: dict, short: str = "", sentence: str = "") -> dict:
     """A premise: ``text`` says what the claim needs; ``unmet`` maps what lacks it (in words) to a
-    sentence saying how; ``short`` is the landing page's phrase for it when unmet."""
+    sentence saying how; ``sentence``, when given, says it for all of them at once (the reason's
+    words); ``short`` is the landing page's phrase for it when unmet."""
     return {"premise": text, "met": not unmet, "failing": list(unmet), "unmet": list(unmet.values()),
-            "short": short if unmet else ""}
+            "sentence": sentence if unmet else "", "short": short if unmet else ""}
+
+
+def _together(keys) -> str:
+    """Conditions of one dataset in words, the dataset named once: "GRU · VoCu and LSTM · VoCu on Fashion-MNIST"."""
+    keys = list(keys)
+    return f"{_names([condition_name(k, False) for k in keys])} on {dataset_name(keys[0][0])}"
 
 
 def _datasets(trained: dict | None = None, **inputs) -> list[str]:
@@ -199,10 +206,12 @@ def _datasets(trained: dict | None = None, **inputs) -> list[str]:
 
 
 def _networks(values: dict) -> dict:
+    few = [k for k, v in values.items() if len(v) < MIN_NETWORKS]
     return _premise(f"at least {MIN_NETWORKS} networks per condition",
-                    {condition_name(k): f"{condition_name(k)} has only {len(v)} networks"
-                     for k, v in values.items() if len(v) < MIN_NETWORKS},
-                    "too few networks per condition")
+                    {condition_name(k): f"{condition_name(k)} has only {len(values[k])} networks" for k in few},
+                    "too few networks per condition",
+                    f"{_together(few)} {'has' if len(few) == 1 else 'have'} too few networks "
+                    f"({', '.join(str(len(values[k])) for k in few)}; at least {MIN_NETWORKS} needed)" if few else "")
 
 
 def _solves(trained: dict, chance: float = CHANCE) -> list[dict]:
@@ -240,13 +249,19 @@ def _finished(keys, plateau: dict, steps: int) -> dict:
         elif not plateau[k]:
             unmet[condition_name(k)] = f"{condition_name(k)} is still learning at {steps:,} steps (no plateau)"
     still = [k for k in keys if plateau.get(k) is False]
+    unknown = [k for k in keys if k not in plateau]
+    sentence = "; ".join(
+        ([f"{_together(still)} {'is' if len(still) == 1 else 'are'} still learning at {steps:,} steps (no plateau)"]
+         if still else [])
+        + ([f"whether {_together(unknown)} finished learning is unknown (no plateau judgement on the learning curve)"]
+           if unknown else []))
     if len(still) == len(keys):
         short = f"networks still learning at {steps:,} steps"
     elif still:
         short = f"{_names([condition_name(k, False) for k in still])} still learning at {steps:,} steps"
     else:
         short = "whether the networks finished learning is unknown"
-    return _premise("every condition has finished learning (its plateau on the learning curve)", unmet, short)
+    return _premise("every condition has finished learning (its plateau on the learning curve)", unmet, short, sentence)
 
 
 def holm(p, alpha: float = ALPHA) -> list[bool]:
@@ -288,7 +303,7 @@ def _decide(tests: list[Test], premises: list[dict], established: set, dataset: 
     """One dataset's outcome, its reason and a one-line summary (see the module docstring)."""
     unmet = [p for p in premises if not p["met"]]
     if unmet:
-        return ("inconclusive", "premise unmet: " + "; ".join(w for p in unmet for w in p["unmet"]),
+        return ("inconclusive", "premise unmet: " + "; ".join(p["sentence"] or "; ".join(p["unmet"]) for p in unmet),
                 "; ".join(p["short"] for p in unmet))
     if not tests:
         return "inconclusive", "nothing to test", "nothing to test"
