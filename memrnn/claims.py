@@ -813,7 +813,8 @@ def c6_speed_penalty_helps(runs: dict, scope: Scope, dramatic: float = DRAMATIC,
         for key in keys:
             d = {mode: {m: np.asarray(v, float) for m, v in values.items()} for mode, values in runs[key].items()
                  if mode in ("parent", "control", "slowpoints")}
-            retention = {mode: v["long"] / v["trained"] for mode, v in d.items()}
+            with np.errstate(divide="ignore", invalid="ignore"):  # a network at 0 trained-delay accuracy: no retention
+                retention = {mode: v["long"] / v["trained"] for mode, v in d.items()}
             vs_control = median_ci(retention["slowpoints"] - retention["control"])
             vs_parent = median_ci(retention["slowpoints"] - retention["parent"])
             cost = median_ci(d["slowpoints"]["trained"] - d["control"]["trained"])
