@@ -22,13 +22,13 @@ import time
 from pathlib import Path
 
 from . import __version__, store
+from .claims import RULES, VERDICTS
 from .display import CLAIM_CHAPTERS, write_summary
 from .engine import environment, shared_cluster
 from .progress import PROGRESS_ENV, TrainingBar
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
             "06_regularization", "07_beyond", "08_choices", "09_own_network", "scorecard")
-VERDICTS = ("reproduced", "partly reproduced", "not reproduced", "inconclusive")
 
 
 def source_notebook(path: Path):
@@ -264,8 +264,8 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
                    code_sha256: str | None = None, parameters: dict | None = None) -> dict:
     """Store a chapter's verdict for the scorecard (runs_dir/verdicts/<claim>.json).
 
-    ``claim`` is a :class:`memrnn.claims.Verdict` (its rule, details and scope are stored, preset and
-    networks taken from its scope), or a claim id with the verdict given by the other arguments.
+    ``claim`` is a :class:`memrnn.claims.Verdict` (its rule, details, scope and verdicts per dataset,
+    ``by_dataset``, are stored, preset and networks taken from its scope), or a claim id with the verdict given by the other arguments.
     ``code_sha256`` and ``parameters`` identify the code and parameters that produced the verdict, so
     that :func:`stale_reason` can tell a verdict left over from other code or parameters; under
     :func:`run` the chapter and its code hash (parameters cell included) are recorded by default."""
@@ -276,8 +276,9 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
     else:
         record = {"claim": claim, "verdict": verdict, "statistic": statistic, "preset": preset,
                   "networks": networks, "details": details or {}}
-    if record["verdict"] not in VERDICTS:
-        raise ValueError(f"verdict {record['verdict']!r} must be one of {VERDICTS}")
+    for verdict in [record["verdict"], *(d["verdict"] for d in record.get("by_dataset", {}).values())]:
+        if verdict not in VERDICTS:
+            raise ValueError(f"verdict {verdict!r} must be one of {VERDICTS}")
     record.update(device=device_name(), chapter=os.environ.get("MEMRNN_CHAPTER"),
                   code_sha256=code_sha256 or os.environ.get("MEMRNN_CHAPTER_SHA256"), parameters=parameters)
     store.write_json(Path(runs_dir) / "verdicts" / f"{record['claim']}.json", record)
@@ -350,8 +351,6 @@ def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list
             problems.append(f"chapter {name} not executed")
         elif json.loads(notebook.read_text())["metadata"].get("memrnn", {}).get("preset") != preset:
             problems.append(f"chapter {name} executed at another preset")
-    from .claims import RULES  # here: memrnn.claims imports this module
-
     for claim in RULES:
         if not (folder / "runs" / "verdicts" / f"{claim}.json").exists():
             problems.append(f"no verdict for {claim}")

@@ -68,8 +68,11 @@ def evidence(record: dict) -> dict:
     """What a verdict rests on, label -> text, from a verdict as recorded (``Verdict.to_dict()``)."""
     from .claims import Scope, premises_markdown, scope_markdown
 
+    from .claims import dataset_name
+
     return {"Statistic": record["statistic"], "Premises": premises_markdown(record["premises"]),
             "Smallest effect detectable at this n (80% power)": record["detectable"],
+            **{f"On {dataset_name(d)}": f"{b['verdict']}: {b['reason']}" for d, b in record.get("by_dataset", {}).items()},
             "Scope": scope_markdown(Scope(**record["scope"]))}
 
 
@@ -116,8 +119,8 @@ def write_summary(book_dir: Path, records: list[dict]) -> dict:
     import nbformat
 
     book_dir = Path(book_dir)
-    keep = ("claim", "verdict", "reason", "statistic", "scope", "premises", "detectable", "preset", "networks",
-            "device", "chapter", "code_sha256")
+    keep = ("claim", "verdict", "reason", "summary", "by_dataset", "statistic", "scope", "premises", "detectable",
+            "preset", "networks", "device", "chapter", "code_sha256")
     fresh, existing = {r["claim"]: {k: r.get(k) for k in keep} for r in records}, read_summary(book_dir)
     summary = {}
     for claim, chapter in CLAIM_CHAPTERS.items():
@@ -155,14 +158,42 @@ def write_headline(book_dir: Path) -> Path | None:
 
 
 def results_markdown(summary: dict) -> str:
-    """The landing page's table: each claim's question, its verdict as a badge and the reason."""
-    lines = ["| claim | the question | verdict |", "|---|---|---|"]
+    """The landing page's table: per claim its question, a badge per dataset (where the verdict was
+    decided per dataset; a verdict recorded before shows its overall badge only), the overall badge and a
+    one-line reason in words, with the scale the verdicts speak for stated beside it."""
+    from .claims import PAPER_PROTOCOLS, dataset_name
+
+    if not summary:
+        return "No chapter has recorded a verdict yet.\n"
+    datasets = list(dict.fromkeys(d for r in summary.values() for d in (r.get("by_dataset") or r["scope"].get("datasets", []))))
+    lines = ["| claim | the question | " + " | ".join(dataset_name(d) for d in datasets) + " | overall | why |",
+             "|---|---|" + "---|" * len(datasets) + "---|---|"]
     for claim, r in sorted(summary.items()):
-        lines.append(f"| [{claim}]({r['chapter']}.ipynb) | {r['question']} | {badge(r['verdict'])} |")
-    presets = sorted({r["preset"] for r in summary.values()})
+        by = r.get("by_dataset") or {}
+        cells = [badge(by[d]["verdict"]) if d in by else "—" for d in datasets]
+        why = r.get("summary") or "recorded before verdicts were decided per dataset: see the chapter"
+        lines.append(f"| [{claim}]({r['chapter']}.ipynb) | {r['question']} | " + " | ".join(cells)
+                     + f" | {badge(r['verdict'])} | {why.replace('|', '/')} |")
     return ("<!-- written by `memrnn book run` from the chapters' verdicts: do not edit -->\n\n"
-            + "\n".join(lines) + f"\n\nPreset{'s' if len(presets) > 1 else ''}: "
-            + ", ".join(f"`{p}`" for p in presets) + ".\n") if summary else "No chapter has recorded a verdict yet.\n"
+            + "\n".join(lines) + "\n\n" + _scale(summary, PAPER_PROTOCOLS) + "\n")
+
+
+def _scale(summary: dict, protocols) -> str:
+    """What the verdicts speak for: training steps, networks per condition, datasets, preset."""
+    from .claims import dataset_name
+
+    scopes = [r["scope"] for r in summary.values() if r.get("scope")]
+    steps = sorted({s["steps"] for s in scopes})
+    # a scope recorded before it counted networks per condition: its networks over its conditions
+    per = sorted({s.get("per_condition") or s["networks"] // max(1, len(s["datasets"]) * len(s["archs"]) * len(protocols))
+                  for s in scopes})
+    datasets = list(dict.fromkeys(d for s in scopes for d in s["datasets"]))
+    presets = sorted({r["preset"] for r in summary.values()})
+    return (f"**Scale:** {' or '.join(f'{s:,}' for s in steps)} training steps; "
+            f"{' or '.join(map(str, per))} networks per condition; datasets "
+            f"{', '.join(dataset_name(d) for d in datasets)}; preset{'s' * (len(presets) > 1)} "
+            + ", ".join(f"`{p}`" for p in presets) + ". A dataset decides when its verdict is not inconclusive; "
+            "the overall verdict follows from the datasets' by the rule each chapter states.")
 
 
 def read_summary(book_dir: Path = Path(".")) -> dict:

@@ -30,9 +30,23 @@ def scope(config: Config, rows: list[dict], search: str = "", lam: float | None 
     the reference search's iterations (when the runs use it), with a fine-tuning ``lam`` its steps."""
     networks = sum(len(r["trained_delay_accuracy"]) for r in rows)
     iterations = config.search_iterations if search and config.search == "reference" else 0
+    conditions = len({condition(r) for r in rows}) or 1
     return Scope(config.preset, tuple(sorted({r["dataset"] for r in rows})), tuple(sorted({r["arch"] for r in rows})),
                  config.hidden_size, config.steps, model_form_label(config), networks, search, iterations,
-                 config.finetune_steps if lam is not None else 0, lam or 0.0)
+                 config.finetune_steps if lam is not None else 0, lam or 0.0, networks // conditions)
+
+
+def plateau(steps: int, result: Path | None = None) -> dict:
+    """{(dataset, arch, protocol): whether the learning curve judged the condition at its plateau} at the
+    training length ``steps``, read from the learning curve's result file (default: the book's); empty
+    (every condition unknown, so the premise is unmet) when the curve has no rung of that length."""
+    from .curve import RESULT
+
+    path = Path(result or RESULT)
+    if not path.exists():
+        return {}
+    rungs = [r for r in store.read_json(path, dict).get("rungs", []) if r["steps"] == steps]
+    return {(c["dataset"], c["arch"], c["protocol"]): bool(c["passed"]) for r in rungs for c in r["conditions"]}
 
 
 def paper_rows(rows: list[dict]) -> list[dict]:
@@ -75,14 +89,15 @@ def long_accuracy(rows: list[dict], min_delay: int = LONG_DELAY) -> dict:
 
 def slow_points(run_dirs, section: str = "slowpoints") -> dict:
     """One search's results over runs, stacked over networks, as
-    :func:`memrnn.claims.c3_slow_point_per_memory` takes them: speed, speed_visited (median speed of
-    the states visited during the delay), decoded, in_region (not on the clip boundary), spread and
-    moved (distance from the start centroid), all (N, K); points, a list of N arrays (K, S) (state
+    :func:`memrnn.claims.c3_slow_point_per_memory` takes them: dataset (N,); speed, speed_visited (median
+    speed of the states visited during the delay), decoded, in_region (not on the clip boundary), spread
+    and moved (distance from the start centroid), all (N, K); points, a list of N arrays (K, S) (state
     sizes differ between architectures)."""
-    parts = {"speed": [], "speed_visited": [], "decoded": [], "in_region": [], "spread": [], "moved": []}
+    parts = {"speed": [], "speed_visited": [], "decoded": [], "in_region": [], "spread": [], "moved": [], "dataset": []}
     points = []
     for run_dir in map(Path, run_dirs):
-        found = store.read_json(run_dir / store.SUMMARY_FILE, dict).get(section)
+        summary = store.read_json(run_dir / store.SUMMARY_FILE, dict)
+        found = summary.get(section)
         if found is None or "speed_visited" not in found:
             raise ValueError(f"{run_dir} has no {section!r} analysis with visited-state speeds: run "
                              "memrnn.slowpoints.analyse_run on it (again)")
@@ -93,6 +108,7 @@ def slow_points(run_dirs, section: str = "slowpoints") -> dict:
         parts["in_region"].append(found["in_region"])
         parts["spread"].append(found["centroid_spread"])
         parts["moved"].append((tensors["points"] - tensors["centroids"]).norm(dim=-1).numpy())
+        parts["dataset"].append([summary["config"]["dataset"]] * len(found["speed"]))
         points.extend(tensors["points"].numpy())
     return {**{k: np.concatenate([np.asarray(v) for v in values]) for k, values in parts.items()}, "points": points}
 
@@ -113,28 +129,37 @@ def introduction_steps(events: list[dict], n_classes: int = 10) -> np.ndarray:
 
 def formation(run_dirs, rows: list[dict], traces: dict, min_delay: int = LONG_DELAY) -> dict:
     """Inputs of :func:`memrnn.claims.c5_formation_explains` from formation traces ({run: formation.json})
-    and grid rows, per (arch, protocol): readout-free appearance of each (network, class) point as a
-    fraction of training (NaN where it was never traced), long-delay accuracy per network; per arch,
-    the fraction of training at which vocu introduces each class."""
+    and grid rows, per (dataset, arch, protocol): readout-free appearance of each (network, class) point
+    as a fraction of training (NaN where it was never traced), whether the final point it was traced
+    from is inside the reachable region (the run's own slow-point analysis, where the trace starts), and
+    long-delay accuracy per network; per (dataset, arch), the fraction of training at which vocu
+    introduces each class."""
     long = long_accuracy(rows, min_delay)
-    appears, introduced, accuracy = {}, {}, {}
+    appears, introduced, accuracy, in_region = {}, {}, {}, {}
     for run_dir, row in zip(map(Path, run_dirs), once(rows)):
         trace = traces[row["run"]]
-        steps = store.read_json(run_dir / store.SUMMARY_FILE, dict)["train"]["steps"]
+        summary = store.read_json(run_dir / store.SUMMARY_FILE, dict)
+        steps = summary["train"]["steps"]
         first = np.array([[np.nan if s is None else s for s in member] for member in trace["appears_at_unread"]], float)
-        key = (row["arch"], row["protocol"])
-        appears[key], accuracy[key] = first / steps, long[condition(row)]
+        key = condition(row)
+        appears[key], accuracy[key] = first / steps, long[key]
+        in_region[key] = np.asarray(summary["slowpoints"]["in_region"], bool)
         if row["protocol"] == "vocu":
-            introduced[row["arch"]] = introduction_steps(trace["curriculum_events"], first.shape[1]) / steps
-    return {"appears": appears, "introduced": introduced, "long_accuracy": accuracy}
+            introduced[key[:2]] = introduction_steps(trace["curriculum_events"], first.shape[1]) / steps
+    return {"appears": appears, "introduced": introduced, "long_accuracy": accuracy, "in_region": in_region}
 
 
-def finetune_pairs(comparisons: dict) -> dict:
+def finetune_pairs(comparisons: dict, anchors_in_region: dict) -> dict:
     """Inputs of :func:`memrnn.claims.c6_speed_penalty_helps` from :func:`memrnn.regularize.compare`
-    tables: {(arch, parent protocol): [table, ...]} (one table per parent ensemble; seeds are
+    tables: {(dataset, arch, parent protocol): [table, ...]} (one table per parent ensemble; seeds are
     concatenated) -> per seed, paired, the long- and trained-delay accuracy of the parent, its control
-    and its slowpoints fine-tune; and, over the tables that have a centermass fine-tune, the long-delay
-    accuracy of slowpoints and centermass."""
+    and its slowpoints fine-tune; the share of the slowpoints anchors inside the reachable region
+    (``anchors_in_region``: {same key: in_region (N, K) of the parents' analysis the anchors came from});
+    and, over the tables that have a centermass fine-tune, the long-delay accuracy of slowpoints and
+    centermass."""
+    missing = sorted(set(comparisons) - set(anchors_in_region))
+    if missing:
+        raise ValueError(f"anchors_in_region lacks {['/'.join(k) for k in missing]}")
     out = {}
     for key, tables in comparisons.items():
         values = {mode: {"long": [], "trained": []} for mode in ("parent", "control", "slowpoints")}
@@ -150,5 +175,6 @@ def finetune_pairs(comparisons: dict) -> dict:
                 for mode in specificity:
                     specificity[mode].extend(by_mode[mode]["long"]["after_per_seed"])
         out[key] = {**{mode: {m: np.asarray(v, float) for m, v in d.items()} for mode, d in values.items()},
+                    "anchors_in_region": float(np.mean(anchors_in_region[key])),
                     "specificity": {m: np.asarray(v, float) for m, v in specificity.items()}}
     return out

@@ -12,9 +12,10 @@ Means of paired differences get t-intervals (:func:`mean_ci`, for tables). The v
 distribution-free intervals instead, because accuracies are bounded and skewed and a seed can fail:
 :func:`median_ci` (the median network, from order statistics) and :func:`shift_ci` (the
 Hodges-Lehmann shift between two groups of networks, inverting the exact Mann-Whitney test); both
-keep their coverage whatever the distribution (measured in the tests). :func:`random_effects`
-combines correlations measured in separate conditions; :func:`detectable` turns an interval into
-the smallest effect the same design detects with 80% power.
+keep their coverage whatever the distribution (measured in the tests). :func:`median_upper`
+is the one-sided bound a Bonferroni-corrected test of a median reads; :func:`within_unit_spearman`
+measures an association inside each network, apart from any between networks; :func:`detectable`
+turns an interval into the smallest effect the same design detects with 80% power.
 """
 from __future__ import annotations
 
@@ -116,20 +117,29 @@ def _shift_rank(m: int, n: int, level: float) -> int | None:
                 if stats.mannwhitneyu(a - mid, b, method="exact").pvalue > 1 - level)
 
 
-def random_effects(z, se, level: float = 0.95) -> dict:
-    """DerSimonian-Laird random-effects combination of estimates ``z`` with standard errors ``se``
-    (e.g. Fisher z of correlations in separate conditions): the mean effect, its interval and
-    two-sided p-value, and the between-condition variance tau^2."""
-    z, var = np.asarray(z, dtype=float), np.asarray(se, dtype=float) ** 2
-    w = 1 / var
-    fixed = (w * z).sum() / w.sum()
-    q = (w * (z - fixed) ** 2).sum()
-    tau2 = max(0.0, (q - (len(z) - 1)) / (w.sum() - (w ** 2).sum() / w.sum())) if len(z) > 1 else 0.0
-    w = 1 / (var + tau2)
-    mean, error = float((w * z).sum() / w.sum()), float(1 / np.sqrt(w.sum()))
-    half = stats.norm.ppf((1 + level) / 2) * error
-    return {"z": mean, "se": error, "ci95": [mean - half, mean + half], "tau2": float(tau2),
-            "p": float(2 * stats.norm.sf(abs(mean) / error))}
+def median_upper(values, alpha: float) -> float:
+    """One-sided upper confidence bound for the median at error ``alpha``: the smallest order statistic
+    x_(j) with P(at least j of n values below the median) <= ``alpha`` (exact for any continuous
+    distribution); +inf when n is too small for any (so a test at a Bonferroni-corrected level
+    cannot reject with few networks, rather than rejecting too often)."""
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    for j in range(1, n + 1):
+        if stats.binom.sf(j - 1, n, 0.5) <= alpha:
+            return float(x[j - 1])
+    return float("inf")
+
+
+def within_unit_spearman(x, y, units) -> dict:
+    """Spearman r of ``y`` with ``x`` inside each unit (a network: its classes), {unit: r}; a unit
+    whose x or y does not vary, or with fewer than 2 observations, has no r and is left out."""
+    x, y, units = np.asarray(x, float), np.asarray(y, float), np.asarray(units)
+    out = {}
+    for unit in dict.fromkeys(units.tolist()):
+        inside = units == unit
+        if inside.sum() >= 2 and np.ptp(x[inside]) > 0 and np.ptp(y[inside]) > 0:  # Spearman: Pearson of the ranks
+            out[unit] = float(np.corrcoef(stats.rankdata(x[inside]), stats.rankdata(y[inside]))[0, 1])
+    return out
 
 
 def detectable(low: float, high: float, power: float = 0.8, level: float = 0.95) -> float:

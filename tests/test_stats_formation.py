@@ -3,7 +3,9 @@ import pytest
 import torch
 
 from memrnn.formation import _summarise
-from memrnn.stats import correlate, correlation_table
+from scipy import stats
+
+from memrnn.stats import correlate, correlation_table, median_upper, within_unit_spearman
 
 
 def _rows(n_networks=6, slope=-0.1, noise=0.0, seed=0, protocol="decu"):
@@ -86,3 +88,27 @@ def test_readout_free_appearance_ignores_what_the_point_reports():
     result = _summarise(_trace(points, q, decoded, moved, steps), torch.tensor([[0, 1]]), slower=10.0,
                         jump_fraction=0.5, same=1e-2)
     assert result["appears_at_unread"] == [[10, 20]]
+
+
+def test_median_upper_bound_covers_and_refuses_what_n_cannot_give():
+    """One-sided: the median lies below the bound at least 1 - alpha of the time (skewed data), and with
+    too few values for the level there is no bound (+inf), never one that rejects too often."""
+    rng, sims, alpha = np.random.default_rng(4), 4000, 0.0125
+    median = float(np.exp(0))  # lognormal's median
+    below = sum(median_upper(rng.lognormal(size=10), alpha) < median for _ in range(sims))
+    assert stats.binomtest(below, sims, alpha, alternative="greater").pvalue > 0.01
+    assert median_upper([1, 2, 3, 4, 5], 0.005) == np.inf and median_upper([1, 2, 3, 4, 5], 0.05) == 5
+
+
+def test_within_network_correlation_ignores_the_association_between_networks():
+    """Inside each network accuracy rises with speed; between networks the faster is the worse."""
+    x, y, units = [], [], []
+    for net in range(4):
+        for c in range(5):
+            x.append(net * 10 + c)
+            y.append(-net * 10 + c)
+            units.append(net)
+    assert stats.spearmanr(x, y).statistic < -0.8
+    assert within_unit_spearman(x, y, units) == {0: pytest.approx(1.0), 1: pytest.approx(1.0), 2: pytest.approx(1.0),
+                                                 3: pytest.approx(1.0)}
+    assert within_unit_spearman([1, 1, 2], [3, 4, 5], [0, 0, 1]) == {}  # no variation in a network, one point in the other

@@ -169,7 +169,8 @@ print(f"blind corner out of reach without a curriculum: {not corner.inside}; "
 
 # %% tags=["nbval-check-output", "remove-cell"]
 paper = evidence.paper_rows(rows)
-verdict = claims.c1_equal_trained_accuracy(evidence.trained_accuracy(paper), evidence.scope(config, paper))
+verdict = claims.c1_equal_trained_accuracy(evidence.trained_accuracy(paper), evidence.plateau(config.steps),
+                                           evidence.scope(config, paper))
 record_verdict(runs, verdict)
 print(f"C1: {verdict.verdict}")
 

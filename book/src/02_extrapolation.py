@@ -93,7 +93,8 @@ fig = plots.class_extrapolation({f"{plots.full_label(row)}: accuracy per class":
 
 # %% tags=["nbval-check-output", "remove-cell"]
 paper = evidence.paper_rows(rows)
-verdict = claims.c2_protocols_differ(evidence.long_accuracy(paper), evidence.trained_accuracy(paper), evidence.scope(config, paper))
+verdict = claims.c2_protocols_differ(evidence.long_accuracy(paper), evidence.trained_accuracy(paper),
+                                     evidence.plateau(config.steps), evidence.scope(config, paper))
 record_verdict(runs, verdict)
 print(f"C2: {verdict.verdict}")
 

@@ -15,7 +15,7 @@
 # Fine-tuning follows the reference: a fresh Adam at the *initial* learning rate, the penalty summed
 # over the 10 anchors and 10 noise frames, λ = 10⁻³, for the reference's fraction of training (5,000 of
 # 140,000 steps: 214 steps at `cpu`), on networks trained with DeCu **and** with VoCu, 10 per
-# architecture and protocol (the main grid's networks, on mnist-5k).
+# architecture, protocol and dataset (the main grid's networks, on each dataset of the preset).
 #
 # **Runtime:** at `cpu`, the slow points of every parent, the short fine-tunes and their evaluation
 # (the parents come from the main grid): 23 minutes on two CPU cores for 4 parents × 4 modes; seconds
@@ -34,7 +34,7 @@ if importlib.util.find_spec("memrnn") is None:
 
 # %% tags=["parameters"]
 preset: str = "cpu"               # smoke | cpu | gpu | paper
-dataset: str = ""                 # empty: the preset's dataset (smoke: synthetic, cpu: mnist-5k, paper: mnist)
+datasets: str = ""                # comma-separated; empty: the preset's (smoke: synthetic, cpu: mnist-5k,fashion-mnist)
 archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 seeds: int = 0                    # networks per ensemble; 0: the preset's
 ensembles: int = 1                # ensembles per condition (seeds 0.., then the next block): 10 networks at cpu
@@ -57,16 +57,17 @@ from IPython.display import display
 from memrnn import plots, store
 from memrnn.book import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
-from memrnn.presets import make_config
+from memrnn.presets import book_datasets, make_config
 
-overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
+names = book_datasets(preset, datasets)
+overrides = dict(seeds=seeds or None, device=device)
 runs = prepare_runs(runs)
-config = make_config(preset, **overrides)
-display(training_note(preset, archs, parent_protocols, runs, **overrides))
+config = make_config(preset, dataset=names[0], **overrides)
+display(training_note(preset, archs, parent_protocols, runs, datasets=names, **overrides))
 blocks = [run_grid(preset, archs.split(","), parent_protocols.split(","), out=runs, first_seed=b * config.seeds,
-                   **overrides, scheduler=scheduler) for b in range(ensembles)]
+                   datasets=names, **overrides, scheduler=scheduler) for b in range(ensembles)]
 plots.book_figures()
-run_box(config, archs, parent_protocols, device)
+run_box(config, archs, parent_protocols, device, datasets=names)
 print(f"{ensembles} ensembles of {config.seeds} networks per condition: {ensembles * config.seeds} networks each")
 
 # %% tags=["hide-input"]
@@ -75,17 +76,19 @@ from memrnn.campaign import finetune_runs
 # the verdict pairs slowpoints with control over every ensemble; the other modes are shown on the first
 parents = [(b, row) for b, rows in enumerate(blocks) for row in rows]
 wanted = [modes.split(",") if b == 0 else ["control", "slowpoints"] for b, _ in parents]
+# the slowpoints anchors come from our search, which leaves no point on the clip boundary (states the network
+# can visit); the reference search's would put most of a GRU's there (see C3)
 tables = finetune_runs([f"{runs}/{row['run']}" for _, row in parents],
-                       [[{"mode": mode, "lam": lam or None} for mode in w] for w in wanted], blocks[0][0]["delays"],
-                       scheduler=scheduler)
+                       [[{"mode": mode, "lam": lam or None, **({"search": "lm"} if mode == "slowpoints" else {})}
+                         for mode in w] for w in wanted], blocks[0][0]["delays"], scheduler=scheduler)
 comparisons, panels = {}, {}
 for (b, row), table in zip(parents, tables):
-    comparisons.setdefault((row["arch"], row["protocol"]), []).append(table)
+    comparisons.setdefault(evidence.condition(row), []).append(table)
     if b == 0:
         curves = {"before fine-tuning": row["overall"]}
         for child in table:
             curves[child["mode"]] = store.read_json(f"{runs}/{child['run']}/summary.json")["extrapolation"]["overall"]
-        panels[plots.condition_label(row)] = curves
+        panels[plots.full_label(row)] = curves
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Report accuracy against delay before and after each fine-tuning mode (mean and 95% CI over the first ensemble's networks), one panel per condition; dotted: chance.", "name": "fig-c6-regularization"}}
 fig = plots.regularization(panels, blocks[0][0]["delays"])
@@ -95,7 +98,7 @@ from memrnn.book import markdown_table
 from memrnn.stats import mean_ci
 
 lines = []
-for (arch, protocol), tables in comparisons.items():
+for (dataset, arch, protocol), tables in comparisons.items():
     for mode in modes.split(","):
         with_mode = [{r["mode"]: r for r in table} for table in tables if any(r["mode"] == mode for r in table)]
         after = [v for t in with_mode for v in t[mode]["long"]["after_per_seed"]]
@@ -103,7 +106,7 @@ for (arch, protocol), tables in comparisons.items():
         trained = [v for t in with_mode for v in t[mode]["trained"]["after_per_seed"]]
         parent = [a - d for t in with_mode for a, d in zip(t[mode]["long"]["after_per_seed"], t[mode]["long"]["per_seed"])]
         change, low, high = mean_ci([a - c for a, c in zip(after, control)])
-        lines.append((plots.condition_label({"arch": arch, "protocol": protocol}), mode, len(after),
+        lines.append((plots.full_label({"dataset": dataset, "arch": arch, "protocol": protocol}), mode, len(after),
                       f"{sum(parent) / len(parent):.3f}", f"{sum(after) / len(after):.3f}", "—" if mode == "control" else f"{change:+.3f} [{low:+.3f}, {high:+.3f}]",
                       f"{sum(trained) / len(trained):.3f}"))
 markdown_table(("parents", "mode", "networks", "parent's long-delay accuracy", "long-delay accuracy", "vs control [95% CI]", "trained-delay accuracy"),
@@ -119,13 +122,13 @@ markdown_table(("parents", "mode", "networks", "parent's long-delay accuracy", "
 import numpy as np
 
 gains = {}
-for (arch, protocol), tables in comparisons.items():
+for (dataset, arch, protocol), tables in comparisons.items():
     pairs = [{r["mode"]: r for r in table} for table in tables]
     slow = [v for t in pairs for v in t["slowpoints"]["long"]["after_per_seed"]]
     control = [v for t in pairs for v in t["control"]["long"]["after_per_seed"]]
     parent = [a - d for t in pairs for a, d in zip(t["slowpoints"]["long"]["after_per_seed"],
                                                    t["slowpoints"]["long"]["per_seed"])]
-    gains[plots.condition_label({"arch": arch, "protocol": protocol})] = {
+    gains[plots.full_label({"dataset": dataset, "arch": arch, "protocol": protocol})] = {
         "over control": np.subtract(slow, control), "over the parent": np.subtract(slow, parent)}
 fig = plots.paired_gains(gains, dramatic=claims.DRAMATIC)
 
@@ -138,9 +141,16 @@ fig = plots.paired_gains(gains, dramatic=claims.DRAMATIC)
 from memrnn.regularize import default_lam
 
 networks = sum(len(r["trained_delay_accuracy"]) for rows in blocks for r in rows)
-scope = evidence.scope(config, [r for rows in blocks for r in rows], "reference Adam (slowpoints anchors)",
+from memrnn.slowpoints import analysis_name
+
+scope = evidence.scope(config, [r for rows in blocks for r in rows], "Levenberg-Marquardt (slowpoints anchors)",
                        lam=lam or default_lam(config.dataset))
-verdict = claims.c6_speed_penalty_helps(evidence.finetune_pairs(comparisons), scope)
+anchors = {}
+for _, row in parents:
+    parent = f"{runs}/{row['run']}"
+    section = analysis_name(store.read_config(parent), "lm", config.centroids, config.speed_metric)
+    anchors.setdefault(evidence.condition(row), []).extend(evidence.slow_points([parent], section)["in_region"])
+verdict = claims.c6_speed_penalty_helps(evidence.finetune_pairs(comparisons, anchors), scope)
 record_verdict(runs, verdict)
 print(f"C6: {verdict.verdict}")
 
@@ -152,7 +162,7 @@ verdict_box(verdict)
 
 # %% tags=["hide-input"]
 effects = "; ".join(
-    f"{key.replace('/', ' ').upper()} parents: {d['vs_control'][0]:+.3f} [{d['vs_control'][1]:+.3f}, "
+    f"{claims.condition_name(key.split('/'))} parents: {d['vs_control'][0]:+.3f} [{d['vs_control'][1]:+.3f}, "
     f"{d['vs_control'][2]:+.3f}] over control, {d['vs_parent'][0]:+.3f} [{d['vs_parent'][1]:+.3f}, "
     f"{d['vs_parent'][2]:+.3f}] over the parent, {d['seeds']} networks"
     + (f"; over centermass {d['vs_centermass'][0]:+.3f} [{d['vs_centermass'][1]:+.3f}, {d['vs_centermass'][2]:+.3f}]"

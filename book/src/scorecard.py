@@ -26,6 +26,7 @@ verdicts: str = "verdicts.json"    # the verdicts: a file or its address
 # %% tags=["hide-input"]
 from IPython.display import HTML, Markdown, display
 
+from memrnn.claims import dataset_name
 from memrnn.display import CLAIM_CHAPTERS, box_html, evidence, load_summary
 from memrnn.presets import book_datasets, make_config
 
@@ -51,8 +52,11 @@ for claim, chapter in CLAIM_CHAPTERS.items():
     if r is None:
         cards.append(box_html(f"{claim}: not run", "inconclusive", f"The committed {chapter} recorded no verdict."))
         continue
-    cards.append(box_html(f"{claim} · {r['question']} — {r['verdict']}", r["verdict"],
-                          f"The paper: {r['statement']} Why this verdict: {r['reason']}.",
+    # per dataset where the verdict was decided per dataset; a verdict recorded before: its overall reason
+    by = r.get("by_dataset") or {}
+    per = " ".join(f"On {dataset_name(d)}: **{b['verdict']}**." for d, b in by.items())
+    why = f"{per} Why: {r['summary']}." if by else f"Why this verdict: {r['reason']}."
+    cards.append(box_html(f"{claim} · {r['question']} — {r['verdict']}", r["verdict"], f"The paper: {r['statement']} {why}",
                           {**evidence(r), "Device": r.get("device") or "not recorded"}, link=f"{chapter}.html"))
 HTML("".join(cards))
 
