@@ -145,13 +145,6 @@ def choose(rungs: list[dict], ladder=LADDER, affordable: int = AFFORDABLE) -> tu
                         "the longest affordable; the verdicts read each condition's plateau as a premise")
 
 
-def plateaus(summary: dict) -> dict[tuple[str, str, str], bool]:
-    """Whether each (dataset, arch, protocol) had reached its plateau at the chosen length: the premise
-    the verdicts read."""
-    rung = next(r for r in summary["rungs"] if r["steps"] == summary["chosen_steps"])
-    return {(c["dataset"], c["arch"], c["protocol"]): bool(c["plateau"]) for c in rung["conditions"]}
-
-
 def _judge(lower: dict, upper: dict) -> None:
     """Record on ``lower`` (a rung) each condition's gain to ``upper`` and whether the rung passed."""
     nexts = {(c["dataset"], c["arch"], c["protocol"]): c for c in upper["conditions"]}
@@ -259,9 +252,3 @@ def write_page(summary: dict, book_dir: Path = BOOK) -> None:
     fig.savefig(Path(book_dir) / FIGURE, format="svg", metadata={"Date": None})
     plt.close(fig)
 
-
-def committed_plateaus(result: Path = RESULT) -> dict[tuple[str, str, str], bool]:
-    """The plateau premise as the committed result records it; empty (every plateau unknown) while that
-    result was judged by the first rule, whose window could not see one."""
-    summary = store.read_json(Path(result))
-    return plateaus(summary) if summary.get("rule") == RULE else {}

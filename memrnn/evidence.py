@@ -38,15 +38,19 @@ def scope(config: Config, rows: list[dict], search: str = "", lam: float | None 
 
 def plateau(steps: int, result: Path | None = None) -> dict:
     """{(dataset, arch, protocol): whether the learning curve judged the condition at its plateau} at the
-    training length ``steps``, read from the learning curve's result file (default: the book's); empty
-    (every condition unknown, so the premise is unmet) when the curve has no rung of that length."""
-    from .curve import RESULT
+    training length ``steps``, read from the learning curve's result file (default: the book's). Empty
+    (every condition unknown, so the premise is unmet) when the curve has not judged that length against
+    the next one, or was judged by the first rule, whose window could not see a plateau."""
+    from .curve import RESULT, RULE
 
     path = Path(result or RESULT)
     if not path.exists():
         return {}
-    rungs = [r for r in store.read_json(path, dict).get("rungs", []) if r["steps"] == steps]
-    return {(c["dataset"], c["arch"], c["protocol"]): bool(c["passed"]) for r in rungs for c in r["conditions"]}
+    summary = store.read_json(path, dict)
+    if summary.get("rule") != RULE:
+        return {}
+    rungs = [r for r in summary["rungs"] if r["steps"] == steps and r["passed"] is not None]
+    return {(c["dataset"], c["arch"], c["protocol"]): bool(c["plateau"]) for r in rungs for c in r["conditions"]}
 
 
 def paper_rows(rows: list[dict]) -> list[dict]:

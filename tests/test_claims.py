@@ -541,12 +541,19 @@ def test_claims_evidence_formation_keeps_every_dataset(tmp_path):
 
 
 def test_claims_evidence_plateau_reads_the_learning_curve(tmp_path):
+    from memrnn import curve
+
     path = tmp_path / "curve.json"
-    store.write_json(path, {"rungs": [{"steps": 3000, "conditions": [
-        {"dataset": "mnist-5k", "arch": "gru", "protocol": "decu", "passed": True},
-        {"dataset": "mnist-5k", "arch": "gru", "protocol": "vocu", "passed": False}]}]})
+    rungs = [{"steps": 3000, "passed": False, "conditions": [
+        {"dataset": "mnist-5k", "arch": "gru", "protocol": "decu", "plateau": True},
+        {"dataset": "mnist-5k", "arch": "gru", "protocol": "vocu", "plateau": False}]},
+        {"steps": 6000, "passed": None, "conditions": [
+            {"dataset": "mnist-5k", "arch": "gru", "protocol": "decu", "plateau": None}]}]
+    store.write_json(path, {"rule": curve.RULE, "rungs": rungs})
     assert evidence.plateau(3000, path) == {("mnist-5k", "gru", "decu"): True, ("mnist-5k", "gru", "vocu"): False}
     assert evidence.plateau(6000, path) == {} and evidence.plateau(3000, tmp_path / "none.json") == {}
+    store.write_json(path, {"rule": curve.FIRST_RULE, "rungs": rungs})
+    assert evidence.plateau(3000, path) == {}
 
 
 # coverage

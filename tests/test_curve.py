@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from memrnn import curve
+from memrnn import curve, evidence
 from memrnn.presets import make_config
 
 
@@ -106,7 +106,8 @@ def test_the_ladder_stops_once_a_length_passes_against_the_next(tiny, tmp_path, 
     assert summary["chosen_steps"] == 80
     assert [(r["steps"], r["passed"]) for r in summary["rungs"]] == [(80, True), (160, None)]
     assert [c["protocol"] for c in summary["rungs"][0]["conditions"]] == ["vocu", "decu"]
-    assert curve.plateaus(summary) == {("synthetic", "gru", "vocu"): True, ("synthetic", "gru", "decu"): True}
+    assert evidence.plateau(80, tmp_path / "curve.json") == {("synthetic", "gru", "vocu"): True,
+                                                            ("synthetic", "gru", "decu"): True}
     assert json.loads((tmp_path / "curve.json").read_text()) == json.loads(json.dumps(summary))
     assert len(list((tmp_path / "runs").glob("synthetic-gru-*"))) == 4
 
@@ -116,7 +117,7 @@ def test_without_a_plateau_the_longest_affordable_length_is_judged_against_the_n
     summary = tiny()
     assert summary["chosen_steps"] == 160
     assert [(r["steps"], r["passed"]) for r in summary["rungs"]] == [(80, False), (160, False), (240, None)]
-    assert set(curve.plateaus(summary).values()) == {False}
+    assert set(evidence.plateau(160, tmp_path / "curve.json").values()) == {False}
     first = summary["rungs"][0]["conditions"][0]
     assert first["steps"] == [20, 40, 60, 80] and np.asarray(first["accuracy"]).shape == (4, 2, 10)
     second = summary["rungs"][1]["conditions"][0]
@@ -173,12 +174,3 @@ def test_the_deviations_page_states_the_corrected_rule_before_it_runs():
     text = " ".join((curve.BOOK / "deviations.md").read_text().split())
     assert curve.RULE in text
 
-
-def test_a_result_of_the_first_rule_leaves_every_plateau_unknown(tmp_path):
-    summary = json.loads(curve.RESULT.read_text())
-    (tmp_path / "first.json").write_text(json.dumps({**summary, "rule": curve.FIRST_RULE}))
-    assert curve.committed_plateaus(tmp_path / "first.json") == {}
-    rungs = [{"steps": 6000, "passed": False, "conditions": [{"dataset": "mnist-5k", "arch": "gru", "protocol": "decu",
-                                                               "plateau": False}]}]
-    (tmp_path / "new.json").write_text(json.dumps({"rule": curve.RULE, "rungs": rungs, "chosen_steps": 6000}))
-    assert curve.committed_plateaus(tmp_path / "new.json") == {("mnist-5k", "gru", "decu"): False}
