@@ -5,7 +5,8 @@ dataset, each condition trained (with its real curriculum) and then evaluated at
 tasks on the local Dask cluster with the book's one-thread workers. Only the number of training
 steps is cut (``--steps``), so a slice takes minutes, not the grid's hour. The two sides run
 alternately from empty run folders, ``--repeats`` times each, and are compared by their median
-wall times; the ratio is what the fast path (``fast=True``) would buy a book's training and evaluation.
+wall times; the ratio is what the fast path (``fast=True``) would buy a book's training and evaluation,
+printed beside the CPU capability and how the bf16 matmuls ran (``memrnn.bf16``).
 
     python benchmarks/grid_time.py                     # cpu preset, mnist-5k, 600 steps, 2 repeats
     python benchmarks/grid_time.py --steps 300 --repeats 1
@@ -18,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from memrnn import bf16
 from memrnn.campaign import run_grid
 from memrnn.engine import local_cluster
 
@@ -49,7 +51,7 @@ def main() -> None:
                                                   args.steps, fast))
                 print(f"  {'fast' if fast else 'eager fp32':>10}: {seconds[fast][-1]:7.1f} s", flush=True)
     eager, fast = statistics.median(seconds[False]), statistics.median(seconds[True])
-    print(f"median: eager fp32 {eager:.1f} s, fast {fast:.1f} s, ratio {eager / fast:.2f}x")
+    print(f"median: eager fp32 {eager:.1f} s, fast {fast:.1f} s, ratio {eager / fast:.2f}x   {bf16.describe()}")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from functools import lru_cache
 import torch
 from torch.nn import functional as F
 
-from . import native
+from . import bf16, native
 from .models import EnsembleRNN
 
 BF16 = torch.bfloat16
@@ -56,15 +56,15 @@ class _Projection(torch.autograd.Function):
         weight_low[:, D + 1:] = bias
         ctx.save_for_backward(inputs, weight_low)
         ctx.dtype = weight.dtype
-        return torch.bmm(inputs, weight_low)
+        return bf16.bmm(inputs, weight_low)
 
     @staticmethod
     def backward(ctx, grad):
         inputs, weight_low = ctx.saved_tensors
         needs = ctx.needs_input_grad
         grad_low, dtype = grad.to(BF16), ctx.dtype
-        grad_features = torch.bmm(grad_low, weight_low[:, :-2].transpose(1, 2)).to(dtype) if needs[0] else None
-        rows = torch.bmm(inputs.transpose(1, 2), grad_low) if needs[2] or needs[3] else None
+        grad_features = bf16.bmm(grad_low, weight_low[:, :-2].transpose(1, 2)).to(dtype) if needs[0] else None
+        rows = bf16.bmm(inputs.transpose(1, 2), grad_low) if needs[2] or needs[3] else None
         # each gradient cast from its bf16 rows straight into a contiguous tensor, which autograd keeps as it is
         return (grad_features, None, rows[:, :-1].to(dtype) if needs[2] else None,
                 rows[:, -1:].to(dtype) if needs[3] else None, None)
@@ -234,9 +234,9 @@ class _FusedRecurrence(torch.autograd.Function):
         flat = grad_low.view(E, T * B, G)
         if kind == "gru":
             reset = rh.view(E, T * B, H).to(BF16).transpose(1, 2)
-            grad_weight = torch.cat([torch.bmm(before, flat[..., : 2 * H]), torch.bmm(reset, flat[..., 2 * H:])], -1)
+            grad_weight = torch.cat([bf16.bmm(before, flat[..., : 2 * H]), bf16.bmm(reset, flat[..., 2 * H:])], -1)
         else:
-            grad_weight = torch.bmm(before, flat)
+            grad_weight = bf16.bmm(before, flat)
         return grad_low, grad_weight.to(weight_hh.dtype), None
 
 
