@@ -58,7 +58,7 @@ def test_control_equals_plain_continued_training(tmp_path):
     parent = train(make_config("smoke", steps=40, checkpoint_every=20), tmp_path / "p", progress=False)
     control = finetune(parent, "control", steps=20, form="continue", progress=False)
     assert control.parent == parent.parent and control.name.startswith(parent.name + "--control-")
-    # the same run trained 60 steps in one go, with the lr dropped from the same step (35)
+    # the same run trained 60 steps in one go, with the lr dropped from the same step (34, counted from 0)
     longer = train(make_config("smoke", steps=60, checkpoint_every=20, lr_drop_at=35 / 60), tmp_path / "c",
                    progress=False)
     a = store.load_checkpoint(control, 60)
