@@ -5,8 +5,9 @@ dataset, each condition trained (with its real curriculum) and then evaluated at
 tasks on the local Dask cluster with the book's one-thread workers. Only the number of training
 steps is cut (``--steps``), so a slice takes minutes, not the grid's hour. The two sides run
 alternately from empty run folders, ``--repeats`` times each, and are compared by their median
-wall times; the ratio is what the fast path (``fast=True``) would buy a book's training and evaluation,
-printed beside the CPU capability and how the bf16 matmuls ran (``memrnn.bf16``).
+wall times; the ratio is what the fast path (``fast=True``, with its Philox noise) would buy a book's
+training and evaluation, printed beside the CPU capability and how the bf16 matmuls ran
+(``memrnn.bf16``).
 
     python benchmarks/grid_time.py                     # cpu preset, mnist-5k, 600 steps, 2 repeats
     python benchmarks/grid_time.py --steps 300 --repeats 1
@@ -28,7 +29,8 @@ ARCHS, PROTOCOLS = ["gru", "lstm"], ["decu", "vocu", "none"]
 
 def grid_seconds(scheduler: str, out: Path, preset: str, dataset: str, steps: int, fast: bool) -> float:
     start = time.perf_counter()
-    run_grid(preset, ARCHS, PROTOCOLS, out=out, scheduler=scheduler, dataset=dataset, steps=steps, fast=fast)
+    run_grid(preset, ARCHS, PROTOCOLS, out=out, scheduler=scheduler, dataset=dataset, steps=steps, fast=fast,
+             noise="philox" if fast else None)
     return time.perf_counter() - start
 
 

@@ -5,10 +5,11 @@ matmul: in per-step slices and copies of ``weight_hh``, in autograd's per-step g
 the stacking of per-step results and in a dozen small elementwise operations per step. Here the
 projection is one autograd node (frames with the trigger and a constant 1 appended, a matrix the
 fast path's sampler draws directly; one bf16 matmul forward and one for the weight gradient, fp32
-accumulation on oneDNN's AVX512-BF16 / AMX kernels, fp32 master weights) and the unroll is another,
-whose whole forward and whole backward through time are each one call of ``cells.c`` (compiled at
-first use, ``memrnn.native``): there each step's small recurrent matmuls are register-tiled and
-followed at once by the step's elementwise work, members shared out over torch's OpenMP threads.
+accumulation, on oneDNN's AVX512-BF16 / AMX kernels or as float32 matmuls where the CPU has neither
+(``memrnn.bf16``), fp32 master weights) and the unroll is another, whose whole forward and whole
+backward through time are each one call of ``cells.c`` (compiled at first use, ``memrnn.native``):
+there each step's small recurrent matmuls are register-tiled and followed at once by the step's
+elementwise work, members shared out over torch's OpenMP threads.
 States and activated gates live in preallocated buffers, weights are split, padded and transposed
 once per unroll, and the recurrent weight gradient is one matmul over all steps.
 

@@ -74,8 +74,8 @@ class Config:
     log_every: int = 10
     eval_trials: int = 200         # held-out trials per accuracy estimate
     fast: bool = False             # bf16 input projections, fused Adam; CPU: fused recurrence with C kernels
-                                   # (memrnn.fused), Philox noise, trials cut at T_max; GPU: compiled, one
-                                   # data stream for all members
+                                   # (memrnn.fused), trials cut at T_max, bf16 matmuls as float32 where the
+                                   # CPU has no bf16 (memrnn.bf16); GPU: compiled, one data stream for all members
     noise: str = "torch"           # training batches' pixel noise: torch's generator | "philox": memrnn.noise's
                                    # Philox streams; either is the same on both paths, so float32 and fast
                                    # twins of one config see the same noise (the fast path's rounded to bf16)
