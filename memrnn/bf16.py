@@ -2,7 +2,7 @@
 the result rounded to bf16.
 
 Why: the fast path's projections are bf16 matmuls, which oneDNN runs 1.9-2.5 times as fast as float32
-where the CPU multiplies bf16 (AVX512-BF16, AMX) and about 50 times slower where it does not (AVX2
+where the CPU multiplies bf16 (AVX512-BF16, AMX) and 20-57 times slower where it does not (AVX2
 only: no bf16 kernel). The product of two bf16 numbers is exact in float32, so elsewhere the same
 matmul is a float32 matmul of the bf16 operands: the results agree to summation order, and the fast
 path is never slower than float32 for want of bf16 hardware. Which execution runs is decided once per
