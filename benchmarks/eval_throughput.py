@@ -6,7 +6,7 @@ from one bf16 matmul per 16 frames (``evaluate.FastNoise``: at the cpu shape G n
 times a factor of its projected noise's covariance, at the paper's shared pixel noise from its own
 Philox stream) and steps the recurrence without autograd, one C kernel per step (``memrnn.fused``).
 Prints probe frames per second (members x trials x frames / s) and the ratio, measured in this one
-run, for GRU and LSTM.
+run, for GRU and LSTM, beside the CPU capability and how the bf16 matmuls ran (``memrnn.bf16``).
 
     python benchmarks/eval_throughput.py                        # cpu shape, 256 trials to delay 300
     python benchmarks/eval_throughput.py --preset gpu --delay 100
@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from memrnn import bf16
 from memrnn.evaluate import accuracy_by_delay
 from memrnn.presets import make_config
 from memrnn.train import Trainer
@@ -50,7 +51,7 @@ def main():
     for arch in ("gru", "lstm"):
         trainer = Trainer.build(make_config(args.preset, dataset="mnist-5k", arch=arch, device="cpu"))
         eager, fast = probe_rates(trainer.model, trainer.bank, args.delay, args.trials, args.repeats)
-        print(f"{arch:>5} {eager:>12.0f} {fast:>12.0f} {fast / eager:>6.2f}x", flush=True)
+        print(f"{arch:>5} {eager:>12.0f} {fast:>12.0f} {fast / eager:>6.2f}x   {bf16.describe()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ dataset, each condition trained (with its real curriculum) and then evaluated at
 tasks on the local Dask cluster with the book's one-thread workers. Only the number of training
 steps is cut (``--steps``), so a slice takes minutes, not the grid's hour. The two sides run
 alternately from empty run folders, ``--repeats`` times each, and are compared by their median
-wall times; the ratio is what the fast path (``fast=True``) would buy a book's training and evaluation.
+wall times; the ratio is what the fast path (``fast=True``, with its Philox noise) would buy a book's
+training and evaluation, printed beside the CPU capability and how the bf16 matmuls ran
+(``memrnn.bf16``).
 
     python benchmarks/grid_time.py                     # cpu preset, mnist-5k, 600 steps, 2 repeats
     python benchmarks/grid_time.py --steps 300 --repeats 1
@@ -18,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from memrnn import bf16
 from memrnn.campaign import run_grid
 from memrnn.engine import local_cluster
 
@@ -26,7 +29,8 @@ ARCHS, PROTOCOLS = ["gru", "lstm"], ["decu", "vocu", "none"]
 
 def grid_seconds(scheduler: str, out: Path, preset: str, dataset: str, steps: int, fast: bool) -> float:
     start = time.perf_counter()
-    run_grid(preset, ARCHS, PROTOCOLS, out=out, scheduler=scheduler, dataset=dataset, steps=steps, fast=fast)
+    run_grid(preset, ARCHS, PROTOCOLS, out=out, scheduler=scheduler, dataset=dataset, steps=steps, fast=fast,
+             noise="philox" if fast else None)
     return time.perf_counter() - start
 
 
@@ -49,7 +53,7 @@ def main() -> None:
                                                   args.steps, fast))
                 print(f"  {'fast' if fast else 'eager fp32':>10}: {seconds[fast][-1]:7.1f} s", flush=True)
     eager, fast = statistics.median(seconds[False]), statistics.median(seconds[True])
-    print(f"median: eager fp32 {eager:.1f} s, fast {fast:.1f} s, ratio {eager / fast:.2f}x")
+    print(f"median: eager fp32 {eager:.1f} s, fast {fast:.1f} s, ratio {eager / fast:.2f}x   {bf16.describe()}")
 
 
 if __name__ == "__main__":

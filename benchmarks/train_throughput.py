@@ -12,11 +12,12 @@ time-boxed run still prints the rows it finished.
 
 ``--trainer PRESET`` times memrnn's own training step instead (``Trainer.step``: drawing the batch,
 unroll, loss, backward, Adam) at that preset's shape on mnist-5k, in eager float32 and on the fast path
-(``fast=True``; on a CPU: Philox noise drawn in bf16 into the projection's matrix, bf16 input
-projection, the whole unroll forward and back each one C call, members on torch's OpenMP threads), with
-the ratio of the two, for GRU and LSTM, full-length trials (T_max = 20). The two are timed alternately,
-step by step, and compared by their median step times, so a machine whose load changes during the run
-slows both alike:
+(``fast=True, noise=philox``; on a CPU: Philox noise drawn in bf16 into the projection's matrix, bf16
+input projection, the whole unroll forward and back each one C call, members on torch's OpenMP
+threads), with the ratio of the two, for GRU and LSTM, full-length trials (T_max = 20), each ratio
+beside the CPU capability and how the bf16 matmuls ran (``memrnn.bf16``: natively, or as float32
+matmuls where the CPU has no bf16 multiply). The two are timed alternately, step by step, and
+compared by their median step times, so a machine whose load changes during the run slows both alike:
 
     python benchmarks/train_throughput.py --trainer cpu          # E=10, H=100, batch 32
     python benchmarks/train_throughput.py --trainer gpu --steps 4  # the paper's shape: E=10, H=200, batch 128
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from memrnn import bf16
 from memrnn.models import EnsembleRNN
 from memrnn.presets import make_config
 from memrnn.runs import task_spec
@@ -97,12 +99,13 @@ def trainer_table(preset, steps, device):
     for arch in ("gru", "lstm"):
         steppers = []
         for fast in (False, True):
-            config = make_config(preset, dataset="mnist-5k", arch=arch, fast=fast, device=device.type)
+            config = make_config(preset, dataset="mnist-5k", arch=arch, fast=fast, device=device.type,
+                                 noise="philox" if fast else None)
             trainer = Trainer.build(config)
             sampler = TrialSampler(trainer.bank, task_spec(config))
             steppers.append(lambda t=trainer, s=sampler, c=config: t.step(s, c.n_frames, 10, c.lr))
         eager, fast = (config.seeds / seconds for seconds in _alternating(steppers, steps, device))
-        print(f"{arch:>5} {eager:>12.1f} {fast:>12.1f} {fast / eager:>6.2f}x", flush=True)
+        print(f"{arch:>5} {eager:>12.1f} {fast:>12.1f} {fast / eager:>6.2f}x   {bf16.describe()}", flush=True)
 
 
 def _alternating(functions, repeats, device) -> list[float]:

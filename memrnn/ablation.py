@@ -2,7 +2,7 @@
 
 A *switch* is one configuration field set to its non-reference value (see
 :data:`memrnn.presets.MODEL_FORM`, or the CIFAR-10 CNN's ``cnn``). Switches of the trained model (cell,
-readout, init, cnn, loss, class sampling) train new networks with the same seeds, so every network is
+readout, init, cnn, loss, class sampling, Adam) train new networks with the same seeds, so every network is
 paired with its reference twin (same initialisation stream and data stream); switches of the analysis (search,
 centroids, speed metric) and of fine-tuning reuse the reference networks. For each switch we
 measure, against the reference, the change in trained-delay and long-delay accuracy (paired
@@ -29,7 +29,7 @@ from .presets import CNN_FORM, MODEL_FORM
 from .slowpoints import analysis_name
 from .stats import mean_ci, spearman_difference_ci, speed_memory_rows
 
-TRAINING_FIELDS = ("cell", "readout", "init", "cnn", "loss", "class_sampling", "fast")
+TRAINING_FIELDS = ("cell", "readout", "init", "cnn", "loss", "class_sampling", "adam", "fast")
 EQUIVALENCE_MARGIN = 0.03  # accuracy: a change smaller than this is too small to move any verdict
 ANALYSIS_FIELDS = ("search", "centroids", "speed_metric")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import noise, store
+from . import bf16, noise, store
 from .data import ImageBank
 from .fused import BF16, inference_step
 from .models import EnsembleRNN
@@ -173,7 +173,7 @@ class FastNoise:
             K = min(frames_at_once, n_frames - start)
             out = chunk[: K * B * E * G]
             if self.mode == "pixels":
-                yield from torch.matmul(_bf16_noise(K * B, self.bank, generator), self.weight,
+                yield from bf16.matmul(_bf16_noise(K * B, self.bank, generator), self.weight,
                                         out=out.view(K * B, E * G)).view(K, B, E, G)
                 continue
             if self.mode == "projected":
@@ -182,7 +182,7 @@ class FastNoise:
                 pixels = _bf16_noise(K * B, self.bank, generator).to(self.model.weight_ih.dtype)
                 inputs = self.model.frontend(pixels.expand(E, -1, -1)).to(BF16)
             # member-major (E, K x B, G): frame k of member e is its rows k B .. (k + 1) B
-            projected = torch.bmm(inputs, self.weight, out=out.view(E, K * B, G))
+            projected = bf16.bmm(inputs, self.weight, out=out.view(E, K * B, G))
             yield from projected.view(E, K, B, G).transpose(0, 2).unbind(1)
 
 

@@ -5,10 +5,11 @@ matmul: in per-step slices and copies of ``weight_hh``, in autograd's per-step g
 the stacking of per-step results and in a dozen small elementwise operations per step. Here the
 projection is one autograd node (frames with the trigger and a constant 1 appended, a matrix the
 fast path's sampler draws directly; one bf16 matmul forward and one for the weight gradient, fp32
-accumulation on oneDNN's AVX512-BF16 / AMX kernels, fp32 master weights) and the unroll is another,
-whose whole forward and whole backward through time are each one call of ``cells.c`` (compiled at
-first use, ``memrnn.native``): there each step's small recurrent matmuls are register-tiled and
-followed at once by the step's elementwise work, members shared out over torch's OpenMP threads.
+accumulation, on oneDNN's AVX512-BF16 / AMX kernels or as float32 matmuls where the CPU has neither
+(``memrnn.bf16``), fp32 master weights) and the unroll is another, whose whole forward and whole
+backward through time are each one call of ``cells.c`` (compiled at first use, ``memrnn.native``):
+there each step's small recurrent matmuls are register-tiled and followed at once by the step's
+elementwise work, members shared out over torch's OpenMP threads.
 States and activated gates live in preallocated buffers, weights are split, padded and transposed
 once per unroll, and the recurrent weight gradient is one matmul over all steps.
 
@@ -24,7 +25,7 @@ from functools import lru_cache
 import torch
 from torch.nn import functional as F
 
-from . import native
+from . import bf16, native
 from .models import EnsembleRNN
 
 BF16 = torch.bfloat16
@@ -56,15 +57,15 @@ class _Projection(torch.autograd.Function):
         weight_low[:, D + 1:] = bias
         ctx.save_for_backward(inputs, weight_low)
         ctx.dtype = weight.dtype
-        return torch.bmm(inputs, weight_low)
+        return bf16.bmm(inputs, weight_low)
 
     @staticmethod
     def backward(ctx, grad):
         inputs, weight_low = ctx.saved_tensors
         needs = ctx.needs_input_grad
         grad_low, dtype = grad.to(BF16), ctx.dtype
-        grad_features = torch.bmm(grad_low, weight_low[:, :-2].transpose(1, 2)).to(dtype) if needs[0] else None
-        rows = torch.bmm(inputs.transpose(1, 2), grad_low) if needs[2] or needs[3] else None
+        grad_features = bf16.bmm(grad_low, weight_low[:, :-2].transpose(1, 2)).to(dtype) if needs[0] else None
+        rows = bf16.bmm(inputs.transpose(1, 2), grad_low) if needs[2] or needs[3] else None
         # each gradient cast from its bf16 rows straight into a contiguous tensor, which autograd keeps as it is
         return (grad_features, None, rows[:, :-1].to(dtype) if needs[2] else None,
                 rows[:, -1:].to(dtype) if needs[3] else None, None)
@@ -234,9 +235,9 @@ class _FusedRecurrence(torch.autograd.Function):
         flat = grad_low.view(E, T * B, G)
         if kind == "gru":
             reset = rh.view(E, T * B, H).to(BF16).transpose(1, 2)
-            grad_weight = torch.cat([torch.bmm(before, flat[..., : 2 * H]), torch.bmm(reset, flat[..., 2 * H:])], -1)
+            grad_weight = torch.cat([bf16.bmm(before, flat[..., : 2 * H]), bf16.bmm(reset, flat[..., 2 * H:])], -1)
         else:
-            grad_weight = torch.bmm(before, flat)
+            grad_weight = bf16.bmm(before, flat)
         return grad_low, grad_weight.to(weight_hh.dtype), None
 
 

@@ -5,7 +5,8 @@ runs on (``-march=native``; ``-ffast-math`` lets it call glibc's vector ``exp``,
 which a prebuilt wheel could only do for one vector width; compiling takes a fraction of a second and
 needs only a C compiler (``$CC``, else ``cc``; Colab has gcc). Without one the fast path says so, and
 the float32 path runs as before. Results are bit-identical run to run on one machine, and may differ
-in the last bits of a float on a CPU with another vector width.
+in the last bits of a float on a CPU with another vector width. ``$MEMRNN_CFLAGS`` adds flags after
+these, e.g. ``-mno-avx512f`` to build the kernels a CPU without AVX-512 runs (their portable path).
 """
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ def library(source: str, **defines: str) -> ctypes.CDLL:
     if shutil.which(compiler) is None:
         raise RuntimeError(f"the CPU fast path compiles {path.name} with a C compiler, and {compiler!r} was not "
                            "found: install one (e.g. gcc), name it in $CC, or use fast=False")
-    macros = [f"-D{name}={value}" for name, value in defines.items()]
+    options = [f"-D{name}={value}" for name, value in defines.items()] + os.environ.get("MEMRNN_CFLAGS", "").split()
     with tempfile.TemporaryDirectory(prefix="memrnn-native-") as folder:
         built = Path(folder) / f"{path.stem}.so"
         for threaded in (THREADED, []):
-            done = subprocess.run([compiler, *FLAGS, *threaded, *macros, str(path), "-o", str(built), "-lm"],
+            done = subprocess.run([compiler, *FLAGS, *threaded, *options, str(path), "-o", str(built), "-lm"],
                                   capture_output=True, text=True)
             if not done.returncode:
                 return ctypes.CDLL(str(built))  # mapped into the process: the file may go

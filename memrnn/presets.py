@@ -22,10 +22,11 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+from .adam import ADAMS
 from .data import DATASETS
 from .models import ARCHS, CELLS, CNN_FORMS, INITS, READOUTS
 from .protocols import PROTOCOLS
-from .task import CLASS_SAMPLINGS, LOSSES
+from .task import CLASS_SAMPLINGS, LOSSES, NOISES
 
 DEVICES = ("auto", "cpu", "cuda")
 SEARCHES = ("reference", "lm")             # Adam as the reference runs it | Levenberg-Marquardt
@@ -34,14 +35,15 @@ CENTROID_PROTOCOLS = ("reference", "heldout")
 FINETUNE_FORMS = ("reference", "continue")  # initial lr, fresh Adam | parent's final lr, Adam carried on
 # The model form: each field's first choice is the reference's (Haviv et al.'s code), the rest ours.
 MODEL_FORM = {"cell": CELLS, "readout": READOUTS, "init": INITS, "loss": LOSSES,
-              "class_sampling": CLASS_SAMPLINGS, "speed_metric": SPEED_METRICS, "search": SEARCHES,
+              "class_sampling": CLASS_SAMPLINGS, "adam": ADAMS, "speed_metric": SPEED_METRICS, "search": SEARCHES,
               "centroids": CENTROID_PROTOCOLS, "finetune": FINETUNE_FORMS}
 # The CIFAR-10 CNN's form, a model-form field of the datasets with a CNN only: apart from MODEL_FORM, whose every
 # field the book's ablation flips (on MNIST a flip of it would change nothing), but validated and labelled alike.
 CNN_FORM = {"cnn": CNN_FORMS}
 CNN_DATASETS = ("cifar10",)
 # Every field with a fixed set of values (`memrnn config` lists them; model-form fields: the reference's first)
-CHOICES = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES, **MODEL_FORM, **CNN_FORM}
+CHOICES = {"dataset": DATASETS, "arch": ARCHS, "protocol": PROTOCOLS, "device": DEVICES, "noise": NOISES,
+           **MODEL_FORM, **CNN_FORM}
 
 
 # Bounds far beyond any useful run, so a typo (1e30 steps, a NaN fraction) fails here with one line rather
@@ -66,7 +68,7 @@ class Config:
     batch_size: int = 16
     steps: int = 60
     lr: float = 3e-3
-    lr_drop_at: float = 120 / 140  # fraction of training after which lr is divided
+    lr_drop_at: float = 120 / 140  # fraction of training whose step (counted from 1) first takes the divided lr
     lr_drop_factor: float = 10.0
     n_frames: int = 20
     min_delay: int = 4
@@ -75,8 +77,11 @@ class Config:
     log_every: int = 10
     eval_trials: int = 200         # held-out trials per accuracy estimate
     fast: bool = False             # bf16 input projections, fused Adam; CPU: fused recurrence with C kernels
-                                   # (memrnn.fused), Philox noise, trials cut at T_max; GPU: compiled, one
-                                   # data stream for all members
+                                   # (memrnn.fused), trials cut at T_max, bf16 matmuls as float32 where the
+                                   # CPU has no bf16 (memrnn.bf16); GPU: compiled, one data stream for all members
+    noise: str = "torch"           # training batches' pixel noise: torch's generator | "philox": memrnn.noise's
+                                   # Philox streams; either is the same on both paths, so float32 and fast
+                                   # twins of one config see the same noise (the fast path's rounded to bf16)
     device: str = "auto"
     # the model form; first choice = the reference's (see MODEL_FORM)
     cell: str = "reference"             # one bias per gate, reset gate before U_h | "torch": torch.nn's cells
@@ -84,6 +89,8 @@ class Config:
     init: str = "reference"             # N(0,1)/sqrt(fan_in), biases 0.01 N(0,1) | "uniform": PyTorch's
     loss: str = "mean"                  # mean over batch x outputs x frames | "weighted": sum w CE / sum w
     class_sampling: str = "class"       # class uniform, then an image | "image": an image uniformly
+    adam: str = "tf1"                   # TF1's Adam: eps meets the uncorrected sqrt(v) | "torch": PyTorch's
+                                        # (memrnn.adam); training and fine-tuning
     cnn: str = "reference"              # CIFAR-10 CNN: conv variables truncated N(0,1) and 0.1, divided by
                                         # sqrt(c_in c_out) and sqrt(c_out) in the forward pass, leaky-ReLU 0.2
                                         # | "plain": conv weights as initialised by `init`, leaky-ReLU 0.01
@@ -160,7 +167,9 @@ class Config:
         return all(getattr(self, field) == choices[0] for field, choices in self.form_choices.items())
 
     def lr_at(self, step: int) -> float:
-        return self.lr / self.lr_drop_factor if step >= self.lr_drop_at * self.steps else self.lr
+        """The learning rate of step ``step`` (counted from 0). The reference counts from 1 and divides from
+        step 120,000 of 140,000 on (CIFAR-10: 280,000 of 300,000), i.e. from our step 119,999."""
+        return self.lr / self.lr_drop_factor if step + 1 >= self.lr_drop_at * self.steps else self.lr
 
 
 # bytes per parameter held while training: weights, gradients and Adam's two moments (float32)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from . import store
+from .adam import make_adam
 from .presets import FINETUNE_FORMS
 from .slowpoints import FINDER_VERSION, analyse_run, class_centroids, find_slow_points, load_results, speed_coordinates
 from .stats import mean_ci
@@ -148,7 +149,8 @@ def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, an
     trainer = Trainer.build(config)
     parent_end, _, _ = trainer.resume(parent_dir)  # begin from the parent's final state
     if spec.form == "reference":  # a fresh Adam, as a new optimiser in the reference's fine-tuning script
-        trainer.optimizer = torch.optim.Adam(fresh_adam_groups(trainer.model), lr=config.lr, fused=config.fast or None)
+        trainer.optimizer = make_adam(fresh_adam_groups(trainer.model), config.adam, config.lr,
+                                      fused=config.fast or None)
     penalty = _penalty(spec, parent_dir, trainer, parent_end, analysis)
     start, metrics, tensors = trainer.resume(run_dir)
     if start == 0:

@@ -23,7 +23,7 @@ def resolve_device(name: str) -> torch.device:
 
 def task_spec(config: Config) -> TaskSpec:
     return TaskSpec(config.n_frames, config.min_delay, config.report_weight, loss=config.loss,
-                    class_sampling=config.class_sampling, readout=config.readout)
+                    class_sampling=config.class_sampling, readout=config.readout, noise=config.noise)
 
 
 def build_model(config: Config, bank: ImageBank) -> EnsembleRNN:

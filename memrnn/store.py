@@ -46,8 +46,9 @@ class CorruptCheckpointError(RuntimeError):
 _HASHED_WHEN_SET = {"fast": False}
 # the fast path's arithmetic and data streams, hashed into its runs' names: bumped when they change, so a
 # run trained by an earlier fast path is never reused as one of the current (2: Philox noise, C kernels;
-# 3: whole unrolls in C, their small matmuls tiled there; 4: probe noise drawn in projected form)
-FAST_PATH_VERSION = 4
+# 3: whole unrolls in C, their small matmuls tiled there; 4: probe noise drawn in projected form; 5: the
+# training noise the config's ``noise`` names, bf16 matmuls as float32 where the CPU has no bf16)
+FAST_PATH_VERSION = 5
 
 
 def config_hash(config: Config) -> str:

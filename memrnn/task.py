@@ -30,6 +30,7 @@ from .data import ImageBank
 NULL = 0
 LOSSES = ("mean", "weighted")
 CLASS_SAMPLINGS = ("class", "image")
+NOISES = ("torch", "philox")  # pixel noise from torch's generator | from a Philox stream (memrnn.noise)
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class TaskSpec:
     loss: str = "mean"
     class_sampling: str = "class"
     readout: str = "sigmoid-softmax"
+    noise: str = "torch"
 
     @property
     def n_outputs(self) -> int:
@@ -83,6 +85,8 @@ class TrialSampler:
         self.bank, self.spec = bank, spec
         if spec.class_sampling not in CLASS_SAMPLINGS:
             raise ValueError(f"class_sampling={spec.class_sampling!r}; choose one of {CLASS_SAMPLINGS}")
+        if spec.noise not in NOISES:
+            raise ValueError(f"noise={spec.noise!r}; choose one of {NOISES}")
         order = torch.argsort(bank.train_labels.cpu(), stable=True).to(bank.train_labels.device)
         self.images = bank.train_images[order]
         self.labels = bank.train_labels[order]
@@ -104,20 +108,21 @@ class TrialSampler:
 
     def sample_time_major(self, generators: list[torch.Generator], batch_size: int, t_max: int,
                           n_active: int, projection: bool = False) -> Batch:
-        """A batch of ``T_max`` frames, one generator per member, for the CPU fast path: the trials the
-        eager sampler draws from the same generators, noise from a Philox stream keyed by a further draw
-        of each (``memrnn.noise``), members filled in parallel; ``frames.transpose(1, 2)`` is contiguous.
+        """A batch of ``T_max`` frames, one generator per member, for the CPU fast path: the trials and the
+        noise the eager sampler draws from the same generators (``spec.noise``: torch's, or a Philox stream
+        keyed by a further draw of each, members filled in parallel), cut at ``T_max``;
+        ``frames.transpose(1, 2)`` is contiguous.
 
         With ``projection`` the pixels are drawn in bf16 straight into ``Batch.inputs``, the matrix
         (E, T_max x B, D + 2) of pixels, trigger and a constant 1 that the fused projection multiplies
         (``memrnn.fused``), and ``frames`` is a view of its pixel columns: no float32 frames are
-        written and none copied."""
+        written and none copied (Philox noise; torch's is drawn in float32 and rounded into it)."""
         self.spec.check(t_max, n_active)
         bank, E, B, D = self.bank, len(generators), batch_size, self.bank.dim
-        times, keys = [], []
+        times, draws = [], []
         for g in generators:
             times.append(self._trial(g, (B,), t_max, n_active))
-            keys.append(noise.key(g))
+            draws.append(noise.key(g) if self.spec.noise == "philox" else self._torch_noise(g, (B,))[:, :t_max])
         t_s, t_r, index = (torch.stack(x) for x in zip(*times))
         trigger, *labelled = self._labelled(t_s, t_r, index, t_max, t_max)
         if projection:
@@ -125,7 +130,10 @@ class TrialSampler:
             pixels = inputs[..., :D]
         else:
             inputs, pixels = None, torch.empty(E, t_max * B, D)
-        noise.normal_(pixels, keys, bank.noise_mean, bank.noise_std)
+        if self.spec.noise == "philox":
+            noise.normal_(pixels, draws, bank.noise_mean, bank.noise_std)
+        else:
+            pixels.view(E, t_max, B, D).copy_(torch.stack(draws).transpose(1, 2))
         if projection:  # after the noise, whose rows are then in cache: first, these columns took 1 ms of page faults
             inputs[..., D] = trigger.transpose(1, 2).reshape(E, -1)
             inputs[..., D + 1] = 1
@@ -164,13 +172,28 @@ class TrialSampler:
 
     def _draw(self, g: torch.Generator, shape: tuple[int, ...], t_max: int, n_active: int):
         """Trials of the given shape (one member's, or all members' for a 2-d ``shape``) over ``n_frames``."""
-        bank, T = self.bank, self.spec.n_frames
+        T = self.spec.n_frames
         t_s, t_r, index = self._trial(g, shape, t_max, n_active)
-        frames = torch.randn(*shape, T, bank.dim, generator=g, device=self.images.device)
-        frames = frames * bank.noise_std + bank.noise_mean
+        if self.spec.noise == "philox":
+            frames = self._philox_noise(noise.key(g), shape)
+        else:
+            frames = self._torch_noise(g, shape)
         stimulus = (torch.arange(T, device=frames.device) == t_s[..., None]).unsqueeze(-1)
         frames = torch.where(stimulus, self.images[index].unsqueeze(-2), frames)
         return frames, *self._labelled(t_s, t_r, index, t_max, T)
+
+    def _torch_noise(self, g: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+        """Pixel noise (*shape, n_frames, D) from torch's generator."""
+        frames = torch.randn(*shape, self.spec.n_frames, self.bank.dim, generator=g, device=self.images.device)
+        return frames * self.bank.noise_std + self.bank.noise_mean
+
+    def _philox_noise(self, key: int, shape: tuple[int, ...]) -> torch.Tensor:
+        """Pixel noise (*shape, n_frames, D) from the Philox stream ``key``, filled time-major as the fast path
+        fills it (frame t of trial b at row t B + b), so that its first T_max frames are the fast path's."""
+        *lead, B = shape
+        frames = torch.empty(*lead, self.spec.n_frames, B, self.bank.dim)
+        noise.normal_(frames, key, self.bank.noise_mean, self.bank.noise_std)
+        return frames.transpose(-3, -2).to(self.images.device)
 
 
 def mask_inactive(logits: torch.Tensor, n_active: int, readout: str = "sigmoid-softmax") -> torch.Tensor:

@@ -18,10 +18,11 @@ import torch
 from tqdm import tqdm
 
 from . import fused, store
-from .progress import Reporter
+from .adam import make_adam
 from .data import ImageBank, load_dataset
 from .evaluate import accuracy_by_delay
 from .models import EnsembleRNN
+from .progress import Reporter
 from .presets import Config, estimate_bytes
 from .protocols import schedule
 from .runs import build_model, data_generators, load_model_weights, resolve_device, task_spec
@@ -70,7 +71,7 @@ class Trainer:
         device = resolve_device(config.device)
         bank = load_dataset(config.dataset).to(device)
         model = build_model(config, bank).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=config.fast or None)
+        optimizer = make_adam(model.parameters(), config.adam, config.lr, fused=config.fast or None)
         return cls(config, bank, model, optimizer, data_generators(config, device))
 
     @property

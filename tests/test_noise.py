@@ -1,11 +1,18 @@
 """The fast path's noise generator (memrnn.noise): Philox4x32-10's published answers, the normals an
-independent numpy implementation computes from its blocks, splits that change nothing, the normal law."""
+independent numpy implementation computes from its blocks, splits that change nothing, the normal law,
+and the same values from the kernels' portable build."""
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from memrnn import noise
+from memrnn import fused, noise
+from memrnn.models import EnsembleRNN
 
 # Random123's known-answer vectors for philox4x32-10 (tests/kat_vectors of its distribution)
 KNOWN = [((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
@@ -110,3 +117,34 @@ def test_key_comes_from_the_generator():
 def test_bad_fills_are_refused(out, kwargs, message):
     with pytest.raises(ValueError, match=message):
         noise.normal_(out, **{"key": 1, **kwargs})
+
+
+_PORTABLE_BUILD = """
+import sys, torch
+from memrnn import fused, noise
+from memrnn.models import EnsembleRNN
+model = EnsembleRNN("lstm", 2, 12, 20, seeds=[1, 2])
+frames = torch.randn(2, 7, 9, 12, generator=torch.Generator().manual_seed(0))
+torch.save({"lanes": fused._cells(torch.float32).lanes(),
+            "normals": noise.normal_(torch.empty(5000), 0x0123456789ABCDEF),
+            "hidden": fused.unroll(model, frames, torch.zeros(2, 7, 9))[1]}, sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="an x86 flag turns AVX-512 off")
+def test_kernels_built_without_avx512_give_the_same_results(tmp_path):
+    """A CPU without AVX-512 gets the kernels' portable paths (8-lane vectors, Philox on gcc's vector
+    loop): compiled here with -mno-avx512f (``MEMRNN_CFLAGS``), the normals are the stream's Box-Muller
+    values and an LSTM unroll is this build's to float32 rounding."""
+    out = tmp_path / "portable.pt"
+    done = subprocess.run([sys.executable, "-c", _PORTABLE_BUILD, str(out)], capture_output=True, text=True,
+                          env={**os.environ, "MEMRNN_CFLAGS": "-mno-avx512f"})
+    assert not done.returncode, done.stderr
+    portable = torch.load(out)
+    assert portable["lanes"] == 8
+    np.testing.assert_allclose(portable["normals"].double().numpy(), _normals_numpy(5000, 0x0123456789ABCDEF, 0, 1),
+                               rtol=0, atol=1e-5)
+    model = EnsembleRNN("lstm", 2, 12, 20, seeds=[1, 2])
+    frames = torch.randn(2, 7, 9, 12, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(portable["hidden"], fused.unroll(model, frames, torch.zeros(2, 7, 9))[1],
+                               rtol=1e-5, atol=1e-6)
