@@ -16,8 +16,9 @@ import nbformat
 import pytest
 import yaml
 
-from memrnn.book import (CHAPTERS, COLAB_METADATA, TIMINGS_FILE, code_hash, code_version, estimate,
-                         missing_from_edition, record_timing, run, set_parameters, source_notebook)
+from memrnn.book import (CHAPTERS, COLAB_METADATA, TIMINGS_FILE, code_hash, estimate, missing_from_edition,
+                         record_timing, run, set_parameters, source_notebook)
+from memrnn.chapter import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -142,7 +143,7 @@ def test_a_failed_execution_leaves_the_chapter_notebook_as_it_was(tmp_path):
 
 def test_tables_are_captioned_and_escape_the_column_separator():
     """The book reads the numbered MyST table; Jupyter and Colab read the HTML one."""
-    from memrnn.book import markdown_table
+    from memrnn.chapter import markdown_table
 
     table = markdown_table(["kind", "share"], [["linearly stable (all |eigenvalues| < 1)", "32%"]], "Stability.")
     markdown = table._repr_markdown_()

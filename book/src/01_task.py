@@ -57,7 +57,7 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import book_datasets, make_config
 
@@ -92,7 +92,7 @@ fig = plots.trial_frames(trial.frames[0, 0], trial.trigger[0, 0], int(trial.labe
 fig = plots.trained_accuracy(rows)
 
 # %% tags=["hide-input"]
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 
 accuracy_rows = []
 for row in rows:

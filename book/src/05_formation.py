@@ -45,7 +45,7 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import make_config
 
@@ -58,7 +58,7 @@ plots.book_figures()
 run_box(config, archs, protocols, device)
 
 # %% tags=["hide-input"]
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 from memrnn.campaign import each_run
 from memrnn.formation import trace_run
 

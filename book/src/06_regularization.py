@@ -55,7 +55,7 @@ rule_box("C6")
 from IPython.display import display
 
 from memrnn import plots, store
-from memrnn.book import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import make_config
 
@@ -91,7 +91,7 @@ for (b, row), table in zip(parents, tables):
 fig = plots.regularization(panels, blocks[0][0]["delays"])
 
 # %% tags=["hide-input"]
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 from memrnn.stats import mean_ci
 
 lines = []

@@ -62,7 +62,7 @@ fast_protocols: str = "decu,vocu"  # protocols whose networks test the fast path
 # %% tags=["hide-input"]
 from IPython.display import display
 from memrnn import ablation, plots
-from memrnn.book import markdown_table, prepare_runs, run_box
+from memrnn.chapter import markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
 from memrnn.display import finding_box
 from memrnn.presets import CHOICES_SCALE, MODEL_FORM, make_config

@@ -59,7 +59,7 @@ import torch
 from IPython.display import Markdown, display
 
 from memrnn import flipflop, plots
-from memrnn.book import code_version, device_name, markdown_table, prepare_runs
+from memrnn.chapter import code_version, device_name, markdown_table, prepare_runs
 
 config = flipflop.make_config(preset, seed=seed)
 runs = prepare_runs(runs)
