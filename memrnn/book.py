@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from . import store
+from .content import check_notebook
 from .display import CLAIM_CHAPTERS, write_summary
 from .engine import shared_cluster
 
@@ -81,7 +82,8 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
         progress: bool = True) -> list[Path]:
     """Execute chapters at ``preset`` (in order) and write the executed notebooks, all on one Dask cluster
     (see :func:`memrnn.engine.shared_cluster`). A chapter's notebook is replaced only when its execution
-    succeeds; a parameter no chapter takes (a typo) is refused before anything runs."""
+    succeeds and what it shows passes :func:`memrnn.content.check_notebook`; a parameter no chapter
+    takes (a typo) is refused before anything runs."""
     root = Path(root)
     chapters = list(chapters or CHAPTERS)
     unknown = [c for c in chapters if c not in CHAPTERS]
@@ -177,6 +179,10 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
                     os.environ[key] = value
         executed.metadata["memrnn"] = {"preset": preset, "parameters": values, "code_sha256": code_hash(executed)}
         nbformat.write(executed, partial)
+        problems = check_notebook(executed)
+        if problems:
+            raise RuntimeError(f"chapter {name} ran but shows what a reader must not see: " + "; ".join(problems)
+                               + f". {target.name} is unchanged, the execution is in {partial}")
         os.replace(partial, target)
         if name in CLAIM_CHAPTERS.values():  # the scorecard and the landing page read the summary
             write_summary(output_dir, read_verdicts(runs_dir))
