@@ -99,7 +99,7 @@ def empty_sections(notebook) -> list[str]:
     for cell in notebook.cells + [None]:
         starts = cell is None or cell.cell_type == "markdown" and cell.source.lstrip().startswith("#")
         if starts:
-            if computed and not shown:
+            if heading and computed and not shown:
                 empty.append(f"the section {heading!r} shows nothing it computes")
             if cell is None:
                 break
