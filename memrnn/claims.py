@@ -329,7 +329,8 @@ def c3_slow_point_per_memory(methods: dict, trained: dict, scope: Scope, slower:
                            "own_class": float(own.mean()), "slower": float(slow.mean()),
                            "distinct": float(distinct.mean()), "points": int(counts.size),
                            "median_speed_ratio": float(np.median(speed / visited)),
-                           "median_moved": float(np.median(moved / spread)),
+                           # a class with one decoded trial has no spread to measure the move in
+                           "median_moved": float(np.median(moved[spread > 0] / spread[spread > 0])),
                            "unmoved": float((moved < 0.01 * spread).mean())}
         parts.append(f"{method}: {share['share']:.0%} [{share['ci95'][0]:.0%}, {share['ci95'][1]:.0%}] of "
                      f"{counts.size} points count (reachable {inside.mean():.0%}, own class {own.mean():.0%}, "

@@ -136,3 +136,61 @@ def check_book(book_dir: Path, chapters) -> dict[str, list[str]]:
             if stamp and stamp != common:
                 problems[name].append(f"ran on {stamp}, the other chapters on {common}")
     return {name: found for name, found in problems.items() if found}
+
+
+VERDICT_WORDS = ("partly reproduced", "not reproduced", "inconclusive", "reproduced")
+CLAIM_ID = re.compile(r"\bC[1-9]\b")
+
+
+def verdict_for(summary: dict, claim: str, dataset: str | None = None) -> str | None:
+    """A claim's verdict in ``book/verdicts.json``: for ``dataset`` where the summary records verdicts
+    per dataset (``by_dataset``: dataset -> verdict, or -> record with a verdict), else overall."""
+    record = summary.get(claim)
+    if record is None:
+        return None
+    per_dataset = record.get("by_dataset") or {}
+    if dataset in per_dataset:
+        found = per_dataset[dataset]
+        return found["verdict"] if isinstance(found, dict) else found
+    return record["verdict"]
+
+
+def finding_texts(notebook) -> list[str]:
+    """The text of each "What we found" box a chapter shows."""
+    texts = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            html = output.get("data", {}).get("text/html", "")
+            if "memrnn-box" in html and "What we found" in html:
+                texts.append(" ".join(re.sub(r"<[^>]+>", " ", "".join(html)).split()))
+    return texts
+
+
+def _sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.;])\s+(?=[A-Z(])", text) if s]
+
+
+def beyond_verdicts(notebook, summary: dict, claim: str | None = None) -> list[str]:
+    """Sentences of a chapter's findings that state a claim beyond its verdict: a sentence that names a
+    claim (``C4``; for a claim chapter, ``claim`` in "The claim is …") whose verdict, for each dataset
+    the sentence names or else overall, is not "reproduced" must say that verdict."""
+    datasets = {d for record in summary.values() for d in (record.get("by_dataset") or {})}
+    wrong = []
+    for text in finding_texts(notebook):
+        for sentence in _sentences(text):
+            named = set(CLAIM_ID.findall(sentence))
+            if claim and "The claim is" in sentence:
+                named.add(claim)
+            where = [d for d in datasets if d in sentence] or [None]
+            for c in sorted(named):
+                for dataset in where:
+                    expected = verdict_for(summary, c, dataset)
+                    said = re.findall("|".join(VERDICT_WORDS), sentence)
+                    if expected is None or expected == "reproduced" and "reproduced" in said or \
+                            expected != "reproduced" and expected in said:
+                        continue
+                    if expected == "reproduced" and not said:
+                        continue  # a reproduced claim may be stated as fact
+                    scope = f" on {dataset}" if dataset else ""
+                    wrong.append(f"{c}{scope} is {expected}, but a finding says: {sentence[:160]!r}")
+    return wrong

@@ -158,7 +158,7 @@ def format_curve(summary: dict) -> str:
 
 def curve_markdown(summary: dict) -> str:
     """The judged rungs as the book's captioned table, then the choice."""
-    from .book import Table
+    from .chapter import Table
 
     rows = []
     for rung in summary["rungs"]:

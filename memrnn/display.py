@@ -69,7 +69,9 @@ def evidence(record: dict) -> dict:
     from .claims import Scope, premises_markdown, scope_markdown
 
     return {"Statistic": record["statistic"], "Premises": premises_markdown(record["premises"]),
-            "Smallest effect detectable at this n (80% power)": record["detectable"],
+            # a rule tested at another power says so in its value (C1's equivalence: 90%)
+            "Smallest effect detectable at this n": record["detectable"]
+            + ("" if "power" in record["detectable"] else " (80% power)"),
             "Scope": scope_markdown(Scope(**record["scope"]))}
 
 
