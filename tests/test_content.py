@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import nbformat
 import pytest
 
@@ -195,3 +196,26 @@ def test_committed_findings_stay_within_the_verdicts(name, summary):
     notebook = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
     claim = {chapter: c for c, chapter in CLAIM_CHAPTERS.items()}.get(name)
     assert beyond_verdicts(notebook, summary, claim) == []
+
+
+def test_a_book_figure_is_drawn_for_a_phone():
+    """At most plots.WIDTH wide, no text under 9 pt, log ticks in plain text (no small superscripts)."""
+    from memrnn import plots
+
+    fig = plots.holding_vs_speed(np.array([1e-9, 1e-7, 1e-5]), np.array([0.9, 0.95, 0.99]),
+                                 np.array([10.0, 100.0, 1000.0]), 0.2)
+    fig.canvas.draw()
+    assert fig.get_figwidth() <= plots.WIDTH
+    texts = [t for t in fig.findobj(matplotlib.text.Text) if t.get_text()]
+    assert min(t.get_fontsize() for t in texts) >= plots.MIN_FONT
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels() if t.get_text()]
+    assert ticks and all("$" not in t for t in ticks) and "1e-7" in ticks
+    assert [plots._plain_log_tick(v, None) for v in (1e-3, 0.01, 10, 1e4, 1e5, 3e-3)] == ["1e-3", "0.01", "10", "10000",
+                                                                                          "1e5", ""]
+    plt.close(fig)
+
+    @plots.page_figure
+    def wide():
+        return plt.figure(figsize=(6.5, 3))
+    with pytest.raises(ValueError, match="wide draws 6.5 in wide; the page takes at most 4.4 in"):
+        wide()
