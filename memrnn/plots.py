@@ -297,14 +297,15 @@ def formation(results: dict, member: int):
     """Slow-point speed of each class through training, one panel per title in ``results``; each line is
     labelled with its class at its end (no legend of ten look-alike colours), faint where the traced
     point does not count as the class's memory, curriculum events dashed."""
-    fig, axes = plt.subplots(len(results), 1, figsize=(WIDTH, 2.6 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), 1, figsize=(WIDTH, 2.8 * len(results)), squeeze=False)
     for ax, (title, result) in zip(axes[:, 0], results.items()):
         steps = result["steps"]
         curves = np.maximum(np.asarray(result["speed"][member], float), 1e-15)
         ends = np.log10(curves[:, -1])
         span = max(np.ptp(np.log10(curves)), 1.0)
         counted = np.asarray(result["same_memory"][member], bool)
-        for k, (speeds, label_at) in enumerate(zip(curves, _spread(ends, span / 14))):
+        labels_at = _spread(ends, span / 10)
+        for k, (speeds, label_at) in enumerate(zip(curves, labels_at)):
             # faint where the traced point does not count as its class's memory (memrnn.formation)
             ax.plot(steps, speeds, color=CLASS_COLOURS[k], lw=0.8, alpha=0.35)
             ax.plot(steps, np.where(counted[k], speeds, np.nan), color=CLASS_COLOURS[k], lw=1.4)
@@ -315,9 +316,11 @@ def formation(results: dict, member: int):
         ax.set_yscale("log")
         ax.set_ylabel("speed √q")
         ax.set_title(title)
-        # room inside the axes for the class labels, clear of the last tick label
+        # room inside the axes for the class labels, clear of the last tick label and of the title
         ax.set_xlim(steps[0], steps[-1] + 0.08 * (steps[-1] - steps[0]))
-    axes[-1, 0].set_xlabel("training step (dashed: curriculum events; labels: image class)")
+        logs = np.log10(curves)
+        ax.set_ylim(10 ** (min(logs.min(), labels_at.min()) - span / 20), 10 ** (max(logs.max(), labels_at.max()) + span / 20))
+    axes[-1, 0].set_xlabel("training step\n(dashed: curriculum events; labels: image class)")
     fig.tight_layout()
     return fig
 
