@@ -420,7 +420,7 @@ def paired_gains(groups: dict, dramatic: float):
     ax.axvline(0, color="k", lw=0.8)
     ax.axvline(dramatic, color="grey", ls="--", lw=1)
     ax.annotate(f"named effect {dramatic:+.2f}", (dramatic, 1), xycoords=("data", "axes fraction"),
-                xytext=(3, -10), textcoords="offset points", fontsize=9, color="grey")
+                xytext=(-3, -10), textcoords="offset points", fontsize=9, color="grey", ha="right")
     ax.set_yticks(range(len(rows))[::-1], [label for label, _ in rows], fontsize=9)
     ax.set_xlabel("long-delay accuracy: slow-point\nfine-tuning minus the comparison\n"
                   "(one dot per network; bar: median)")
