@@ -86,7 +86,9 @@ def _table(rows, caption="Speeds per condition."):
 def test_a_clean_page_passes():
     box = "> **What ran.** preset: `smoke` · code: commit abc1234 · date: 2026-01-01"
     notebook = _notebook(nbformat.v4.new_markdown_cell("# C9 · A page"),
-                         _code([_markdown(box), _table(["mnist-5k · GRU · DeCu"])], ["hide-input"]),
+                         _code([_markdown(box), _table(["mnist-5k · GRU · DeCu"]),
+                                {"output_type": "stream", "name": "stderr", "text": "100%|##| 4/4\n"}],  # dropped
+                               ["hide-input"]),
                          _code([{"output_type": "stream", "name": "stdout", "text": "C1: reproduced\n"}],
                                ["nbval-check-output", "remove-cell"]))
     assert check_notebook(notebook) == []
