@@ -20,7 +20,8 @@ from scipy import stats
 from .protocols import PROTOCOL_NAMES
 
 CHANCE = 0.1
-WIDTH = 4.4  # inches: shown at about 340 px on a 400 px phone, 9 pt text stays above 9 CSS px
+WIDTH = 4.2  # inches: a 400 px phone shows a figure at about 337 px, so 9 pt text stays above 9 CSS px even
+# when the saved figure grows by the text it crops to (a 3D figure's labels)
 MIN_FONT = 9
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 10,
@@ -437,7 +438,7 @@ def flipflop_fixed_points(trajectories, stable, unstable, corners, shown: int = 
     _, singular, vt = np.linalg.svd(flat - mean, full_matrices=False)
     explained = singular[:3] ** 2 / (singular ** 2).sum()
     project = lambda x: (np.asarray(x).reshape(-1, len(mean)) - mean) @ vt[:3].T  # noqa: E731
-    fig = plt.figure(figsize=(WIDTH, 4.6), layout="constrained")
+    fig = plt.figure(figsize=(WIDTH - 0.4, 4.4), layout="constrained")  # its axis labels stick out
     ax = fig.add_subplot(projection="3d")
     for trajectory in trajectories[:shown]:
         ax.plot(*project(trajectory).T, color="#969696", lw=0.4, alpha=0.6)

@@ -219,5 +219,5 @@ def test_a_book_figure_is_drawn_for_a_phone():
     @plots.page_figure
     def wide():
         return plt.figure(figsize=(6.5, 3))
-    with pytest.raises(ValueError, match="wide draws 6.5 in wide; the page takes at most 4.4 in"):
+    with pytest.raises(ValueError, match=f"wide draws 6.5 in wide; the page takes at most {plots.WIDTH} in"):
         wide()
