@@ -31,8 +31,8 @@
   }
 
   function fit() {
-    const main = document.querySelector("main") || document.body;
-    const right = main.getBoundingClientRect().right;
+    // the text column's edge (the page's main element also holds the contents sidebar on a wide screen)
+    const right = document.querySelector("article").getBoundingClientRect().right;
     for (const table of document.querySelectorAll("article table")) {
       table.classList.remove("memrnn-stacked");
       const box = table.getBoundingClientRect();

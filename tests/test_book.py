@@ -269,7 +269,7 @@ return [...document.querySelectorAll('div.cell_output td, div.cell_output th')].
 
 # per table, how many px of it lie beyond the page's right edge (hidden, or reachable only by scrolling)
 TABLE_HIDDEN = """
-const right = document.querySelector('main').getBoundingClientRect().right;
+const right = document.querySelector('article').getBoundingClientRect().right;
 return [...document.querySelectorAll('article table')].map(t => {
   const box = t.getBoundingClientRect();
   return [(t.querySelector('caption') || t).innerText.slice(0, 50), Math.max(t.scrollWidth, box.width) - (right - box.left)];
