@@ -4,14 +4,12 @@
 parameters cell (so the page shows what ran, with no papermill injected cell), executes it with
 papermill at a preset, stamps the notebook with a hash of its code (so a test can tell when a
 chapter's code has drifted from what was executed) and writes it to book/. ``build`` renders the
-executed notebooks to HTML without executing anything. Chapters record their verdicts with
-:func:`record_verdict`; the scorecard reads them back. Chapters show what ran with :func:`run_box`
-and what a fresh runtime would train with :func:`training_note`.
+executed notebooks to HTML without executing anything. The chapters' own helpers (recording a
+verdict, saying what ran) are in :mod:`memrnn.chapter`; the scorecard reads the verdicts back.
 """
 from __future__ import annotations
 
 import ast
-import datetime
 import hashlib
 import json
 import os
@@ -21,10 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__, store
+from . import store
 from .claims import RULES, VERDICTS
+from .content import check_notebook
 from .display import CLAIM_CHAPTERS, write_summary
 from .engine import environment, shared_cluster
+from .presets import CPU_SECONDS_PER_NETWORK_STEP
 from .progress import PROGRESS_ENV, TrainingBar
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
@@ -85,7 +85,8 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
         progress: bool = True) -> list[Path]:
     """Execute chapters at ``preset`` (in order) and write the executed notebooks, all on one Dask cluster
     (see :func:`memrnn.engine.shared_cluster`). A chapter's notebook is replaced only when its execution
-    succeeds; a parameter no chapter takes (a typo) is refused before anything runs."""
+    succeeds and what it shows passes :func:`memrnn.content.check_notebook`; a parameter no chapter
+    takes (a typo) is refused before anything runs."""
     root = Path(root)
     chapters = list(chapters or CHAPTERS)
     unknown = [c for c in chapters if c not in CHAPTERS]
@@ -171,7 +172,7 @@ def estimate(path: Path, preset: str, chapters, runs_dir: Path, parameters: dict
 def _grid_to_train(preset: str, runs_dir: Path, parameters: dict) -> tuple[int, float]:
     """(networks, seconds on two CPU cores) of the grid chapters 01-04 share (their default architectures
     and protocols, or those given as chapter parameters) that ``runs_dir`` lacks."""
-    from .presets import book_datasets, make_config
+    from .presets import book_datasets, cpu_seconds, make_config
 
     configs = [make_config(preset, arch=a, protocol=p, dataset=d, seeds=parameters.get("seeds") or None)
                for d in book_datasets(preset, parameters.get("datasets", ""))
@@ -179,7 +180,7 @@ def _grid_to_train(preset: str, runs_dir: Path, parameters: dict) -> tuple[int, 
                for p in parameters.get("protocols", "decu,vocu").split(",")]
     missing = [c for c in configs if not (Path(runs_dir) / store.run_name(c) / store.SUMMARY_FILE).exists()]
     return (sum(c.seeds for c in missing),
-            sum(c.seeds * c.steps * _cost(c) for c in missing) * CPU_SECONDS_PER_NETWORK_STEP)
+            cpu_seconds(missing))
 
 
 def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict | None, output_dir: Path,
@@ -230,6 +231,10 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
                     os.environ[key] = value
         executed.metadata["memrnn"] = {"preset": preset, "parameters": values, "code_sha256": code_hash(executed)}
         nbformat.write(executed, partial)
+        problems = check_notebook(executed)
+        if problems:
+            raise RuntimeError(f"chapter {name} ran but shows what a reader must not see: " + "; ".join(problems)
+                               + f". {target.name} is unchanged, the execution is in {partial}")
         os.replace(partial, target)
         if name in CLAIM_CHAPTERS.values():  # the scorecard and the landing page read the summary
             write_summary(output_dir, read_verdicts(runs_dir))
@@ -257,32 +262,6 @@ def build(root: Path, strict: bool = True) -> Path:
         command.append("-W")
     subprocess.run(command, check=True)
     return Path(root) / "_build" / "html"
-
-
-def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic: str | None = None,
-                   preset: str | None = None, networks: int | None = None, details: dict | None = None, *,
-                   code_sha256: str | None = None, parameters: dict | None = None) -> dict:
-    """Store a chapter's verdict for the scorecard (runs_dir/verdicts/<claim>.json).
-
-    ``claim`` is a :class:`memrnn.claims.Verdict` (its rule, details, scope and verdicts per dataset,
-    ``by_dataset``, are stored, preset and networks taken from its scope), or a claim id with the verdict given by the other arguments.
-    ``code_sha256`` and ``parameters`` identify the code and parameters that produced the verdict, so
-    that :func:`stale_reason` can tell a verdict left over from other code or parameters; under
-    :func:`run` the chapter and its code hash (parameters cell included) are recorded by default."""
-    from .claims import Verdict
-
-    if isinstance(claim, Verdict):
-        record = {**claim.to_dict(), "preset": claim.scope.preset, "networks": claim.scope.networks}
-    else:
-        record = {"claim": claim, "verdict": verdict, "statistic": statistic, "preset": preset,
-                  "networks": networks, "details": details or {}}
-    for verdict in [record["verdict"], *(d["verdict"] for d in record.get("by_dataset", {}).values())]:
-        if verdict not in VERDICTS:
-            raise ValueError(f"verdict {verdict!r} must be one of {VERDICTS}")
-    record.update(device=device_name(), chapter=os.environ.get("MEMRNN_CHAPTER"),
-                  code_sha256=code_sha256 or os.environ.get("MEMRNN_CHAPTER_SHA256"), parameters=parameters)
-    store.write_json(Path(runs_dir) / "verdicts" / f"{record['claim']}.json", record)
-    return record
 
 
 def stale_reason(record: dict, code_sha256: str, parameters: dict | None = None) -> str | None:
@@ -319,26 +298,6 @@ def read_verdicts(runs_dir: Path) -> list[dict]:
     folder = Path(runs_dir) / "verdicts"
     return [store.read_json(p) for p in sorted(folder.glob("*.json"))] if folder.exists() else []
 
-
-# Measured on two CPU cores, one worker per core: the cpu preset's main grid (4 conditions x 10 networks x
-# 6,000 steps, 100 units, batch 32) trained in about 52 minutes per dataset, 0.013 s per network-step.
-CPU_SECONDS_PER_NETWORK_STEP = 52 * 60 / (40 * 6000)
-
-
-def code_version(checkout: Path = Path(__file__).parent) -> str:
-    """The git commit of the package's checkout when there is one (saying so when the package or the
-    chapters' sources differ from it, so a book is never credited to a commit it did not run), else
-    the package version."""
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=checkout, capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        commit = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--", ":/memrnn", ":/book/src")
-    except (OSError, subprocess.CalledProcessError):
-        return f"memrnn {__version__}"
-    return f"commit {commit}" + (" with uncommitted changes" if changed else "")
-
-
 def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list[str]:
     """What an edition brought back from another machine (benchmarks/gpu_run.sh) lacks, unpacked into
     ``folder``: chapters executed at ``preset``, a verdict per claim, throughput rows, a campaign per
@@ -365,127 +324,4 @@ def missing_from_edition(folder: Path, preset: str, datasets: list[str]) -> list
     return problems
 
 
-def device_name(device: str = "auto") -> str:
-    """What a chapter computes on (the scorecard names it beside each verdict): on a CPU the cores this
-    process may use (affinity and cgroup quota; on Binder not the host's count)."""
-    import dask.system
-    import torch
-
-    if device == "cpu" or not torch.cuda.is_available():
-        return f"CPU ({dask.system.CPU_COUNT} cores)"
-    return f"GPU ({torch.cuda.get_device_name()})"
-
-
-def run_box(config, archs, protocols, device: str = "auto", datasets=None):
-    """A Markdown box saying exactly what this page ran: shown at the top of every chapter."""
-    from IPython.display import Markdown
-
-    archs, protocols = _names(archs), _names(protocols)
-    datasets = _names(datasets) if datasets else [config.dataset]
-    facts = [("preset", f"`{config.preset}`"), ("dataset" + "s" * (len(datasets) > 1), ", ".join(f"`{d}`" for d in datasets)),
-             ("architectures", ", ".join(a.upper() for a in archs)), ("protocols", ", ".join(protocols)),
-             ("seeds per condition", str(config.seeds)), ("training steps", f"{config.steps:,}"),
-             ("units", str(config.hidden_size)), ("model form", _model_form(config)),
-             ("code", code_version()), ("date", datetime.date.today().isoformat()),
-             ("device", device_name(device))]
-    return Markdown("> **What ran.** " + " · ".join(f"{k}: {v}" for k, v in facts))
-
-
-def _model_form(config) -> str:
-    from .evidence import model_form_label
-
-    return model_form_label(config) + " (see Deviations)"
-
-
-def training_note(preset: str, archs, protocols, runs: str, datasets=None, **overrides):
-    """How many networks this chapter trains on a fresh runtime, with a time estimate, and how many are
-    already in the runs cache."""
-    from IPython.display import Markdown
-
-    from .presets import make_config
-
-    each = [{"dataset": d} for d in _names(datasets)] if datasets else [{}]
-    configs = [make_config(preset, arch=a, protocol=p, **overrides, **d)
-               for d in each for a in _names(archs) for p in _names(protocols)]
-    total = sum(c.seeds for c in configs)
-    cached = sum(c.seeds for c in configs if (Path(runs) / store.run_name(c) / "summary.json").exists())
-    seconds = sum(c.seeds * c.steps * _cost(c) for c in configs) * CPU_SECONDS_PER_NETWORK_STEP
-    return Markdown(f"On a fresh runtime this chapter trains {total} networks (~{_minutes(seconds)} on 2 CPU "
-                    f"cores, scaled from the `cpu` preset's measured time; GPU time not measured yet). "
-                    f"{cached} of them were found in the runs cache `{runs}` here.")
-
-
-def _cost(config) -> float:
-    """Work per step relative to the cpu preset's shape (batch 32, 100 units): batch x units²."""
-    return config.batch_size * config.hidden_size ** 2 / (32 * 100 ** 2)
-
-
-def _names(value) -> list[str]:
-    return value.split(",") if isinstance(value, str) else list(value)
-
-
 DEFAULT_RUNS = "../runs"  # the chapters' default: the repository's runs/, seen from book/
-COLAB_RUNS = "/content/runs"
-
-
-def prepare_runs(runs: str, on_colab: bool | None = None, record: Path | None = None) -> str:
-    """The runs cache. On Colab a notebook opened alone sits in /content, where the default ``../runs``
-    would be /runs: it becomes /content/runs. A folder under /content/drive is mounted first, so a
-    Colab session keeps its runs.
-
-    When the package records a published archive of trained runs (``record``, default
-    ``memrnn/runs-archive.json``), the chapters' own caches (the default folder, /content/runs or a
-    Drive folder) that lack some of its runs get them from it before anything trains (see
-    :func:`memrnn.archive.fetch_published`); a folder chosen otherwise, a test's say, is left alone."""
-    if on_colab is None:
-        import importlib.util
-
-        try:
-            on_colab = importlib.util.find_spec("google.colab") is not None
-        except ModuleNotFoundError:  # no "google" package at all
-            on_colab = False
-    if on_colab and runs == DEFAULT_RUNS:
-        runs = COLAB_RUNS
-    if runs.startswith("/content/drive") and not Path("/content/drive/MyDrive").exists():
-        from google.colab import drive
-
-        drive.mount("/content/drive")
-    Path(runs).mkdir(parents=True, exist_ok=True)
-    if runs in (DEFAULT_RUNS, COLAB_RUNS) or runs.startswith("/content/drive"):
-        from . import archive
-
-        archive.fetch_published(runs, record or archive.RECORD)
-    return runs
-
-
-class Table:
-    """A captioned table that every viewer can show: MyST Markdown for the book (a numbered ``table``
-    directive; the book prefers this form, see ``_config.yml``) and HTML for Jupyter and Colab, which
-    prefer HTML and would show the directive as raw text."""
-
-    def __init__(self, header, rows, caption: str):
-        if not caption:
-            raise ValueError("a table needs a caption (what it shows, with units)")
-        self.header, self.rows, self.caption = list(header), [list(r) for r in rows], caption
-
-    @staticmethod
-    def _cell(value) -> str:  # a bare | would end the cell and drop what follows it
-        return str(value).replace("\\|", "|").replace("|", "\\|")
-
-    def _repr_markdown_(self) -> str:
-        lines = ["| " + " | ".join(self._cell(c) for c in self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(self._cell(c) for c in row) + " |" for row in self.rows]
-        return f"```{{table}} {self.caption}\n:align: left\n\n" + "\n".join(lines) + "\n```"
-
-    def _repr_html_(self) -> str:
-        from .display import inline_html
-
-        head = "".join(f"<th>{inline_html(c)}</th>" for c in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in row) + "</tr>" for row in self.rows)
-        return (f'<table><caption style="caption-side: top; text-align: left">{inline_html(self.caption)}</caption>'
-                f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-
-
-def markdown_table(header, rows, caption: str) -> Table:
-    """A table of ``rows`` under ``header`` with its ``caption`` (see :class:`Table`)."""
-    return Table(header, rows, caption)

@@ -521,7 +521,10 @@ def _slow_point_counts(m: dict, keep, slower: float) -> tuple[np.ndarray, dict]:
                     "own_class": float(own.mean()), "slower": float(slow.mean()), "distinct": float(distinct.mean()),
                     "moved": float(left.mean()), "points": int(counts.size),
                     "median_speed_ratio": float(np.median(speed / visited)),
-                    "median_moved": float(np.median(moved / spread)), "unmoved": float((~left).mean())}
+                    # a class with one decoded trial has no spread to measure the move in
+                    "median_moved": float(np.median(moved[spread > 0] / spread[spread > 0])) if (spread > 0).any()
+                    else float("nan"),
+                    "unmoved": float((~left).mean())}
 
 
 def c3_slow_point_per_memory(methods: dict, trained: dict, scope: Scope, slower: float = 10.0, most: float = 0.9,

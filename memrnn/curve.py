@@ -217,7 +217,7 @@ def format_curve(summary: dict) -> str:
 
 def curve_markdown(summary: dict) -> str:
     """The judged lengths as the book's captioned table, then the choice."""
-    from .book import Table
+    from .chapter import Table
 
     rows = []
     for rung in summary["rungs"]:

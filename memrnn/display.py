@@ -71,7 +71,9 @@ def evidence(record: dict) -> dict:
     from .claims import dataset_name
 
     return {"Statistic": record["statistic"], "Premises": premises_markdown(record["premises"]),
-            "Smallest effect detectable at this n (80% power)": record["detectable"],
+            # a rule tested at another power says so in its value (C1's equivalence: 90%)
+            "Smallest effect detectable at this n": record["detectable"]
+            + ("" if "power" in record["detectable"] else " (80% power)"),
             **{f"On {dataset_name(d)}": f"{b['verdict']}: {b['reason']}" for d, b in record.get("by_dataset", {}).items()},
             "Scope": scope_markdown(Scope(**record["scope"]))}
 

@@ -1,19 +1,28 @@
 """One plotting function per figure of the book. Each takes results (JSON-like) and returns a Figure.
 
 One palette and one naming of conditions serve the whole book (:func:`condition_label`,
-:func:`condition_style`); figures are at most 7 inches wide with fonts of at least 9 pt, so at the
-page's width (where they are shown at natural size, as SVG) every label stays readable; legends sit
-below the axes, never over the data.
+:func:`condition_style`). Figures are drawn for the narrowest page they are shown on: at most
+``WIDTH`` inches wide with text of at least 9 pt, so that on a phone (400 px, where the page scales a
+figure down to about 340 px) no text is smaller than 9 CSS px; panels are stacked, not set side by
+side; tick labels are plain text (``1e-3``, no small superscripts). Legends sit below the axes, never
+over the data.
 """
 from __future__ import annotations
 
+import functools
+
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter, NullFormatter
 from scipy import stats
 
 from .protocols import PROTOCOL_NAMES
 
 CHANCE = 0.1
+WIDTH = 4.2  # inches: a 400 px phone shows a figure at about 337 px, so 9 pt text stays above 9 CSS px even
+# when the saved figure grows by the text it crops to (a 3D figure's labels)
+MIN_FONT = 9
 STYLE = {"font.size": 10, "axes.titlesize": 10, "axes.labelsize": 10, "xtick.labelsize": 9,
          "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 10,
          "svg.fonttype": "none"}
@@ -26,6 +35,36 @@ _ARCH_MARKS = {"gru": ("o", "-"), "lstm": ("s", "--"), "rnn": ("^", ":")}
 MODE_COLOURS = {"before fine-tuning": "#636363", "control": "#000000", "slowpoints": "#d62728",
                 "centermass": "#9467bd", "tar": "#17becf"}
 CLASS_COLOURS = plt.cm.tab10(np.arange(10))
+
+
+def _plain_log_tick(value, _position) -> str:
+    """A log axis's tick as plain text of the axis's font size: 10, 100 or 1e-3, never a small superscript."""
+    if value <= 0:
+        return ""
+    exponent = np.log10(value)
+    if abs(exponent - round(exponent)) > 1e-6:
+        return ""
+    return f"{value:g}" if -2 <= exponent <= 4 else f"1e{round(exponent)}"
+
+
+def page_figure(draw):
+    """A figure of the book, checked for the page: at most ``WIDTH`` wide, no text under ``MIN_FONT``,
+    log axes labelled in plain text."""
+    @functools.wraps(draw)
+    def drawn(*args, **kwargs):
+        fig = draw(*args, **kwargs)
+        if fig.get_figwidth() > WIDTH + 1e-9:
+            raise ValueError(f"{draw.__name__} draws {fig.get_figwidth():g} in wide; the page takes at most {WIDTH} in")
+        for ax in fig.axes:
+            for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+                if scale == "log":
+                    axis.set_major_formatter(FuncFormatter(_plain_log_tick))
+                    axis.set_minor_formatter(NullFormatter())
+        for text in fig.findobj(matplotlib.text.Text):
+            if text.get_fontsize() < MIN_FONT:
+                text.set_fontsize(MIN_FONT)
+        return fig
+    return drawn
 
 
 def _legend_below(fig, ax, ncol: int = 2) -> None:
@@ -98,11 +137,12 @@ def condition_style(arch: str, protocol: str) -> dict:
     return {"color": _HUES[protocol][_ARCH_INDEX[arch]], "marker": marker, "linestyle": linestyle}
 
 
+@page_figure
 def trial_frames(frames, trigger, label, stimulus_time, report_time, image_shape):
     """The frames of one trial as images, with the stimulus and the trigger marked."""
     T = len(frames)
-    rows = 2
-    fig, axes = plt.subplots(rows, -(-T // rows), figsize=(7, 3.6))
+    rows = -(-T // 5)
+    fig, axes = plt.subplots(rows, 5, figsize=(WIDTH, 1.15 * rows + 0.2))
     for ax in axes.flat[T:]:
         ax.axis("off")
     for t, ax in enumerate(axes.flat[:T]):
@@ -119,10 +159,11 @@ def trial_frames(frames, trigger, label, stimulus_time, report_time, image_shape
     return fig
 
 
+@page_figure
 def trained_accuracy(rows):
     """Trained-delay accuracy per condition: one dot per network, bar = mean; a panel per dataset."""
     n = len(datasets_of(rows))
-    for fig, ax, here in _panels(rows, (6.5 if n > 1 else 6, 3.4), across=True):
+    for fig, ax, here in _panels(rows, (WIDTH, 3.4 if n > 1 else 3.6)):
         for i, row in enumerate(here):
             values = np.asarray(row["trained_delay_accuracy"])
             ax.bar(i, values.mean(), color=condition_style(row["arch"], row["protocol"])["color"], alpha=0.6)
@@ -132,14 +173,16 @@ def trained_accuracy(rows):
         ax.set_ylim(0, 1)
     ax.annotate("chance", (1, CHANCE), xycoords=("axes fraction", "data"), xytext=(2, 0), textcoords="offset points",
                 va="center", fontsize=9, color="grey")
-    fig.axes[0].set_ylabel("report accuracy, delays 4–19\n(fraction of held-out trials)")
+    for ax in fig.axes:
+        ax.set_ylabel("report accuracy, delays 4–19\n(fraction of held-out trials)")
     return fig
 
 
+@page_figure
 def extrapolation(rows, trained_max: int = 19):
     """Accuracy versus delay, mean and 95% CI over networks, one line per condition; a panel per dataset."""
     height = 4.6 if len(datasets_of(rows)) == 1 else 3.0
-    for fig, ax, here in _panels(rows, (6.5, height)):
+    for fig, ax, here in _panels(rows, (WIDTH, height)):
         for row in here:
             mean, half = mean_ci(row["overall"])
             style = condition_style(row["arch"], row["protocol"])
@@ -151,13 +194,14 @@ def extrapolation(rows, trained_max: int = 19):
         ax.set_ylabel("report accuracy\n(fraction of held-out trials)")
         ax.set_ylim(0, 1)
     ax.set_xlabel("delay between image and trigger (frames)")
-    _legend_below(fig, fig.axes[0], ncol=3)
+    _legend_below(fig, fig.axes[0], ncol=2)
     return fig
 
 
+@page_figure
 def class_extrapolation(sections: dict):
     """Accuracy per class and delay, averaged over networks; one panel per title in ``sections``."""
-    fig, axes = plt.subplots(len(sections), 1, figsize=(6.5, 2.6 * len(sections)), squeeze=False)
+    fig, axes = plt.subplots(len(sections), 1, figsize=(WIDTH, 2.8 * len(sections)), squeeze=False)
     for ax, (title, section) in zip(axes[:, 0], sections.items()):
         accuracy = np.asarray(section["accuracy"]).mean(0)  # (delay, class)
         image = ax.imshow(accuracy.T, aspect="auto", vmin=0, vmax=1, cmap="viridis")
@@ -171,40 +215,43 @@ def class_extrapolation(sections: dict):
     return fig
 
 
+@page_figure
 def speed_histogram(at_centroid, at_point):
     """log10 speed at the class centroids and at the slow points found from them."""
-    fig, ax = plt.subplots(figsize=(6, 3.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
     logs = [np.log10(np.maximum(np.asarray(v, dtype=float), 1e-15)) for v in (at_centroid, at_point)]
     low, high = min(v.min() for v in logs), max(v.max() for v in logs)
     bins = np.linspace(np.floor(low * 4) / 4, np.ceil(high * 4) / 4 + 0.25, 40)  # the data's range, not a fixed one
     ax.hist(logs[0], bins=bins, alpha=0.6, color="#636363", label="class centroid (start)")
     ax.hist(logs[1], bins=bins, alpha=0.6, color="#d62728", label="slow point found")
-    ax.set_xlabel(r"log$_{10}$ speed $q^{1/2}$ (state units per frame)")
+    ax.set_xlabel("log₁₀ speed √q (state units per frame)")
     ax.set_ylabel("count (network × class)")
     _legend_below(fig, ax)
     return fig
 
 
+@page_figure
 def valley_drift(curves: dict):
     """Per condition, against extra search iterations along the slow valleys: the fraction of points
     that still report their class, the median speed and the median distance from the stopping point.
     ``curves``: (arch, protocol) -> {"iterations", "own_class", "speed", "distance"} (equal-length lists).
     Panels are stacked so each keeps the page's full width."""
-    fig, axes = plt.subplots(3, 1, figsize=(6.5, 7.6), sharex=True, layout="constrained")
+    fig, axes = plt.subplots(3, 1, figsize=(WIDTH, 7.6), sharex=True, layout="constrained")
     for (arch, protocol), c in curves.items():
         for ax, key in zip(axes, ("own_class", "speed", "distance")):
             ax.plot(c["iterations"], c[key], ms=4, label=condition_label({"arch": arch, "protocol": protocol}),
                     **condition_style(arch, protocol))
     axes[0].set_ylabel("reporting their\nclass (fraction)")
     axes[0].set_ylim(0, 1.02)
-    axes[1].set_ylabel("median speed $q^{1/2}$")
+    axes[1].set_ylabel("median speed √q")
     axes[1].set_yscale("log")
     axes[2].set_ylabel("median distance\nfrom the point")
     axes[2].set_xlabel("extra Levenberg–Marquardt iterations along the valley")
-    _legend_below(fig, axes[0], ncol=3)
+    _legend_below(fig, axes[0], ncol=2)
     return fig
 
 
+@page_figure
 def state_space(trajectories, labels, points, centroids):
     """Trajectories (n, T, S) after an image, coloured by class, with centroids and slow points,
     on the first two principal components of the trajectory states."""
@@ -212,7 +259,7 @@ def state_space(trajectories, labels, points, centroids):
     mean = flat.mean(0)
     _, _, vt = np.linalg.svd(flat - mean, full_matrices=False)
     project = lambda x: (x - mean) @ vt[:2].T  # noqa: E731
-    fig, ax = plt.subplots(figsize=(6, 5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 4.4), layout="constrained")
     colours = CLASS_COLOURS
     for trajectory, label in zip(trajectories, labels):
         xy = project(trajectory)
@@ -228,10 +275,11 @@ def state_space(trajectories, labels, points, centroids):
     return fig
 
 
+@page_figure
 def speed_vs_memory(rows):
     """One dot per (network, class): slow-point speed against long-delay accuracy; a panel per dataset."""
     height = 4.6 if len(datasets_of(rows)) == 1 else 3.0
-    for fig, ax, here in _panels(rows, (6.5, height)):
+    for fig, ax, here in _panels(rows, (WIDTH, height)):
         for arch, protocol in sorted({(r["arch"], r["protocol"]) for r in here}):
             subset = [r for r in here if (r["arch"], r["protocol"]) == (arch, protocol)]
             style = condition_style(arch, protocol)
@@ -240,38 +288,49 @@ def speed_vs_memory(rows):
                        label=condition_label({"arch": arch, "protocol": protocol}))
         ax.axhline(CHANCE, color="grey", ls=":", lw=1)
         ax.set_ylabel("long-delay accuracy of the class\n(fraction of held-out trials)")
-    ax.set_xlabel(r"log$_{10}$ slow-point speed $q^{1/2}$")
-    _legend_below(fig, fig.axes[0], ncol=4)
+    ax.set_xlabel("log₁₀ slow-point speed √q")
+    _legend_below(fig, fig.axes[0], ncol=2)
     return fig
 
 
+@page_figure
 def formation(results: dict, member: int):
     """Slow-point speed of each class through training, one panel per title in ``results``; each line is
-    labelled with its class at its end (no legend of ten look-alike colours), curriculum events dashed."""
-    fig, axes = plt.subplots(len(results), 1, figsize=(6.5, 2.8 * len(results)), squeeze=False)
+    labelled with its class at its end (no legend of ten look-alike colours), faint where the traced
+    point does not count as the class's memory, curriculum events dashed."""
+    fig, axes = plt.subplots(len(results), 1, figsize=(WIDTH, 2.8 * len(results)), squeeze=False)
     for ax, (title, result) in zip(axes[:, 0], results.items()):
         steps = result["steps"]
         curves = np.maximum(np.asarray(result["speed"][member], float), 1e-15)
         ends = np.log10(curves[:, -1])
         span = max(np.ptp(np.log10(curves)), 1.0)
-        for k, (speeds, label_at) in enumerate(zip(curves, _spread(ends, span / 14))):
-            ax.plot(steps, speeds, color=CLASS_COLOURS[k], lw=1.2)
-            ax.annotate(str(k), (steps[-1], 10 ** label_at), xytext=(4, 0), textcoords="offset points",
+        counted = np.asarray(result["same_memory"][member], bool)
+        labels_at = _spread(ends, span / 10)
+        for k, (speeds, label_at) in enumerate(zip(curves, labels_at)):
+            # faint where the traced point does not count as its class's memory (memrnn.formation)
+            ax.plot(steps, speeds, color=CLASS_COLOURS[k], lw=0.8, alpha=0.35)
+            ax.plot(steps, np.where(counted[k], speeds, np.nan), color=CLASS_COLOURS[k], lw=1.4)
+            ax.annotate(str(k), (steps[-1], 10 ** label_at), xytext=(3, 0), textcoords="offset points",
                         color=CLASS_COLOURS[k], fontsize=9, va="center", annotation_clip=False)
         for event in result["curriculum_events"]:
             ax.axvline(event["step"], color="grey", lw=0.6, ls="--")
         ax.set_yscale("log")
-        ax.set_ylabel(r"speed $q^{1/2}$")
+        ax.set_ylabel("speed √q")
         ax.set_title(title)
-    axes[-1, 0].set_xlabel("training step (dashed: curriculum events; labels: image class)")
+        # room inside the axes for the class labels, clear of the last tick label and of the title
+        ax.set_xlim(steps[0], steps[-1] + 0.08 * (steps[-1] - steps[0]))
+        logs = np.log10(curves)
+        ax.set_ylim(10 ** (min(logs.min(), labels_at.min()) - span / 20), 10 ** (max(logs.max(), labels_at.max()) + span / 20))
+    axes[-1, 0].set_xlabel("training step\n(dashed: curriculum events; labels: image class)")
     fig.tight_layout()
     return fig
 
 
+@page_figure
 def regularization(panels: dict, delays):
     """Accuracy versus delay after each fine-tuning mode (mean and 95% CI over networks);
     ``panels``: title -> {mode: overall accuracy (networks, delays)}, one panel each."""
-    fig, axes = plt.subplots(len(panels), 1, figsize=(6.5, 3.2 * len(panels) + 0.6), squeeze=False,
+    fig, axes = plt.subplots(len(panels), 1, figsize=(WIDTH, 3.0 * len(panels) + 0.8), squeeze=False,
                              layout="constrained")
     for ax, (title, curves) in zip(axes[:, 0], panels.items()):
         for mode, overall in curves.items():
@@ -285,13 +344,14 @@ def regularization(panels: dict, delays):
         ax.set_ylabel("report accuracy")
         ax.set_title(title)
     axes[-1, 0].set_xlabel("delay between image and trigger (frames)")
-    _legend_below(fig, axes[0, 0], ncol=len(next(iter(panels.values()))))
+    _legend_below(fig, axes[0, 0], ncol=2)
     return fig
 
 
+@page_figure
 def lambda_sweep(table):
     """Accuracy after slow-point fine-tuning against the penalty strength; table[0] is control."""
-    fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.4), layout="constrained")
     lams = [r["lam"] for r in table[1:]]
     for key, label in (("long", "long-delay accuracy (delays ≥ 100)"), ("trained", "trained-delay accuracy")):
         line, = ax.plot(lams, [r[key]["after"] for r in table[1:]], marker="o", label=label)
@@ -300,27 +360,30 @@ def lambda_sweep(table):
     ax.set_xlabel("penalty strength λ (dotted: control, λ = 0)")
     ax.set_ylabel("accuracy (fraction of held-out trials)")
     ax.set_ylim(0, 1)
-    _legend_below(fig, ax)
+    _legend_below(fig, ax, ncol=1)
     return fig
 
 
+@page_figure
 def blind_corner(curves: dict, corner_loss: float):
     """Training loss against step per condition (mean over networks), with the blind corner's loss."""
-    fig, ax = plt.subplots(figsize=(6, 3.9), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 3.6), layout="constrained")
     for label, (steps, losses) in curves.items():
         ax.plot(steps, np.mean(losses, axis=1), label=label)
     ax.axhline(corner_loss, color="black", ls=":", lw=1, label=f"blind corner, {corner_loss:.4f}")
     ax.set_xlabel("training step")
     ax.set_ylabel("training loss (reference form)")
-    _legend_below(fig, ax, ncol=3)
+    _legend_below(fig, ax, ncol=1)
     return fig
 
 
+@page_figure
 def switch_effects(table: list[dict]):
     """Each switch's change against the reference model, with 95% intervals, one panel per measure."""
     panels = (("trained", "trained-delay accuracy\n(change)"), ("long", "long-delay accuracy\n(change)"),
               ("correlation", "speed-memory Spearman r\n(change)"), ("gain", "fine-tuning gain\n(change)"))
-    fig, axes = plt.subplots(2, 2, figsize=(6.5, 2 * (0.32 * len(table) + 1.3)), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(4, 1, figsize=(WIDTH, 4 * (0.3 * len(table) + 1.0) + 0.4), sharey=True,
+                             layout="constrained")
     y = np.arange(len(table))[::-1]
     for ax, (name, label) in zip(axes.flat, panels):
         for yi, row in zip(y, table):
@@ -338,18 +401,19 @@ def switch_effects(table: list[dict]):
         ax.axvline(0, color="k", lw=0.8)
         ax.set_xlabel(label, fontsize=9)
         ax.tick_params(labelsize=9)
-    for ax in axes[:, 0]:
+    for ax in axes:
         ax.set_yticks(y, [row["switch"] for row in table], fontsize=9)
-    fig.suptitle("each switch minus the reference model (95% intervals; red: excludes 0)", fontsize=10)
+    fig.suptitle("each switch minus the reference model\n(95% intervals; red: excludes 0)", fontsize=10)
     return fig
 
 
+@page_figure
 def paired_gains(groups: dict, dramatic: float):
     """Per network, the long-delay accuracy after slow-point fine-tuning minus each comparison, one row
     per (group, comparison): the paired differences C6's verdict rests on, with their medians."""
     rows = [(f"{group}\n{name}", np.asarray(values, float)) for group, comparisons in groups.items()
             for name, values in comparisons.items()]
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(rows) + 1.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(rows) + 1.8), layout="constrained")
     for i, (_, values) in enumerate(rows):
         y = len(rows) - 1 - i
         ax.plot(values, y + np.linspace(-0.15, 0.15, len(values)), "o", ms=4, color="#d62728", alpha=0.6)
@@ -357,13 +421,14 @@ def paired_gains(groups: dict, dramatic: float):
     ax.axvline(0, color="k", lw=0.8)
     ax.axvline(dramatic, color="grey", ls="--", lw=1)
     ax.annotate(f"named effect {dramatic:+.2f}", (dramatic, 1), xycoords=("data", "axes fraction"),
-                xytext=(3, -10), textcoords="offset points", fontsize=9, color="grey")
+                xytext=(-3, -10), textcoords="offset points", fontsize=9, color="grey", ha="right")
     ax.set_yticks(range(len(rows))[::-1], [label for label, _ in rows], fontsize=9)
-    ax.set_xlabel("long-delay accuracy: slow-point fine-tuning minus the comparison\n"
+    ax.set_xlabel("long-delay accuracy: slow-point\nfine-tuning minus the comparison\n"
                   "(one dot per network; bar: median)")
     return fig
 
 
+@page_figure
 def flipflop_fixed_points(trajectories, stable, unstable, corners, shown: int = 30):
     """The flip-flop network's trajectories (n, T, H) and its fixed points on the top three principal
     components of the trajectory states (the first ``shown`` trajectories drawn); stable points
@@ -373,7 +438,7 @@ def flipflop_fixed_points(trajectories, stable, unstable, corners, shown: int = 
     _, singular, vt = np.linalg.svd(flat - mean, full_matrices=False)
     explained = singular[:3] ** 2 / (singular ** 2).sum()
     project = lambda x: (np.asarray(x).reshape(-1, len(mean)) - mean) @ vt[:3].T  # noqa: E731
-    fig = plt.figure(figsize=(6, 5.4), layout="constrained")
+    fig = plt.figure(figsize=(WIDTH - 0.4, 4.4), layout="constrained")  # its axis labels stick out
     ax = fig.add_subplot(projection="3d")
     for trajectory in trajectories[:shown]:
         ax.plot(*project(trajectory).T, color="#969696", lw=0.4, alpha=0.6)
@@ -388,36 +453,38 @@ def flipflop_fixed_points(trajectories, stable, unstable, corners, shown: int = 
     return fig
 
 
+@page_figure
 def holding_vs_speed(speed, radius, holding, noise):
     """Per stable fixed point: mean holding time under input noise against its speed and against the
     modulus of its Jacobian's largest eigenvalue (the slowest decay). Speeds are floored at 1e-12 for
     the log axis (an exact fixed point has speed 0)."""
-    fig, axes = plt.subplots(1, 2, figsize=(6.5, 3.2), sharey=True)
-    for ax, x, label in ((axes[0], np.maximum(speed, 1e-12), r"speed $q^{1/2}$ at the point"),
-                         (axes[1], radius, r"largest $|\lambda|$ of the Jacobian")):
+    fig, axes = plt.subplots(2, 1, figsize=(WIDTH, 5.6), sharey=True)
+    for ax, x, label in ((axes[0], np.maximum(speed, 1e-12), "speed √q at the point"),
+                         (axes[1], radius, "largest |λ| of the Jacobian")):
         ax.scatter(x, holding, color="#08519c", edgecolor="k", s=40)
         ax.set_xlabel(label)
     axes[0].set_xscale("log")
-    axes[0].set_ylabel(f"mean steps holding its bits\n(input noise σ = {noise:g})")
+    for ax in axes:
+        ax.set_ylabel(f"mean steps holding\nits bits (noise σ = {noise:g})")
     fig.tight_layout()
     return fig
 
 
+@page_figure
 def learning_curves(rungs: list[dict], chosen_steps: int):
-    """Held-out trained-delay accuracy at the end of training against the training length, one row per
-    dataset: every condition's mean over its networks (left), and per class for the condition whose
-    class gained most from one length to the next (right); dotted: the chosen length."""
+    """Held-out trained-delay accuracy at the end of training against the training length, two stacked
+    panels per dataset: every condition's mean over its networks, then per class for the condition whose
+    class gained most from one length to the next; dotted: the chosen length."""
     conditions = [c for rung in rungs for c in rung["conditions"]]
     datasets = sorted({c["dataset"] for c in conditions}, key=[c["dataset"] for c in conditions].index)
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(6.5, 2.6 * len(datasets) + 0.9), sharex=True,
-                             squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(2 * len(datasets), 1, figsize=(WIDTH, 3.0 * 2 * len(datasets) + 0.6), sharex=True,
+                             layout="constrained")
     lengths = [rung["steps"] for rung in rungs]
-    for (left, right), dataset in zip(axes, datasets):
+    for (left, right), dataset in zip(axes.reshape(-1, 2), datasets):
         here = {}
-        for rung in rungs:
-            for c in rung["conditions"]:
-                if c["dataset"] == dataset:
-                    here.setdefault((c["arch"], c["protocol"]), []).append(c)
+        for c in conditions:
+            if c["dataset"] == dataset:
+                here.setdefault((c["arch"], c["protocol"]), []).append(c)
         for (arch, protocol), runs in here.items():
             left.plot([r["steps"][-1] for r in runs], [r["final"] for r in runs], ms=3,
                       label=condition_label(runs[0]), **condition_style(arch, protocol))
@@ -429,17 +496,15 @@ def learning_curves(rungs: list[dict], chosen_steps: int):
         for k in range(per_class.shape[1]):
             right.plot([r["steps"][-1] for r in runs], per_class[:, k], color=CLASS_COLOURS[k], lw=1, marker="o",
                        ms=2, label=f"class {k}")
-        for ax, title in ((left, f"{dataset}: every condition"),
-                          (right, f"{dataset}, {condition_label(worst)}: per class")):
+        for ax, title in ((left, f"{dataset}: every condition"), (right, f"{dataset}, {condition_label(worst)}:\nper class")):
             ax.axvline(chosen_steps, color="grey", ls=":", lw=1)
             ax.set_title(title)
             ax.set_ylim(0, 1)
-            ax.set_xticks(lengths)
-        left.set_ylabel("accuracy, delays 4–19\n(fraction of held-out trials)")
-    for ax in axes[-1]:
-        ax.set_xlabel("training length L (steps)")
-    # one column of conditions under the left panel, so the two legends never meet with all four conditions
-    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower left", ncol=1, frameon=False)
-    fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower right", ncol=5, frameon=False,
-               columnspacing=1.0, handlelength=1.5)
+            ax.set_xticks(lengths, [f"{L:,}" for L in lengths])
+            ax.set_ylabel("accuracy, delays 4–19\n(held-out trials)")
+        # each legend under its panel (the layout makes room), never over the data
+        for ax, ncol in ((left, 2), (right, 5)):
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=ncol, frameon=False,
+                      columnspacing=1.0, handlelength=1.5)
+    axes[-1].set_xlabel("training length L (steps)")
     return fig

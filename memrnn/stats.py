@@ -233,7 +233,9 @@ def spearman_difference_ci(first: tuple, second: tuple, level: float = 0.95) -> 
     difference of Fisher z values (t on units - 1 df), mapped back as r differences at the point."""
     (x1, y1, u1), (x2, y2, u2) = [tuple(np.asarray(a) for a in part) for part in (first, second)]
     units = sorted(set(u1.tolist()) & set(u2.tolist()))
-    r1, r2 = stats.spearmanr(x1, y1).statistic, stats.spearmanr(x2, y2).statistic
+    # a constant measure has no ranking: its r is undefined (NaN, as the chapters say), not a warning
+    r1, r2 = [np.nan if np.ptp(x) == 0 or np.ptp(y) == 0 else stats.spearmanr(x, y).statistic
+              for x, y in ((x1, y1), (x2, y2))]
     out = {"first": float(r1), "second": float(r2), "difference": float(r2 - r1), "ci95": [None, None]}
     if len(units) < 3:
         return out

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from memrnn import archive, book, store
+from memrnn import archive, chapter, store
 from memrnn.archive import ArchiveError, fetch, pack
 from memrnn.cli import main
 from memrnn.formation import trace_run
@@ -246,23 +246,23 @@ def test_chapters_fetch_the_published_runs_into_their_default_folder(run_name, p
     (tmp_path / "book").mkdir()
     monkeypatch.chdir(tmp_path / "book")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    assert book.prepare_runs("../runs", on_colab=False, record=record) == "../runs"  # no record: nothing fetched
+    assert chapter.prepare_runs("../runs", on_colab=False, record=record) == "../runs"  # no record: nothing fetched
     assert _listing(tmp_path / "runs") == []
     record.write_text(json.dumps({"url": url, "sha256": sha, "runs": [run_name]}))
-    assert book.prepare_runs("../runs", on_colab=False, record=record) == "../runs"  # turned off (conftest)
+    assert chapter.prepare_runs("../runs", on_colab=False, record=record) == "../runs"  # turned off (conftest)
     assert _listing(tmp_path / "runs") == []
     monkeypatch.setenv("MEMRNN_FETCH_RUNS", "1")
-    assert book.prepare_runs(str(tmp_path / "chosen"), on_colab=False, record=record)  # a folder chosen: left alone
+    assert chapter.prepare_runs(str(tmp_path / "chosen"), on_colab=False, record=record)  # a folder chosen: left alone
     assert _listing(tmp_path / "chosen") == []
     _Quiet.requests.clear()
-    book.prepare_runs("../runs", on_colab=False, record=record)
+    chapter.prepare_runs("../runs", on_colab=False, record=record)
     assert store.trained_step(tmp_path / "runs" / run_name) == SMOKE.steps
     assert _Quiet.requests == ["/runs.tar.gz"]
-    book.prepare_runs("../runs", on_colab=False, record=record)  # every recorded run there: nothing downloaded
+    chapter.prepare_runs("../runs", on_colab=False, record=record)  # every recorded run there: nothing downloaded
     assert _Quiet.requests == ["/runs.tar.gz"]
     record.write_text(json.dumps({"url": url, "sha256": sha}))
     with pytest.raises(ValueError, match=r"runs-archive.json must hold \{\"url\""):
-        book.prepare_runs("../runs", on_colab=False, record=record)
+        chapter.prepare_runs("../runs", on_colab=False, record=record)
 
 
 def test_a_failed_fetch_of_the_published_runs_lets_the_chapter_train(run_name, server, tmp_path, monkeypatch):

@@ -610,7 +610,8 @@ def test_claims_correlation_coverage_at_five_networks():
 
 
 def test_claims_verdict_recorded_with_scope_and_staleness(tmp_path, monkeypatch):
-    from memrnn.book import read_verdicts, record_verdict, stale_reason
+    from memrnn.book import read_verdicts, stale_reason
+    from memrnn.chapter import record_verdict
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without a GPU
     verdict = claims.c6_speed_penalty_helps(_c6(0.2), SCOPE)
@@ -634,7 +635,8 @@ def test_scorecard_marks_a_verdict_its_chapter_did_not_produce(tmp_path, monkeyp
     """A verdict is stale when its chapter's committed notebook carries another code hash or preset."""
     import nbformat
 
-    from memrnn.book import record_verdict, stale_verdicts
+    from memrnn.book import stale_verdicts
+    from memrnn.chapter import record_verdict
 
     scope = claims.Scope("cpu", ("mnist-5k",), ("gru",), 100, 3000, "reference model form", 10)
     verdict = claims.Verdict("C1", "reproduced", "s", "r", {}, scope)

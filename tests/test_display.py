@@ -123,14 +123,14 @@ def test_one_repository_address_everywhere():
 
 
 def test_the_default_runs_folder_on_colab_is_under_content(tmp_path, monkeypatch):
-    from memrnn import book
+    from memrnn import chapter
 
-    monkeypatch.setattr(book, "COLAB_RUNS", str(tmp_path / "content-runs"))
-    assert book.prepare_runs("../runs", on_colab=True) == str(tmp_path / "content-runs")
+    monkeypatch.setattr(chapter, "COLAB_RUNS", str(tmp_path / "content-runs"))
+    assert chapter.prepare_runs("../runs", on_colab=True) == str(tmp_path / "content-runs")
     assert (tmp_path / "content-runs").is_dir()
-    assert book.prepare_runs(str(tmp_path / "mine"), on_colab=True) == str(tmp_path / "mine")  # a chosen folder stays
+    assert chapter.prepare_runs(str(tmp_path / "mine"), on_colab=True) == str(tmp_path / "mine")  # a chosen folder stays
     monkeypatch.chdir(tmp_path)
-    assert book.prepare_runs("../runs", on_colab=False) == "../runs"  # the repository's layout
+    assert chapter.prepare_runs("../runs", on_colab=False) == "../runs"  # the repository's layout
 
 
 def test_the_committed_cpu_verdicts_speak_for_the_editions_datasets_and_scale():

@@ -18,10 +18,9 @@
 # claim was looked at (see {doc}`deviations`, *How long the CPU edition trains*).
 #
 # **Runtime.** `smoke`: seconds anywhere (tiny networks, synthetic images: the numbers mean nothing).
-# `cpu`: the grid of GRU, LSTM × DeCu, VoCu × 10 networks on two datasets trains once on two CPU cores,
-# one worker per core: about 52 minutes per dataset (21 for the GRUs, 29 for the LSTMs, measured), so
-# about 1 h 45 min for both; the note below estimates it for the machine at hand. Then it comes from
-# the cache: with the grid cached, this chapter took 16 minutes, almost all of it training the 12
+# `cpu`: the grid of GRU, LSTM × DeCu, VoCu × 10 networks on two datasets trains once, one worker per
+# core; the note below gives its time on two CPU cores (scaled from the measured cost of a network
+# step). Then it comes from the cache: with the grid cached, this chapter took 16 minutes, almost all of it training the 12
 # networks without a curriculum (3 per architecture and readout, mnist-5k). `paper`: the reference
 # hyperparameters, for a GPU (Colab); not yet run for this book.
 
@@ -57,7 +56,7 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import book_datasets, make_config
 
@@ -92,7 +91,7 @@ fig = plots.trial_frames(trial.frames[0, 0], trial.trigger[0, 0], int(trial.labe
 fig = plots.trained_accuracy(rows)
 
 # %% tags=["hide-input"]
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 
 accuracy_rows = []
 for row in rows:

@@ -42,7 +42,7 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots, store
-from memrnn.book import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import book_datasets, make_config
 
@@ -65,7 +65,7 @@ fig = plots.extrapolation(rows)
 # %% tags=["hide-input"]
 from scipy import stats
 
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 
 delays = rows[0]["delays"]
 long = [j for j, d in enumerate(delays) if d >= 100]

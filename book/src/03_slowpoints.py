@@ -56,7 +56,7 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import book_datasets, make_config
 
@@ -70,15 +70,15 @@ plots.book_figures()
 run_box(config, archs, protocols, device, datasets=names)
 
 # %% tags=["hide-input"]
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 from memrnn.campaign import each_run
 from memrnn.runs import load_run
 from memrnn.slowpoints import analyse_run, load_results, probe_trajectories
 
-names = [row["run"] for row in rows]
-run_dirs = [f"{runs}/{name}" for name in names]
-found = dict(zip(names, each_run(analyse_run, run_dirs, scheduler=scheduler)))  # the run's search: the reference's
-ours = dict(zip(names, each_run(analyse_run, run_dirs, search="lm", scheduler=scheduler)))
+run_names = [row["run"] for row in rows]  # `names` stays the datasets
+run_dirs = [f"{runs}/{name}" for name in run_names]
+found = dict(zip(run_names, each_run(analyse_run, run_dirs, scheduler=scheduler)))  # the run's search: the reference's
+ours_found = dict(zip(run_names, each_run(analyse_run, run_dirs, search="lm", scheduler=scheduler)))
 # summaries over the paper's protocols: networks that never learned (C1) have no memories to find
 learned = [found[row["run"]] for row in rows if row["protocol"] in claims.PAPER_PROTOCOLS]
 speed = np.concatenate([np.asarray(f["speed"]).ravel() for f in learned])
@@ -152,7 +152,7 @@ checkpoints = (25, 50, 100, 200)
 curves = {}
 for row in [r for r in rows if r["dataset"] == names[0]]:
     _, model, bank = load_run(f"{runs}/{row['run']}", device=device)
-    results = load_results(f"{runs}/{row['run']}", ours[row["run"]]["file"])  # from our search's points
+    results = load_results(f"{runs}/{row['run']}", ours_found[row["run"]]["file"])  # from our search's points
     start = results["points"].to(bank.test_images.device)
     classes = torch.arange(start.shape[1], device=start.device)
     walked = follow_valleys(model, bank, start, checkpoints)

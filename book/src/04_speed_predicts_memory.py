@@ -45,7 +45,7 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import book_datasets, make_config
 
@@ -59,7 +59,7 @@ plots.book_figures()
 run_box(config, archs, protocols, device, datasets=names)
 
 # %% tags=["hide-input"]
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 from memrnn.campaign import each_run
 from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlation_table, speed_memory_rows

@@ -40,7 +40,7 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.book import prepare_runs, run_box, training_note
+from memrnn.chapter import prepare_runs, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.display import finding_box
 from memrnn.presets import make_config
@@ -105,7 +105,7 @@ table, anchor_table = finetuned[:1 + len(sweep)], [finetuned[0], *finetuned[1 + 
 fig = plots.lambda_sweep(table)
 
 # %% tags=["hide-input"]
-from memrnn.book import markdown_table
+from memrnn.chapter import markdown_table
 
 markdown_table(("λ", "long-delay accuracy", "trained-delay accuracy"),
                [(f"{r['lam']:g}", f"{r['long']['after']:.3f}", f"{r['trained']['after']:.3f}") for r in table],

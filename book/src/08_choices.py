@@ -60,9 +60,10 @@ fields: str = ""                  # comma-separated switches to flip; empty: all
 fast_protocols: str = "decu,vocu"  # protocols whose networks test the fast path for equivalence
 
 # %% tags=["hide-input"]
-from IPython.display import display
+from IPython.display import Markdown, display
+
 from memrnn import ablation, plots
-from memrnn.book import markdown_table, prepare_runs, run_box
+from memrnn.chapter import markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
 from memrnn.display import finding_box
 from memrnn.presets import CHOICES_SCALE, MODEL_FORM, make_config
@@ -81,9 +82,9 @@ settings = [None, *flips]
 measured = ablation.measure(preset, arch, protocols.split(","), settings, runs, DEFAULT_DELAYS, scheduler=scheduler,
                             **overrides)
 table = [ablation.effect(measured[None], measured[s], s) for s in flips]
-print(f"{arch.upper()}, protocols {protocols}, {config.seeds} networks per protocol, dataset {config.dataset}, "
-      f"{config.steps} training steps; {len(flips)} switches")
-run_box(config, arch, protocols, device)
+display(run_box(config, arch, protocols, device))
+Markdown(f"{len(flips)} switches, each trained on the same seeds as the reference model: "
+         + ", ".join(f"`{s.label}`" for s in flips) + ".")
 
 # %% [markdown]
 # ## Each switch against the reference
@@ -131,8 +132,16 @@ fig = plots.switch_effects(table)
 # accuracy (C1), long-delay accuracy (C2), the speed–memory correlation (C4) and the fine-tuning gain
 # (C6).
 
-# %% tags=["nbval-check-output", "remove-cell"]
+# %% tags=["hide-input"]
 claims_of = {"trained": "C1", "long": "C2", "correlation": "C4", "gain": "C6"}
+markdown_table(("switch", "claims whose quantity it moves"),
+               [(f"`{row['switch']}`", ", ".join(f"{claims_of[m]} ({m})" for m in ablation.matters(row))
+                 or "no measured effect") for row in table],
+               caption="Each switch and the claims whose quantity it moved (95% interval excluding 0): trained-delay "
+                       "accuracy (C1), long-delay accuracy (C2), the speed–memory correlation (C4), the fine-tuning "
+                       "gain (C6).")
+
+# %% tags=["nbval-check-output", "remove-cell"]
 for row in table:
     moved = ablation.matters(row)
     print(f"{row['switch']}: " + (", ".join(f"{claims_of[m]} ({m})" for m in moved) if moved else "no measured effect"))
@@ -150,13 +159,13 @@ fast_measured = ablation.measure(preset, arch, fast_protocols.split(","), [None,
                                  scheduler=scheduler, **overrides)
 fast_row = ablation.effect(fast_measured[None], fast_measured[fast_switch], fast_switch)
 p_values = ablation.equivalent(fast_row)
-print(f"{arch.upper()}, protocols {fast_protocols}: {len(fast_measured[None]['units'])} pairs of networks "
-      f"(same seeds), {fast_switch.label} against fast={config.fast}")
 markdown_table(("measure", "change [95% CI]", "TOST p (±0.03)"),
                [(f"{name}-delay accuracy", cell(fast_row[name]), f"{p_values[name]:.3f}") for name in p_values]
                + [("Spearman r", correlation_cell(fast_row["correlation"]), "—"),
                   ("fine-tuning gain", cell(fast_row["gain"]), "—")],
-               caption='Fast path minus float32, paired by network: change of each measure (95% CI) and the TOST p-value for equivalence within ±0.03.')
+               caption=f'Fast path minus float32, paired by network ({arch.upper()}, protocols {fast_protocols}, '
+                       f'{len(fast_measured[None]["units"])} pairs on the same seeds): change of each measure (95% CI) '
+                       'and the TOST p-value for equivalence within ±0.03.')
 
 # %% tags=["nbval-check-output", "remove-cell"]
 for name, p in p_values.items():
@@ -167,10 +176,13 @@ for name, p in p_values.items():
 
 # %% tags=["hide-input"]
 moved = {row["switch"]: ablation.matters(row) for row in table}
+# quantities, not claim ids: which claim rests on which is the table's; a finding names a claim only with its verdict
+QUANTITIES = {"trained": "trained-delay accuracy", "long": "long-delay accuracy",
+              "correlation": "the speed–memory correlation", "gain": "the fine-tuning gain"}
 finding_box(
     f"With {len(reference['units'])} networks per setting, the switches whose effect on a claim's quantity had a 95% "
     "interval excluding 0 were: "
-    + ("; ".join(f"`{k}` ({', '.join(claims_of[m] for m in v)})" for k, v in moved.items() if v) or "none of them")
+    + ("; ".join(f"`{k}` ({', '.join(QUANTITIES[m] for m in v)})" for k, v in moved.items() if v) or "none of them")
     + ". No effect could be measured for " + (", ".join(f"`{k}`" for k, v in moved.items() if not v) or "none")
     + " — at this number of networks that rules out only large effects, not small ones. The paper's claims were made "
     "for its own model; where a switch moves a quantity, a re-implementation that makes that choice should not expect "

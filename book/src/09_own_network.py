@@ -59,7 +59,7 @@ import torch
 from IPython.display import Markdown, display
 
 from memrnn import flipflop, plots
-from memrnn.book import code_version, device_name, markdown_table, prepare_runs
+from memrnn.chapter import code_version, device_name, markdown_table, prepare_runs
 
 config = flipflop.make_config(preset, seed=seed)
 runs = prepare_runs(runs)
@@ -76,7 +76,8 @@ facts = [("preset", f"`{preset}`"), ("network", f"`nn.GRU`, {config.hidden_size}
                       f"{config.trial_length} steps, input noise σ = {config.input_noise:g}"),
          ("code", code_version()), ("date", datetime.date.today().isoformat()), ("device", device_name("cpu"))]
 display(Markdown("> **What ran.** " + " · ".join(f"{k}: {v}" for k, v in facts)))
-print(f"network ready in {trained_in:.1f} s; held-out trials: {accuracy:.1%} of outputs have the right sign")
+Markdown(f"The network was ready in {trained_in:.1f} s (trained here, or read from the runs cache). On 256 "
+         f"held-out trials, {accuracy:.1%} of its outputs have the right sign.")
 
 # %% [markdown]
 # The same network as one of this package's: `EnsembleRNN.from_torch` copies the weights (torch's GRU
@@ -88,7 +89,8 @@ from memrnn import EnsembleRNN
 copy = EnsembleRNN.from_torch(net.gru, net.readout)
 with torch.no_grad():
     copied = copy(test_inputs[None, ..., :-1], test_inputs[None, ..., -1])[0]
-print(f"largest |output difference| between the module and its EnsembleRNN copy: {(copied - outputs).abs().max():.1e}")
+Markdown(f"The largest difference between the module's outputs and its `EnsembleRNN` copy's on those trials is "
+         f"{(copied - outputs).abs().max():.1e}: float32 rounding.")
 
 # %% [markdown]
 # ## Fixed points
@@ -112,9 +114,10 @@ stable, saddles = points[points.stable], points[~points.stable]
 with torch.no_grad():
     corners = net.readout(stable.points).sign()
 unstable_directions = (saddles.eigenvalues.abs() > 1).sum(-1)
-print(f"{len(found)} searches in {searched_in:.1f} s (median {found.iterations.median().item():.0f} iterations): "
-      f"{int(found.converged.sum())} converged, {int(found.in_region.sum())} inside (-1, 1)^H; "
-      f"median distance moved from the start {found.moved.median():.2f}")
+display(Markdown(f"{len(found)} searches took {searched_in:.1f} s (median {found.iterations.median().item():.0f} "
+                 f"iterations): {int(found.converged.sum())} converged and {int(found.in_region.sum())} ended inside "
+                 f"(−1, 1)<sup>H</sup>; the median search moved {found.moved.median():.2f} from its start. Merged "
+                 f"(points closer than 10⁻² are one), they are {len(points)} distinct fixed points."))
 
 
 def summary(name, p):
@@ -145,12 +148,14 @@ fig = plots.flipflop_fixed_points(states.numpy(), stable.points.numpy(), saddles
 # `python benchmarks/fixed_points_vs_fpf.py --fpf <its checkout>` on two CPU cores (medians of 2 alternating
 # runs in one execution):
 #
-# | finder | time | q ≤ 10⁻¹² | outside (−1, 1)^H | median q | stable points | saddles | bit patterns held |
+# | finder | bit patterns held | time | searches reaching q ≤ 10⁻¹² | ending outside (−1, 1)^H | median q | ending at a stable point | ending at a saddle |
 # |---|---|---|---|---|---|---|---|
-# | memrnn, Levenberg–Marquardt | 0.78 s | 127 | 5 | 4.2 × 10⁻⁵ | 110 | 17 | 8 of 8 |
-# | FixedPointFinder (Adam) | 14.4 s | 1 | 1,015 | 7.3 × 10⁻⁶ | 0 | 1 | 0 of 8 |
+# | memrnn, Levenberg–Marquardt | 8 of 8 | 0.78 s | 127 | 5 | 4.2 × 10⁻⁵ | 110 | 17 |
+# | FixedPointFinder (Adam) | 0 of 8 | 14.4 s | 1 | 1,015 | 7.3 × 10⁻⁶ | 0 | 1 |
 #
-# FixedPointFinder took 18× longer and left 1,015 of its 1,024 points outside the states a GRU can visit, so
+# This table counts searches, not points: the 110 searches that end at a stable point end at copies of
+# a few points (many starts lead to the same one), where the analysis above merges points closer than
+# 10⁻² and counts each once (its table of fixed points). FixedPointFinder took 18× longer and left 1,015 of its 1,024 points outside the states a GRU can visit, so
 # none of them is a memory of this network; ours keeps every iterate inside (the 5 "outside" are points
 # where tanh rounds to 1 in float32) and recovers all eight patterns. From these noisier starts most of our
 # searches stop on slow valleys short of q ≤ 10⁻¹²; the analysis above uses starts closer to the
@@ -186,7 +191,10 @@ fig = plots.holding_vs_speed(stable.speed.numpy(), radius.numpy(), mean_held.num
 # ## What we found
 
 # %% tags=["hide-input"]
-from memrnn.display import finding_box
+from memrnn.display import finding_box, load_summary
+
+# the verdicts the book's claim chapters recorded (this page names them, it does not restate the claims)
+verdicts = {claim: record["verdict"] for claim, record in load_summary().items()}
 
 
 def rank_correlation(x):
@@ -205,6 +213,8 @@ finding_box(
     "holding times under noise ranged "
     + (f"from {mean_held.min():.0f} to {mean_held.max():.0f} steps" if len(stable) else "—")
     + f"; against speed, {rank_correlation(stable.speed)}; against the largest eigenvalue modulus, "
-    f"{rank_correlation(radius)}. In the paper's networks memories sit at slow points that are *not* fixed, and "
-    "there speed predicts how long a memory lasts (C4); where a network has true fixed points, as this one, its "
-    "memories last until noise carries the state out of the basin, which speed does not measure.")
+    f"{rank_correlation(radius)}. The paper reports that its networks keep memories at slow points that are *not* "
+    "fixed, and that there speed predicts how long a memory lasts; this book tests those claims as C3 (verdict: "
+    f"{verdicts.get('C3', 'not run')}) and C4 (verdict: {verdicts.get('C4', 'not run')}). Where a network has true "
+    "fixed points, as this one, its memories last until noise carries the state out of the basin, which speed does "
+    "not measure.")
