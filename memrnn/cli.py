@@ -12,7 +12,8 @@ from .campaign import DEFAULT_DELAYS
 from .book import CHAPTERS
 from .data import DATASETS
 from .models import ARCHS
-from .presets import DEVICES, PRESETS, make_config, parse_override
+from .evaluate import MAX_PROBE_SEED
+from .presets import DEVICES, MAX_ITERATIONS, MAX_STEPS, PRESETS, make_config, parse_override
 from .protocols import PROTOCOLS
 from .regularize import MODES
 from .slowpoints import CENTROID_PROTOCOLS, METHODS, METRICS
@@ -91,15 +92,11 @@ def _names(allowed):
 
 
 def _parameter(text: str) -> tuple[str, object]:
-    """'key=value' for a chapter parameter: ints and floats are converted, the rest stays text."""
+    """'key=value' for a chapter parameter, the value as text: ``book.run`` converts it to the type the
+    chapter's parameters cell declares."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"bad parameter {text!r}: expected key=value")
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
     return key, value
 
 
@@ -150,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--delays", type=_delays, default=list(DEFAULT_DELAYS))
     p.add_argument("--trials", type=_integer(1), help="held-out probe trials (default: the run's eval_trials)")
-    p.add_argument("--seed", type=_integer(0), default=0, help="seed of the probe images and noise")
+    p.add_argument("--seed", type=_integer(0, MAX_PROBE_SEED), default=0, help="seed of the probe images and noise")
     p.add_argument("--device", choices=DEVICES)
 
     _grid_arguments(commands.add_parser(
@@ -161,14 +158,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, help="the search (default: the run's, i.e. the reference's Adam)")
     p.add_argument("--centroids", choices=CENTROID_PROTOCOLS, help="start points (default: the run's)")
     p.add_argument("--tol", type=_number(0), default=1e-12, help="stop a point when q <= tol")
-    p.add_argument("--max-iter", type=_integer(1))
+    p.add_argument("--max-iter", type=_integer(1, MAX_ITERATIONS))
     p.add_argument("--metric", choices=METRICS, help="LSTM speed on (h, c) or (h, tanh c) (default: the run's)")
     p.add_argument("--step", type=_integer(1), help="checkpoint to analyse (default: the final one of a finished run)")
     p.add_argument("--device", choices=DEVICES)
 
     p = commands.add_parser("formation", help="trace the final slow points back through the training checkpoints")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--max-iter", type=_integer(1), default=50)
+    p.add_argument("--max-iter", type=_integer(1, MAX_ITERATIONS), default=50)
     p.add_argument("--device", choices=DEVICES)
 
     p = commands.add_parser("correlate", help="slow-point speed vs long-delay accuracy over runs")
@@ -180,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--mode", type=_names(MODES), default=list(MODES), help=f"comma-separated, from {', '.join(MODES)}")
     p.add_argument("--lam", type=_number(0), help="penalty strength (default: 1e-3, CIFAR-10 1e-2)")
-    p.add_argument("--steps", type=_integer(1), help="fine-tuning steps (default: the run's finetune_fraction of its training)")
+    p.add_argument("--steps", type=_integer(1, MAX_STEPS), help="fine-tuning steps (default: the run's finetune_fraction of its training)")
     p.add_argument("--relocate", type=_integer(0), default=0, help="re-find the anchors every K steps (0: fixed)")
     p.add_argument("--delays", type=_delays, help="evaluation delays (default: the parent's)")
     p.add_argument("--min-delay", type=_integer(1), default=100, help="long delays: evaluated delays >= this")
@@ -198,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("book", help="execute the book's chapters with papermill and/or build its HTML")
     book = p.add_subparsers(dest="book_command", required=True, metavar="ACTION")
     q = book.add_parser("run", help="execute chapters at a preset, then build the HTML")
-    q.add_argument("--preset", default="cpu", choices=PRESETS)
+    q.add_argument("--preset", choices=PRESETS, help="default: cpu")
     q.add_argument("--chapters", type=_names(CHAPTERS), help=f"comma-separated, from {', '.join(CHAPTERS)}")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_parameter,
                    help="a chapter parameter, e.g. --set archs=gru (repeatable)")
@@ -317,7 +314,9 @@ def _run(args) -> int:
                                     seeds=args.seeds, steps=args.steps, device=args.device)
         config = make_config(preset, **values)
         run_dir = train(config, args.out, resume=not args.fresh, progress=not args.quiet)
-        summary = json.loads((run_dir / "summary.json").read_text())["train"]
+        from .store import read_summary
+
+        summary = read_summary(run_dir)["train"]
         accuracy = ", ".join(f"{a:.3f}" for a in summary["trained_delay_accuracy"])
         print(f"{run_dir}\ntrained-delay accuracy per member: {accuracy}")
     elif args.command == "evaluate":
@@ -360,7 +359,7 @@ def _run(args) -> int:
     elif args.command == "regularize":
         from .evaluate import evaluate_run
         from .regularize import REGULARIZATION_FILE, compare, finetune
-        from .store import read_summary, run_lock, trained_step, write_json
+        from .store import read_summary, run_file, run_lock, trained_step, write_json
 
         trained_step(args.run_dir)
         parent = read_summary(args.run_dir)
@@ -373,7 +372,7 @@ def _run(args) -> int:
             children.append(child)
         rows = compare(args.run_dir, children, args.min_delay)
         with run_lock(args.run_dir):
-            write_json(args.run_dir / REGULARIZATION_FILE, {"min_delay": args.min_delay, "modes": rows})
+            write_json(run_file(args.run_dir, REGULARIZATION_FILE), {"min_delay": args.min_delay, "modes": rows})
         print(f"{'mode':<12}{'long-delay acc before -> after (change, 95% CI)':<50}{'trained-delay acc before -> after'}")
         for row in rows:
             lo, tr = row["long"], row["trained"]
@@ -383,7 +382,8 @@ def _run(args) -> int:
         from .book import build, run
 
         if args.book_command == "run":
-            run(args.root, args.preset, args.chapters, dict(args.set))
+            preset, parameters = _overrides(args)  # the preset given by --preset and --set alike: an error
+            run(args.root, preset if args.preset or "preset" in dict(args.set) else "cpu", args.chapters, parameters)
             if args.no_build:
                 return 0
         print(f"HTML: {build(args.root)}/index.html")

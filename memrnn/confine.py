@@ -49,6 +49,14 @@ def inside(root: Path, relative: str | Path) -> Path:
     return Path(root, *parts)
 
 
+def writable(root: Path, relative: str) -> Path:
+    """``root / relative`` checked as :func:`inside` does, holding a regular file or nothing: a path that
+    may be written or replaced without reaching anything outside ``root``."""
+    path = inside(root, relative)
+    refuse_unless_regular(path, "write")
+    return path
+
+
 def read_regular(path: Path) -> bytes:
     """The bytes of ``path``, which must be a regular file (not a link, a FIFO, a device or a folder)."""
     refuse_unless_regular(path, "read")
