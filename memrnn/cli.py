@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
-from .archive import CHECKPOINTS, SUFFIXES, check_sha256
+from .archive import CHECKPOINTS, MAX_BYTES, SUFFIXES, check_sha256
 from .campaign import DEFAULT_DELAYS
 from .book import CHAPTERS
 from .data import DATASETS
@@ -216,6 +217,10 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("url")
     q.add_argument("--sha256", required=True, type=_sha256, help="the archive's SHA-256 (64 hexadecimal digits)")
     q.add_argument("--runs", default="runs", type=_out_dir, help="the runs folder (default: runs)")
+    q.add_argument("--max-bytes", type=_size, default=MAX_BYTES,
+                   help=f"download at most this much (default {MAX_BYTES // 2**30} GiB; suffixes K, M, G, T)")
+    q.add_argument("--max-unpacked", type=_size,
+                   help="unpack at most this much (default: a few times the archive's size)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = commands.add_parser("config", help="print the configuration a preset resolves to")
@@ -232,6 +237,19 @@ def _archive_file(text: str) -> Path:
     if _exists(path) and path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory: give a file name for the archive")
     return path
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _size(text: str) -> int:
+    """An argparse type: a positive number of bytes, with an optional binary suffix K, M, G or T."""
+    found = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    value = int(found.group(1)) * _UNITS[found.group(2).upper()] if found else 0
+    if not 0 < value <= 2**60:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: expected a positive size in bytes, "
+                                         "like 500M or 4G")
+    return value
 
 
 def _sha256(text: str) -> str:
@@ -419,7 +437,8 @@ def _run(args) -> int:
         if args.runs_command == "pack":
             print(f"{pack(args.runs, args.out, args.run_names or None, args.checkpoints)}  {args.out}")
         else:
-            added = fetch(args.url, args.sha256, args.runs, progress=not args.quiet)
+            added = fetch(args.url, args.sha256, args.runs, progress=not args.quiet, max_bytes=args.max_bytes,
+                          max_unpacked=args.max_unpacked)
             print("\n".join(str(args.runs / name) for name in added) if added
                   else f"nothing added: every run of the archive is already in {args.runs}")
     return 0

@@ -105,27 +105,42 @@ def _locked_temporary(path: Path) -> tuple[int, str]:
     """A new temporary file next to ``path``, locked by this process (retried if a sweep took it first)."""
     while True:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        if os.fstat(fd).st_nlink:
+        if hold(fd):
             return fd, tmp
+
+
+def hold(fd: int) -> bool:
+    """Lock the new temporary file or folder open as ``fd`` for as long as it is open, so that
+    :func:`remove_if_dead` leaves it alone; False (``fd`` closed) when a sweep removed it first."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    if os.fstat(fd).st_nlink:
+        return True
+    os.close(fd)
+    return False
+
+
+def remove_if_dead(path: Path) -> None:
+    """Remove the temporary file or folder ``path`` unless a live process holds it (see :func:`hold`):
+    what a killed writer left. A link or anything else is left alone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # gone, or a link
+        return
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(path, ignore_errors=True) if stat.S_ISDIR(mode) else path.unlink(missing_ok=True)
+    except BlockingIOError:  # a live writer's
+        pass
+    finally:
         os.close(fd)
 
 
 def _sweep_dead_writers(path: Path) -> None:
-    """Remove the temporary files of ``path`` that no live writer holds locked (a killed write's)."""
+    """Remove the temporary files of ``path`` that no live writer holds (a killed write's)."""
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        try:
-            fd = os.open(stale, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError:  # gone, or not a file of ours (a link, say): left alone
-            continue
-        try:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                stale.unlink(missing_ok=True)
-        except BlockingIOError:  # a live writer's
-            pass
-        finally:
-            os.close(fd)
+        remove_if_dead(stale)
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
 from memrnn import archive, book, store
@@ -199,14 +200,22 @@ def test_an_existing_run_is_skipped_when_the_same_and_never_overwritten_when_not
     into = tmp_path / "runs"
     shutil.copytree(runs / run_name, into / run_name)
     summary = into / run_name / "summary.json"
-    summary.write_text(summary.read_text().replace('"run"', '"run" ', 1))  # same JSON, other bytes
-    before, listing = summary.read_bytes(), _listing(into)
+    summary.write_text(summary.read_text().replace('"run"', '"run" ', 1))  # results added to since: the same run
+    assert fetch(url, sha, into, cache=cache) == []
+    final = into / run_name / "checkpoints" / "step_0000020.safetensors"
+    tensors = safetensors.torch.load(final.read_bytes())
+    tensors["model/weight_hh"] += 1  # another final checkpoint, recorded in the index: another run
+    final.write_bytes(safetensors.torch.save(tensors))
+    index = json.loads((final.parent / "index.json").read_text())
+    index["20"]["sha256"] = hashlib.sha256(final.read_bytes()).hexdigest()
+    (final.parent / "index.json").write_text(json.dumps(index))
+    before, listing = final.read_bytes(), _listing(into)
     with pytest.raises(ArchiveError, match=f"already holds 1 run.*{run_name}.*refusing to overwrite"):
         fetch(url, sha, into, cache=cache)
-    assert summary.read_bytes() == before and _listing(into) == listing
+    assert final.read_bytes() == before and _listing(into) == listing
     with pytest.warns(UserWarning, match=f"kept 1 run.*{run_name}"):
         assert fetch(url, sha, into, cache=cache, keep_existing=True) == []
-    assert summary.read_bytes() == before
+    assert final.read_bytes() == before
     assert not list(into.glob(".fetch-*"))
 
 
