@@ -110,13 +110,13 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
     unknown = [c for c in chapters if c not in CHAPTERS]
     if unknown:
         raise ValueError(f"unknown chapter(s) {unknown}; choose from {CHAPTERS}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset {preset!r} is not allowed: choose one of {', '.join(PRESETS)}")
     kinds = {**chapter_parameters(root, chapters), "scheduler": str}
     stray = sorted(set(parameters or {}) - set(kinds))
     if stray:
         raise ValueError(f"unknown chapter parameter(s) {stray}; the chapters run take {sorted(kinds)}")
     parameters = {k: typed_parameter(k, v, kinds[k]) for k, v in (parameters or {}).items()}
-    if preset not in PRESETS:
-        raise ValueError(f"preset {preset!r} is not allowed: choose one of {', '.join(PRESETS)}")
     if parameters.get("preset", preset) != preset:
         raise ValueError(f"preset is given twice with different values ({preset!r} and {parameters['preset']!r} by "
                          "--set preset=...): give it once")

@@ -377,9 +377,12 @@ def _run(args) -> int:
     elif args.command == "regularize":
         from .evaluate import evaluate_run
         from .regularize import REGULARIZATION_FILE, compare, finetune
-        from .store import read_summary, run_file, run_lock, trained_step, write_json
+        from .store import read_config, read_summary, run_file, run_lock, trained_step, write_json
+        from .train import check_resources
 
         trained_step(args.run_dir)
+        config = read_config(args.run_dir)
+        check_resources(config, args.run_dir.parent, args.steps or config.finetune_steps)  # before anything is written
         parent = read_summary(args.run_dir)
         delays = args.delays or parent.get("extrapolation", {}).get("delays") or list(DEFAULT_DELAYS)
         evaluate_run(args.run_dir, delays)

@@ -178,9 +178,15 @@ _JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", floa
 
 
 def read_summary(run_dir: Path) -> dict:
-    """The run's summary (empty before anything is recorded)."""
+    """The run's summary (empty before anything is recorded). Every file a section names must be a file
+    of the run itself, named plainly (no folder, no '..', no absolute path)."""
     path = run_file(run_dir, SUMMARY_FILE)
-    return read_json(path, dict) if os.path.lexists(path) else {}
+    summary = read_json(path, dict) if os.path.lexists(path) else {}
+    for section, value in summary.items():
+        if isinstance(value, dict) and "file" in value and not confine.plain_name(value["file"]):
+            raise CorruptCheckpointError(f"{path} is corrupt: section {section!r} names {value['file']!r}, which is "
+                                         "not a file of the run: remove that section, or retrain the run")
+    return summary
 
 
 def read_config(run_dir: Path) -> Config:
