@@ -85,7 +85,8 @@ def chapter_parameters(root: Path, chapters) -> dict[str, type]:
 
 def typed_parameter(key: str, value, kind: type):
     """A chapter parameter as the type its cell declares (text from the command line converted), or
-    an error naming it: a number must be finite, text where text is declared."""
+    an error naming it as given: a number must be finite, text where text is declared."""
+    given = value
     if kind in (int, float) and isinstance(value, str):
         try:
             value = kind(value)
@@ -96,7 +97,7 @@ def typed_parameter(key: str, value, kind: type):
         value = float(value)
     if kind is not object and not isinstance(value, kind) or (number and not math.isfinite(value)):
         what = {int: "an integer", float: "a finite number", str: "text"}.get(kind, "a finite number or text")
-        raise ValueError(f"chapter parameter {key}={value!r} is not allowed: it takes {what}")
+        raise ValueError(f"chapter parameter {key}={given!r} is not allowed: it takes {what}")
     return value
 
 
