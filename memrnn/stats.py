@@ -19,7 +19,6 @@ the smallest effect the same design detects with 80% power.
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 from scipy import stats
