@@ -278,7 +278,9 @@ def load_checkpoint(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CorruptCheckpointError(f"checkpoint {path} holds non-finite numbers (in {', '.join(bad[:3])})")
-    wrong = checkpoint_mismatch(read_config(run_dir), set(tensors))
+    # a folder without a configuration is no run (every command refuses it): nothing is implied there
+    configured = os.path.lexists(run_file(run_dir, CONFIG_FILE))
+    wrong = configured and checkpoint_mismatch(read_config(run_dir), set(tensors))
     if wrong:
         raise CorruptCheckpointError(f"checkpoint {path} does not hold the tensors of its run's configuration "
                                      f"({wrong}): retrain with `memrnn train --fresh`")
