@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -19,12 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import store
-from .claims import RULES, VERDICTS
+from . import confine, store
+from .claims import RULES
 from .content import check_notebook
 from .display import CLAIM_CHAPTERS, write_summary
 from .engine import environment, shared_cluster
-from .presets import CPU_SECONDS_PER_NETWORK_STEP
+from .presets import CPU_SECONDS_PER_NETWORK_STEP, PRESETS
 from .progress import PROGRESS_ENV, TrainingBar
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
@@ -70,15 +71,35 @@ def set_parameters(notebook, parameters: dict) -> None:
     cell.source = "\n".join(lines)
 
 
-def chapter_parameters(root: Path, chapters) -> set[str]:
-    """The names the ``parameters`` cells of ``chapters`` take."""
-    names = set()
+def chapter_parameters(root: Path, chapters) -> dict[str, type]:
+    """The names the ``parameters`` cells of ``chapters`` take, each with the type it is annotated with."""
+    names = {}
     for name in chapters:
         cell = next(c for c in source_notebook(Path(root) / "book" / "src" / f"{name}.py").cells
                     if "parameters" in c.metadata.get("tags", []))
         for node in ast.parse(cell.source).body:
-            names.add((node.target if isinstance(node, ast.AnnAssign) else node.targets[0]).id)
+            annotation = getattr(getattr(node, "annotation", None), "id", None)
+            names.setdefault((node.target if isinstance(node, ast.AnnAssign) else node.targets[0]).id,
+                             {"int": int, "float": float, "str": str}.get(annotation, object))
     return names
+
+
+def typed_parameter(key: str, value, kind: type):
+    """A chapter parameter as the type its cell declares (text from the command line converted), or
+    an error naming it as given: a number must be finite, text where text is declared."""
+    given = value
+    if kind in (int, float) and isinstance(value, str):
+        try:
+            value = kind(value)
+        except ValueError:
+            pass
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is float and number and not isinstance(value, float):
+        value = float(value)
+    if kind is not object and not isinstance(value, kind) or (number and not math.isfinite(value)):
+        what = {int: "an integer", float: "a finite number", str: "text"}.get(kind, "a finite number or text")
+        raise ValueError(f"chapter parameter {key}={given!r} is not allowed: it takes {what}")
+    return value
 
 
 def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, output_dir: Path | None = None,
@@ -92,10 +113,16 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
     unknown = [c for c in chapters if c not in CHAPTERS]
     if unknown:
         raise ValueError(f"unknown chapter(s) {unknown}; choose from {CHAPTERS}")
-    allowed = chapter_parameters(root, chapters) | {"scheduler"}
-    stray = sorted(set(parameters or {}) - allowed)
+    if preset not in PRESETS:
+        raise ValueError(f"preset {preset!r} is not allowed: choose one of {', '.join(PRESETS)}")
+    kinds = {**chapter_parameters(root, chapters), "scheduler": str}
+    stray = sorted(set(parameters or {}) - set(kinds))
     if stray:
-        raise ValueError(f"unknown chapter parameter(s) {stray}; the chapters run take {sorted(allowed)}")
+        raise ValueError(f"unknown chapter parameter(s) {stray}; the chapters run take {sorted(kinds)}")
+    parameters = {k: typed_parameter(k, v, kinds[k]) for k, v in (parameters or {}).items()}
+    if parameters.get("preset", preset) != preset:
+        raise ValueError(f"preset is given twice with different values ({preset!r} and {parameters['preset']!r} by "
+                         "--set preset=...): give it once")
     output_dir = Path(output_dir or root / "book")
     output_dir.mkdir(parents=True, exist_ok=True)
     runs_dir = runs_folder(root, parameters)
@@ -200,9 +227,10 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         notebook.metadata.update(kernelspec=KERNELSPEC, **COLAB_METADATA)
         values = {"preset": preset, **(parameters or {})}
         set_parameters(notebook, values)
-        source = output_dir / f".{name}.source.ipynb"
+        # never written through a link, nor a link replaced
+        source, target, partial = (confine.writable(output_dir, f) for f in
+                                   (f".{name}.source.ipynb", f"{name}.ipynb", f".{name}.partial.ipynb"))
         nbformat.write(notebook, source)
-        target, partial = output_dir / f"{name}.ipynb", output_dir / f".{name}.partial.ipynb"
         # the chapter's kernel inherits these (record_verdict stamps verdicts with the code that made
         # them); put back afterwards, so nothing run later in this process is taken for the chapter
         stamp = {"MEMRNN_CHAPTER": name, "MEMRNN_CHAPTER_SHA256": code_hash(notebook)}

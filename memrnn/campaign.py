@@ -58,7 +58,7 @@ def submit_grid(graph, preset, archs, protocols, delays, out: Path, overrides) -
 def grid_row(condition: dict, section: dict) -> dict:
     """The grid summary's row of a condition, from its evaluation."""
     config = condition["config"]
-    summary = store.read_json(Path(section["run_dir"]) / store.SUMMARY_FILE, dict)
+    summary = store.read_summary(section["run_dir"])
     return {"run": Path(section["run_dir"]).name, "arch": config.arch, "protocol": config.protocol,
             "dataset": config.dataset, "trained_delay_accuracy": summary["train"]["trained_delay_accuracy"],
             "delays": section["delays"], "overall": section["overall"]}

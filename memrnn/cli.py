@@ -5,17 +5,20 @@ import argparse
 import contextlib
 import json
 import math
+import re
 import signal
 import sys
 import time
 from pathlib import Path
 
-from .archive import CHECKPOINTS, SUFFIXES, check_sha256
+from .archive import CHECKPOINTS, MAX_BYTES, SUFFIXES, check_sha256
 from .campaign import DEFAULT_DELAYS
 from .book import CHAPTERS
 from .data import DATASETS
 from .models import ARCHS
-from .presets import CHOICES, CNN_DATASETS, CNN_FORM, DEVICES, MODEL_FORM, PRESETS, make_config, parse_override
+from .evaluate import MAX_PROBE_SEED
+from .presets import (CHOICES, CNN_DATASETS, CNN_FORM, DEVICES, MAX_ITERATIONS, MAX_STEPS, MODEL_FORM, PRESETS,
+                      make_config, parse_override)
 from .protocols import PROTOCOLS
 from .regularize import MODES
 from .slowpoints import CENTROID_PROTOCOLS, METHODS, METRICS
@@ -94,15 +97,11 @@ def _names(allowed):
 
 
 def _parameter(text: str) -> tuple[str, object]:
-    """'key=value' for a chapter parameter: ints and floats are converted, the rest stays text."""
+    """'key=value' for a chapter parameter, the value as text: ``book.run`` converts it to the type the
+    chapter's parameters cell declares."""
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"bad parameter {text!r}: expected key=value")
-    for kind in (int, float):
-        try:
-            return key, kind(value)
-        except ValueError:
-            pass
     return key, value
 
 
@@ -153,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--delays", type=_delays, default=list(DEFAULT_DELAYS))
     p.add_argument("--trials", type=_integer(1), help="held-out probe trials (default: the run's eval_trials)")
-    p.add_argument("--seed", type=_integer(0), default=0, help="seed of the probe images and noise")
+    p.add_argument("--seed", type=_integer(0, MAX_PROBE_SEED), default=0, help="seed of the probe images and noise")
     p.add_argument("--device", choices=DEVICES)
 
     _grid_arguments(commands.add_parser(
@@ -164,14 +163,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=METHODS, help="the search (default: the run's, i.e. the reference's Adam)")
     p.add_argument("--centroids", choices=CENTROID_PROTOCOLS, help="start points (default: the run's)")
     p.add_argument("--tol", type=_number(0), default=1e-12, help="stop a point when q <= tol")
-    p.add_argument("--max-iter", type=_integer(1))
+    p.add_argument("--max-iter", type=_integer(1, MAX_ITERATIONS))
     p.add_argument("--metric", choices=METRICS, help="LSTM speed on (h, c) or (h, tanh c) (default: the run's)")
     p.add_argument("--step", type=_integer(1), help="checkpoint to analyse (default: the final one of a finished run)")
     p.add_argument("--device", choices=DEVICES)
 
     p = commands.add_parser("formation", help="trace the final slow points back through the training checkpoints")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--max-iter", type=_integer(1), default=50)
+    p.add_argument("--max-iter", type=_integer(1, MAX_ITERATIONS), default=50)
     p.add_argument("--device", choices=DEVICES)
 
     p = commands.add_parser("correlate", help="slow-point speed vs long-delay accuracy over runs")
@@ -183,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--mode", type=_names(MODES), default=list(MODES), help=f"comma-separated, from {', '.join(MODES)}")
     p.add_argument("--lam", type=_number(0), help="penalty strength (default: 1e-3, CIFAR-10 1e-2)")
-    p.add_argument("--steps", type=_integer(1), help="fine-tuning steps (default: the run's finetune_fraction of its training)")
+    p.add_argument("--steps", type=_integer(1, MAX_STEPS), help="fine-tuning steps (default: the run's finetune_fraction of its training)")
     p.add_argument("--relocate", type=_integer(0), default=0, help="re-find the anchors every K steps (0: fixed)")
     p.add_argument("--delays", type=_delays, help="evaluation delays (default: the parent's)")
     p.add_argument("--min-delay", type=_integer(1), default=100, help="long delays: evaluated delays >= this")
@@ -201,7 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     p = commands.add_parser("book", help="execute the book's chapters with papermill and/or build its HTML")
     book = p.add_subparsers(dest="book_command", required=True, metavar="ACTION")
     q = book.add_parser("run", help="execute chapters at a preset, then build the HTML")
-    q.add_argument("--preset", default="cpu", choices=PRESETS)
+    q.add_argument("--preset", choices=PRESETS, help="default: cpu")
     q.add_argument("--chapters", type=_names(CHAPTERS), help=f"comma-separated, from {', '.join(CHAPTERS)}")
     q.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_parameter,
                    help="a chapter parameter, e.g. --set archs=gru (repeatable)")
@@ -225,6 +224,10 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("url")
     q.add_argument("--sha256", required=True, type=_sha256, help="the archive's SHA-256 (64 hexadecimal digits)")
     q.add_argument("--runs", default="runs", type=_out_dir, help="the runs folder (default: runs)")
+    q.add_argument("--max-bytes", type=_size, default=MAX_BYTES,
+                   help=f"download at most this much (default {MAX_BYTES // 2**30} GiB; suffixes K, M, G, T)")
+    q.add_argument("--max-unpacked", type=_size,
+                   help="unpack at most this much (default: a few times the archive's size)")
     q.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = commands.add_parser("config", help="print the configuration a preset resolves to, with each field's "
@@ -243,6 +246,19 @@ def _archive_file(text: str) -> Path:
     if _exists(path) and path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory: give a file name for the archive")
     return path
+
+
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _size(text: str) -> int:
+    """An argparse type: a positive number of bytes, with an optional binary suffix K, M, G or T."""
+    found = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    value = int(found.group(1)) * _UNITS[found.group(2).upper()] if found else 0
+    if not 0 < value <= 2**60:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: expected a positive size in bytes, "
+                                         "like 500M or 4G")
+    return value
 
 
 def _sha256(text: str) -> str:
@@ -361,7 +377,9 @@ def _run(args) -> int:
                                     seeds=args.seeds, steps=args.steps, device=args.device)
         config = make_config(preset, **values)
         run_dir = train(config, args.out, resume=not args.fresh, progress=not args.quiet)
-        summary = json.loads((run_dir / "summary.json").read_text())["train"]
+        from .store import read_summary
+
+        summary = read_summary(run_dir)["train"]
         accuracy = ", ".join(f"{a:.3f}" for a in summary["trained_delay_accuracy"])
         print(f"{run_dir}\ntrained-delay accuracy per member: {accuracy}")
     elif args.command == "evaluate":
@@ -404,9 +422,12 @@ def _run(args) -> int:
     elif args.command == "regularize":
         from .evaluate import evaluate_run
         from .regularize import REGULARIZATION_FILE, compare, finetune
-        from .store import read_summary, run_lock, trained_step, write_json
+        from .store import read_config, read_summary, run_file, run_lock, trained_step, write_json
+        from .train import check_resources
 
         trained_step(args.run_dir)
+        config = read_config(args.run_dir)
+        check_resources(config, args.run_dir.parent, args.steps or config.finetune_steps)  # before anything is written
         parent = read_summary(args.run_dir)
         delays = args.delays or parent.get("extrapolation", {}).get("delays") or list(DEFAULT_DELAYS)
         evaluate_run(args.run_dir, delays)
@@ -417,7 +438,7 @@ def _run(args) -> int:
             children.append(child)
         rows = compare(args.run_dir, children, args.min_delay)
         with run_lock(args.run_dir):
-            write_json(args.run_dir / REGULARIZATION_FILE, {"min_delay": args.min_delay, "modes": rows})
+            write_json(run_file(args.run_dir, REGULARIZATION_FILE), {"min_delay": args.min_delay, "modes": rows})
         print(f"{'mode':<12}{'long-delay acc before -> after (change, 95% CI)':<50}{'trained-delay acc before -> after'}")
         for row in rows:
             lo, tr = row["long"], row["trained"]
@@ -427,16 +448,18 @@ def _run(args) -> int:
         from .book import CHAPTERS, TIMINGS_FILE, build, record_fresh_time, run, run_names, runs_folder
 
         if args.book_command == "run":
+            preset, parameters = _overrides(args)  # the preset given by --preset and --set alike: an error
+            preset = preset if args.preset or "preset" in dict(args.set) else "cpu"
             started = args.started_at or time.time()
             # the book as `make book` executes it from a fresh clone: its time is the estimate for the next one
             fresh = (not args.set and set(args.chapters or CHAPTERS) == set(CHAPTERS)
                      and not run_names(runs_folder(args.root)))
-            run(args.root, args.preset, args.chapters, dict(args.set))
+            run(args.root, preset, args.chapters, parameters)
             if args.no_build:
                 return 0
         print(f"HTML: {build(args.root)}/index.html")
         if args.book_command == "run" and fresh:
-            record_fresh_time(args.root / "book" / TIMINGS_FILE, args.preset, time.time() - started)
+            record_fresh_time(args.root / "book" / TIMINGS_FILE, preset, time.time() - started)
     elif args.command == "campaign":
         from .campaign import format_table, run_campaign
         from .stats import format_correlations
@@ -469,7 +492,8 @@ def _run(args) -> int:
         if args.runs_command == "pack":
             print(f"{pack(args.runs, args.out, args.run_names or None, args.checkpoints)}  {args.out}")
         else:
-            added = fetch(args.url, args.sha256, args.runs, progress=not args.quiet)
+            added = fetch(args.url, args.sha256, args.runs, progress=not args.quiet, max_bytes=args.max_bytes,
+                          max_unpacked=args.max_unpacked)
             print("\n".join(str(args.runs / name) for name in added) if added
                   else f"nothing added: every run of the archive is already in {args.runs}")
     return 0

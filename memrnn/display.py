@@ -11,7 +11,7 @@ import html
 import re
 from pathlib import Path
 
-from . import store
+from . import confine, store
 
 # outcome -> (sphinx-design badge colour, box colour)
 OUTCOMES = {"reproduced": ("success", "#1b7a3a"), "partly reproduced": ("warning", "#9a5b00"),
@@ -137,7 +137,7 @@ def write_summary(book_dir: Path, records: list[dict]) -> dict:
                 break
     write_headline(book_dir)
     store.write_json(book_dir / SUMMARY_FILE, summary)
-    (book_dir / RESULTS_FILE).write_text(results_markdown(summary))
+    store.atomic_write(confine.writable(book_dir, RESULTS_FILE), results_markdown(summary).encode())
     return summary
 
 

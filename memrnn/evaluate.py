@@ -24,7 +24,9 @@ from . import bf16, noise, store
 from .data import ImageBank
 from .fused import BF16, inference_step
 from .models import EnsembleRNN
-from .runs import load_run
+from .runs import load_run, resolve_device
+
+MAX_PROBE_SEED = 2**32 - 1  # the probe's seed: a word of the generators' seeds, like the members'
 
 
 @dataclass
@@ -65,8 +67,12 @@ def accuracy_by_delay(model: EnsembleRNN, bank: ImageBank, delays, n_trials: int
 def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int = 0,
                  device: str | None = None) -> dict:
     """Extrapolation curves of a finished run's final checkpoint, stored in its summary under
-    ``extrapolation`` with that checkpoint's step (returned from there when already computed with the
-    same delays, trials, seed and checkpoint)."""
+    ``extrapolation`` with that checkpoint's step and SHA-256 (returned from there when already computed
+    with the same delays, trials, seed and checkpoint)."""
+    if not (isinstance(seed, int) and 0 <= seed <= MAX_PROBE_SEED):
+        raise ValueError(f"seed={seed!r} is not allowed: expected an integer from 0 to {MAX_PROBE_SEED}")
+    if device is not None:
+        resolve_device(device)  # a device that is not there is an error, also when the answer is cached
     store.read_config(run_dir)  # before the lock, which would create a missing directory
     with store.run_lock(run_dir):
         step = store.trained_step(run_dir)
@@ -75,7 +81,7 @@ def evaluate_run(run_dir: Path, delays, n_trials: int | None = None, seed: int =
         if n_trials < 1:
             raise ValueError(f"trials must be a positive integer, got {n_trials}")
         wanted = {"delays": sorted({int(d) for d in delays}), "n_trials": n_trials, "seed": seed,
-                  "checkpoint_step": step}
+                  "checkpoint_step": step, "checkpoint_sha256": store.checkpoint_sha256(run_dir, step)}
         cached = store.read_summary(run_dir).get("extrapolation")
         if isinstance(cached, dict) and all(cached.get(k) == v for k, v in wanted.items()):
             return cached

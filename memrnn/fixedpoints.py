@@ -31,6 +31,7 @@ Example, on a plain ``torch.nn.GRU`` (an LSTM's state is (h, c) concatenated)::
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -358,6 +359,8 @@ def sample_starts(states: torch.Tensor, n: int, noise: float = 0.0, seed: int = 
     states of a batch of trials), without replacement when there are enough, plus Gaussian noise of
     standard deviation ``noise``: starts where the dynamics matter, as FixedPointFinder's users draw them."""
     pool = states.detach().reshape(-1, states.shape[-1])
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise={noise!r} is not allowed: a noise standard deviation is a finite number >= 0")
     if n < 1 or len(pool) == 0:
         raise ValueError(f"need n >= 1 starts from a non-empty set of states; got n={n}, {len(pool)} states")
     g = torch.Generator().manual_seed(seed)

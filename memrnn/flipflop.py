@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,22 @@ class FlipFlopConfig:
     lr: float = 1e-2
     seed: int = 0
 
+    def __post_init__(self):
+        if not (isinstance(self.seed, int) and 0 <= self.seed <= MAX_SEED):
+            raise ValueError(f"seed={self.seed!r} is not allowed: expected an integer from 0 to {MAX_SEED}")
+        check_noise("input_noise", self.input_noise)
+
+
+MAX_SEED = 2**32 - 1
+MAX_NOISE = 100.0  # a hundred times the pulses' size: beyond it every bit is lost at the first step
+
+
+def check_noise(name: str, value) -> None:
+    """Refuse a noise level that is not a standard deviation from 0 to ``MAX_NOISE``."""
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= MAX_NOISE):
+        raise ValueError(f"{name}={value!r} is not allowed: a noise standard deviation is a number from 0 to "
+                         f"{MAX_NOISE:g}")
+
 
 # the network is small: GPU presets train the cpu network (it would not run faster there)
 PRESETS = {"smoke": FlipFlopConfig(trial_length=32, batch_size=32, steps=150), "cpu": FlipFlopConfig()}
@@ -59,6 +76,7 @@ def trials(config: FlipFlopConfig, n: int, generator: torch.Generator, noise: fl
     last = torch.where(pulses, torch.arange(config.trial_length)[:, None], 0).cummax(1).values
     targets = inputs.gather(1, last)
     noise = config.input_noise if noise is None else noise
+    check_noise("noise", noise)
     return inputs + noise * torch.randn(shape, generator=generator), targets
 
 
@@ -115,6 +133,9 @@ def holding_times(net: FlipFlopNet, points: torch.Tensor, noise: float, n_trials
     A bit counts as lost when the state has left its basin: every ``every`` steps a copy relaxes
     ``relax`` steps without input and its readout is compared with the start's (the readout of
     the noisy state itself would flip with every large kick and return at once)."""
+    check_noise("noise", noise)
+    if not (isinstance(seed, int) and 0 <= seed <= MAX_SEED):
+        raise ValueError(f"seed={seed!r} is not allowed: expected an integer from 0 to {MAX_SEED}")
     step = step_function(net.gru)
     generator = torch.Generator().manual_seed(seed)
     held = torch.sign(net.readout(points)).repeat_interleave(n_trials, 0)

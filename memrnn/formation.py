@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 
 from . import store
-from .runs import load_run, load_weights
+from .presets import MAX_ITERATIONS
+from .runs import load_run, load_weights, resolve_device
 from .slowpoints import analyse_run, find_slow_points, load_results
 
 FORMATION_FILE = "formation.json"
@@ -42,8 +43,10 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
     memories: a few units for GRUs, tens for LSTMs whose cell state is unbounded). Points closer
     than ``same`` are one point (for splits)."""
     run_dir = Path(run_dir)
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
+    if not 1 <= max_iter <= MAX_ITERATIONS:
+        raise ValueError(f"max_iter={max_iter} is not allowed: expected an integer from 1 to {MAX_ITERATIONS}")
+    if device is not None:
+        resolve_device(device)  # a device that is not there is an error, also when the answer is cached
     store.trained_step(run_dir)
     final = analyse_run(run_dir, device=device)
     with store.run_lock(run_dir):
@@ -53,11 +56,13 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
 def _trace_locked(run_dir: Path, final: dict, max_iter: int, slower: float, jump_fraction: float, same: float,
                   device: str | None) -> dict:
     steps = store.checkpoint_steps(run_dir)
-    settings = {"steps": steps, "max_iter": max_iter, "slower": slower, "jump_fraction": jump_fraction, "same": same,
+    # every checkpoint the trace reads: a cached trace is served only while each still has its hash
+    settings = {"steps": steps, "checkpoint_sha256": store.checkpoint_hashes(run_dir), "max_iter": max_iter, "slower": slower, "jump_fraction": jump_fraction, "same": same,
                 "finder_version": final["finder_version"],
                 "analysis": [final["method"], final["centroids"], final["metric"], final["max_iter"]]}
-    if (run_dir / FORMATION_FILE).exists():
-        cached = store.read_json(run_dir / FORMATION_FILE, dict)
+    path = store.run_file(run_dir, FORMATION_FILE)
+    if path.exists():
+        cached = store.read_json(path, dict)
         if all(cached.get(k) == v for k, v in settings.items()) and "appears_at_unread" in cached:
             return cached
     _, model, bank = load_run(run_dir, device=device)
@@ -75,8 +80,8 @@ def _trace_locked(run_dir: Path, final: dict, max_iter: int, slower: float, jump
     trace.reverse()
     result = _summarise(trace, torch.tensor(final["decoded_class"]), slower, jump_fraction, same)
     result.update(**settings, member_seeds=final["member_seeds"],
-                  curriculum_events=store.read_json(run_dir / store.SUMMARY_FILE, dict)["train"]["curriculum_events"])
-    store.write_json(run_dir / FORMATION_FILE, result)
+                  curriculum_events=store.read_summary(run_dir)["train"]["curriculum_events"])
+    store.write_json(path, result)
     return result
 
 

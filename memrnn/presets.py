@@ -52,6 +52,8 @@ _COUNTS = {"seeds": 10_000, "hidden_size": 1_000_000, "batch_size": 10_000_000, 
            "checkpoint_every": 10**9, "log_every": 10**9, "eval_trials": 10**8, "search_iterations": 10**9}
 _REALS = {"lr": (0, 10), "lr_drop_at": (0, 1), "lr_drop_factor": (0, 1e6), "report_weight": (0, 1e6),
           "finetune_fraction": (0, 1)}  # (low, high]: low excluded
+MAX_ITERATIONS = _COUNTS["search_iterations"]  # also the bound of a slow-point search or a trace asked for directly
+MAX_STEPS = _COUNTS["steps"]  # also the bound of a fine-tuning
 MAX_SEED = 2**32 - 1 - _COUNTS["seeds"]  # member seeds stay below 2**32 (NumPy's SeedSequence words)
 MAX_BYTES = 2**50  # 1 PiB: the memory or checkpoint disk no machine has
 
@@ -176,9 +178,10 @@ class Config:
 _TRAINING_COPIES = 4
 
 
-def estimate_bytes(config: Config) -> tuple[int, int]:
-    """Rough (memory, disk) a run needs: parameters with Adam's state, the unrolled activations, and
-    every checkpoint kept. An estimate to refuse the impossible up front, not a budget."""
+def estimate_bytes(config: Config, steps: int | None = None) -> tuple[int, int]:
+    """Rough (memory, disk) a run needs for ``steps`` (default its own) training steps: parameters with
+    Adam's state, the unrolled activations, and every checkpoint kept. An estimate to refuse the
+    impossible up front, not a budget."""
     E, H, B, T = config.seeds, config.hidden_size, config.batch_size, config.n_frames
     G = {"gru": 3, "lstm": 4}.get(config.arch, 1) * H
     conv = config.has_cnn
@@ -187,7 +190,7 @@ def estimate_bytes(config: Config) -> tuple[int, int]:
     if conv:
         params += E * (128 * 3 * 9 + 2 * 128 * 128 * 9 + 3 * 128 + 2048 * 2048 + 2048 + 2048 * 1024 + 1024)
     activations = 4 * E * B * T * (2 * G + 3 * 1024 * (8 if conv else 1))
-    n_checkpoints = math.ceil(config.steps / config.checkpoint_every)
+    n_checkpoints = math.ceil((config.steps if steps is None else steps) / config.checkpoint_every)
     return 4 * _TRAINING_COPIES * params + 4 * activations, n_checkpoints * 4 * 3 * params
 
 

@@ -29,10 +29,10 @@ import torch
 
 from . import store
 from .adam import make_adam
-from .presets import FINETUNE_FORMS
+from .presets import FINETUNE_FORMS, MAX_STEPS
 from .slowpoints import FINDER_VERSION, analyse_run, class_centroids, find_slow_points, load_results, speed_coordinates
 from .stats import mean_ci
-from .train import Trainer
+from .train import Trainer, check_resources
 
 MODES = ("control", "slowpoints", "centermass", "tar")
 ADAM_EPS = 1e-8  # Adam's default epsilon, PyTorch's and TensorFlow's
@@ -127,11 +127,13 @@ def finetune(parent_dir: Path, mode: str, lam: float | None = None, steps: int |
     anchors' analysis (``search``, ``centroids``, speed ``metric``) to the parent's configuration."""
     parent_dir = Path(parent_dir)
     bad_lam = lam is not None and not (math.isfinite(lam) and lam >= 0)
-    if mode not in MODES or bad_lam or (steps is not None and steps < 1) or relocate < 0:
-        raise ValueError(f"need mode in {MODES} (got {mode!r}), finite lam >= 0 (got {lam}), steps >= 1 "
-                         f"(got {steps}) and relocate >= 0 (got {relocate})")
+    if mode not in MODES or bad_lam or (steps is not None and not 1 <= steps <= MAX_STEPS) or relocate < 0:
+        raise ValueError(f"need mode in {MODES} (got {mode!r}), finite lam >= 0 (got {lam}), steps from 1 to "
+                         f"{MAX_STEPS} (got {steps}) and relocate >= 0 (got {relocate})")
     store.trained_step(parent_dir)
     config = store.read_config(parent_dir)
+    # its checkpoints' memory and disk, judged as a training of that many steps is
+    check_resources(config, parent_dir.parent, steps or config.finetune_steps)
     lam = 0.0 if mode == "control" else default_lam(config.dataset) if lam is None else lam
     analysis = (search or config.search, centroids or config.centroids, metric or config.speed_metric)
     anchors = "-".join((*analysis, f"v{FINDER_VERSION}")) if mode in ("slowpoints", "centermass") else ""
@@ -157,8 +159,8 @@ def _finetune_locked(spec: Finetune, config, parent_dir: Path, run_dir: Path, an
         start = parent_end
     elif hasattr(penalty, "load"):
         penalty.load({k.split("/", 1)[1]: v for k, v in tensors.items() if k.startswith("penalty/")})
-    store.write_json(run_dir / store.CONFIG_FILE, vars(config))
-    store.write_json(run_dir / FINETUNE_FILE, dataclasses.asdict(spec))
+    store.write_json(store.run_file(run_dir, store.CONFIG_FILE), vars(config))
+    store.write_json(store.run_file(run_dir, FINETUNE_FILE), dataclasses.asdict(spec))
     lr = config.lr if spec.form == "reference" else config.lr_at(config.steps - 1)
     full_task = (config.n_frames, 10)
     trainer.fit(run_dir, start, parent_end + spec.steps, metrics, lambda step: full_task, lambda step: lr,
@@ -209,11 +211,11 @@ def compare(parent_dir: Path, children: list[Path], min_delay: int = 100) -> lis
     """Per fine-tuning mode: long-delay and trained-delay accuracy before and after, and the mean
     change across seeds with a 95% t-interval (paired by seed), also against ``control``."""
     before = _accuracies(parent_dir, min_delay)
-    modes = {store.read_json(Path(c) / store.SUMMARY_FILE, dict)["finetune"]["mode"]: c for c in children}
+    modes = {store.read_summary(c)["finetune"]["mode"]: c for c in children}
     control = _accuracies(modes["control"], min_delay) if "control" in modes else None
     rows = []
     for child in children:
-        summary = store.read_json(Path(child) / store.SUMMARY_FILE, dict)
+        summary = store.read_summary(child)
         after = _accuracies(child, min_delay)
         row = {"run": summary["run"], "mode": summary["finetune"]["mode"], "lam": summary["finetune"]["lam"],
                "relocate": summary["finetune"]["relocate"]}
@@ -239,7 +241,7 @@ def _mean_ci(diff: np.ndarray) -> list[float]:
 
 
 def _accuracies(run_dir: Path, min_delay: int) -> dict[str, np.ndarray]:
-    summary = store.read_json(Path(run_dir) / store.SUMMARY_FILE, dict)
+    summary = store.read_summary(run_dir)
     if "extrapolation" not in summary:
         raise ValueError(f"{run_dir} has no extrapolation results: run `memrnn evaluate {run_dir}` first")
     ex = summary["extrapolation"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -30,6 +31,33 @@ def build_model(config: Config, bank: ImageBank) -> EnsembleRNN:
     return EnsembleRNN(config.arch, config.seeds, bank.dim, config.hidden_size, task_spec(config).n_outputs,
                        bank.image_shape, conv=config.has_cnn, seeds=config.member_seeds,
                        cell=config.cell, readout=config.readout, init=config.init, cnn=config.cnn)
+
+
+ADAM_STATE = ("exp_avg", "exp_avg_sq", "step")
+PENALTY_STATE = ("anchors", "rng")
+
+
+def checkpoint_mismatch(config: Config, names: set[str]) -> str:
+    """What is wrong with the tensor names of a checkpoint of ``config`` ('' when nothing): it must hold
+    exactly the model's weights; Adam's whole state of each parameter that has one (a parameter no loss
+    reaches has none); one data generator's state per member (or one for all, on the GPU's fast path);
+    and, for a fine-tune with a speed penalty, the penalty's anchors and generator, and nothing else.
+    The model is built on the meta device: no data, no memory."""
+    shape = (3, 32, 32) if config.has_cnn else (1, 28, 28)  # the names do not depend on the image size
+    with torch.device("meta"):
+        model = build_model(config, SimpleNamespace(dim=int(np.prod(shape)), image_shape=shape))
+    weights = {f"model/{k}" for k in model.state_dict()}
+    stepped = {n.split("/")[1] for n in names if n.startswith("optim/")}
+    adam = {f"optim/{i}/{k}" for i in stepped if i in {str(j) for j in range(len(list(model.parameters())))}
+            for k in ADAM_STATE}
+    generators = {f"rng/{k}" for k in range(config.seeds)}
+    if {n for n in names if n.startswith("rng/")} == {"rng/0"}:
+        generators = {"rng/0"}
+    penalty = {f"penalty/{k}" for k in PENALTY_STATE}
+    expected = weights | adam | generators | (penalty if names & penalty else set())
+    parts = [f"{what} {', '.join(sorted(group)[:3])}{', ...' if len(group) > 3 else ''}"
+             for what, group in (("lacks", expected - names), ("has unexpected", names - expected)) if group]
+    return "; ".join(parts)
 
 
 def data_generators(config: Config, device: torch.device) -> list[torch.Generator]:

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
-from . import fixedpoints, store
+from . import confine, fixedpoints, store
 from .data import ImageBank
 from .models import EnsembleRNN
-from .presets import CENTROID_PROTOCOLS
-from .runs import load_run
+from .presets import CENTROID_PROTOCOLS, MAX_ITERATIONS
+from .runs import load_run, resolve_device
 
 METHODS = fixedpoints.METHODS
 METRICS = ("state", "reference")
@@ -395,6 +395,10 @@ def analyse_run(run_dir: Path, step: int | None = None, search: str | None = Non
     member x class summary to the run's summary.json under ``<name>`` (see ``analysis_name``).
     Refuses an unfinished run unless ``step`` names a checkpoint."""
     run_dir = Path(run_dir)
+    if max_iter is not None and not 1 <= max_iter <= MAX_ITERATIONS:
+        raise ValueError(f"max_iter={max_iter} is not allowed: expected an integer from 1 to {MAX_ITERATIONS}")
+    if device is not None:
+        resolve_device(device)  # a device that is not there is an error, also when the answer is cached
     config = store.read_config(run_dir)  # before the lock, which would create a missing directory
     with store.run_lock(run_dir):
         return _analyse_locked(run_dir, config, step, search or config.search, centroids or config.centroids,
@@ -402,8 +406,6 @@ def analyse_run(run_dir: Path, step: int | None = None, search: str | None = Non
 
 
 def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_iter, noise_frames, device) -> dict:
-    if max_iter is not None and max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
     if search == "reference" and max_iter is None:
         max_iter = config.search_iterations
     step = store.trained_step(run_dir, step)
@@ -411,9 +413,11 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
     name = analysis_name(config, search, centroids, metric)
     settings = {"method": search, "centroids": centroids, "tol": tol, "metric": metric, "checkpoint_step": step,
                 "noise_frames": noise_frames, "max_iter": max_iter, "stall": list(fixedpoints.STALL.get(search, ())),
-                "finder_version": FINDER_VERSION, "visited_trials": VISITED_TRIALS}
+                "finder_version": FINDER_VERSION, "visited_trials": VISITED_TRIALS,
+                "checkpoint_sha256": store.checkpoint_sha256(run_dir, step)}
     cached = store.read_summary(run_dir).get(name)
-    if step == last and isinstance(cached, dict) and all(cached.get(k) == v for k, v in settings.items()) and (run_dir / f"{name}.safetensors").exists():
+    if step == last and isinstance(cached, dict) and all(cached.get(k) == v for k, v in settings.items()) \
+            and cached.get("file") == f"{name}.safetensors" and store.run_file(run_dir, cached["file"]).is_file():
         return cached
     config, model, bank = load_run(run_dir, step, device)
     found_centroids = class_centroids(model, bank, centroids, noise_frames=noise_frames)
@@ -424,7 +428,7 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
     tensors = {**found.to_tensors(), "centroids": found_centroids.states, "n_correct": found_centroids.n_correct,
                "spread": found_centroids.spread, "eig_real": eig.real, "eig_imag": eig.imag}
     file = f"{name}.safetensors" if step == last else f"{name}-step{step}.safetensors"
-    store.atomic_write(run_dir / file, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
+    store.atomic_write(store.run_file(run_dir, file), save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}))
     section = {
         **settings, "file": file, "member_seeds": config.member_seeds,
         "speed": found.speed.tolist(), "speed_at_centroid": found.q_start.sqrt().tolist(),
@@ -442,11 +446,16 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
 
 
 def load_results(run_dir: Path, name: str = RESULTS_FILE) -> dict[str, torch.Tensor]:
-    """The tensors of a stored analysis (``name``: its file, default the run's own settings')."""
-    path = Path(run_dir) / name
+    """The tensors of a stored analysis (``name``: its file, default the run's own settings'), which must
+    be a file of the run itself (a summary naming another path is refused)."""
+    if not (confine.plain_name(name) and name.endswith(".safetensors")):
+        raise ValueError(f"{Path(run_dir) / store.SUMMARY_FILE} names {name!r} as a slow-point analysis: not a "
+                         "file of the run; run `memrnn slowpoints` on it again")
+    path = store.run_file(run_dir, name)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: run `memrnn slowpoints {run_dir}` first")
+    data = confine.read_regular(path)
     try:
-        return load_file(path)
+        return load(data)
     except Exception as e:  # safetensors raises its own error types for a damaged file
         raise ValueError(f"{path} is damaged ({e}): delete it and run `memrnn slowpoints {run_dir}` again") from None

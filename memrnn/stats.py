@@ -20,7 +20,6 @@ turns an interval into the smallest effect the same design detects with 80% powe
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 
 import numpy as np
 from scipy import stats
@@ -36,16 +35,20 @@ def speed_memory_rows(run_dirs, min_delay: int = 100, section: str = "slowpoints
     rows = []
     for run_dir in run_dirs:
         store.trained_step(run_dir)  # results are read only from a finished run whose final checkpoint verifies
-        summary = store.read_json(Path(run_dir) / store.SUMMARY_FILE, dict)
+        summary = store.read_summary(run_dir)
         for needed, command in (("extrapolation", "evaluate"), (section, "slowpoints")):
             if needed not in summary:
                 raise ValueError(f"{run_dir} has no {needed} results: run `memrnn {command} {run_dir}` first")
         ex, sp, config = summary["extrapolation"], summary[section], summary["config"]
         used = {"training": summary["train"]["steps"], "evaluate": ex.get("checkpoint_step"),
                 "slowpoints": sp.get("checkpoint_step")}
-        if len(set(used.values())) > 1:
+        final = store.checkpoint_sha256(run_dir, summary["train"]["steps"])
+        hashes = {"evaluate": ex.get("checkpoint_sha256"), "slowpoints": sp.get("checkpoint_sha256")}
+        if len(set(used.values())) > 1 or set(hashes.values()) != {final}:
             raise ValueError(f"{run_dir} mixes checkpoints (final step and the step each result came from: "
-                             f"{used}): rerun `memrnn evaluate {run_dir}` and `memrnn slowpoints {run_dir}`")
+                             f"{used}; results from a checkpoint other than the final one now there: "
+                             f"{sorted(k for k, v in hashes.items() if v != final)}): rerun `memrnn evaluate "
+                             f"{run_dir}` and `memrnn slowpoints {run_dir}`")
         long = [j for j, d in enumerate(ex["delays"]) if d >= min_delay]
         if not long:
             raise ValueError(f"{run_dir}: no evaluated delay >= {min_delay} (have {ex['delays']})")
@@ -244,7 +247,6 @@ def spearman_difference_ci(first: tuple, second: tuple, level: float = 0.95) -> 
                    for k in units])
     if np.isnan(zs).any():
         return out
-    n = len(units)
     half = _jackknife_halfwidth(zs, level)
     out["z_difference"], out["z_ci95"] = float(z), [float(z - half), float(z + half)]
     out["ci95"] = [float(np.tanh(np.arctanh(r1) + z - half) - r1), float(np.tanh(np.arctanh(r1) + z + half) - r1)]

@@ -6,18 +6,25 @@ renamed, so a killed process never leaves a half-written file under a real name;
 file is ever replaced. Checkpoints are safetensors files (no pickle is ever executed on load) listed
 with their SHA-256 in ``checkpoints/index.json``, with sorted headers so that identical runs give
 identical files. Every read verifies what it uses: a checkpoint must be the file its index names,
-inside ``checkpoints/``, match its hash and hold finite numbers; ``config.json`` must hash to the
-directory's name. A file that fails is reported with its path, never used.
+inside ``checkpoints/``, match its hash, hold finite numbers and exactly the tensors its configuration
+implies; ``config.json`` must hash to the directory's name. A file that fails is reported with its path,
+never used. Every path inside a run is checked by :func:`run_file` (no symbolic link anywhere below the
+run), so nothing outside the run is ever read, written or removed through it. A result cached in a run
+records the SHA-256 of each checkpoint it came from (:func:`checkpoint_sha256`) and is served only while
+the checkpoint it names still has that hash.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
+import glob
 import hashlib
 import json
 import math
 import os
+import shutil
 import stat
 import sys
 import tempfile
@@ -29,6 +36,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load, save
 
+from . import confine
 from .presets import CNN_FORM, Config
 
 # fields that do not change the trained weights
@@ -66,14 +74,22 @@ def run_name(config: Config) -> str:
     return f"{config.dataset}-{config.arch}-{config.protocol}-{config_hash(config)}"
 
 
+def run_file(run_dir: Path, relative: str) -> Path:
+    """The path of ``relative`` inside a run, after checking that no part of it below the run directory is
+    a symbolic link (a linked ``checkpoints`` folder would lead reads and writes out of the run)."""
+    return confine.inside(run_dir, relative)
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path):
     """A binary file whose contents replace ``path`` only once written in full: a failure or a kill
-    leaves the old file (or none), never a partial one under the real name."""
+    leaves the old file (or none), never a partial one under the real name. The temporary file is
+    locked while written, so the next write of ``path`` removes those of writers that died."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _refuse_unless_regular(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _sweep_dead_writers(path)
+    fd, tmp = _locked_temporary(path)
     try:
         os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "wb") as f:
@@ -86,25 +102,60 @@ def atomic_file(path: Path):
         raise
 
 
+def _locked_temporary(path: Path) -> tuple[int, str]:
+    """A new temporary file next to ``path``, locked by this process (retried if a sweep took it first)."""
+    while True:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        if hold(fd):
+            return fd, tmp
+
+
+def hold(fd: int) -> bool:
+    """Lock the new temporary file or folder open as ``fd`` for as long as it is open, so that
+    :func:`remove_if_dead` leaves it alone; False (``fd`` closed) when a sweep removed it first."""
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    if os.fstat(fd).st_nlink:
+        return True
+    os.close(fd)
+    return False
+
+
+def remove_if_dead(path: Path) -> None:
+    """Remove the temporary file or folder ``path`` unless a live process holds it (see :func:`hold`):
+    what a killed writer left. A link or anything else is left alone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # gone, or a link
+        return
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(path, ignore_errors=True) if stat.S_ISDIR(mode) else path.unlink(missing_ok=True)
+    except BlockingIOError:  # a live writer's
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sweep_dead_writers(path: Path) -> None:
+    """Remove the temporary files of ``path`` that no live writer holds (a killed write's)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        remove_if_dead(stale)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     with atomic_file(path) as f:
         f.write(data)
-
-
-_KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
 
 
 def _refuse_unless_regular(path: Path) -> None:
     """A rename would silently swap a FIFO, a device or a symlink for a plain file: only a regular file
     (or nothing) may be at a path we write."""
     try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    kind = next((name for test, name in _KINDS if test(mode)), None)
-    if kind:
-        raise ValueError(f"{path} is {kind}, not a regular file: refusing to replace it (give another path)")
+        confine.refuse_unless_regular(path)
+    except ValueError as e:
+        raise ValueError(f"{e} (give another path)") from None
 
 
 def write_json(path: Path, obj) -> None:
@@ -112,9 +163,9 @@ def write_json(path: Path, obj) -> None:
 
 
 def read_json(path: Path, kind: type = object):
-    """The JSON value in ``path``, which must be a ``kind`` (e.g. dict) to be of use."""
+    """The JSON value in ``path``, which must be a regular file holding a ``kind`` (e.g. dict) to be of use."""
     try:
-        value = json.loads(Path(path).read_bytes())
+        value = json.loads(confine.read_regular(Path(path)))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CorruptCheckpointError(f"{path} is not valid JSON ({e})") from None
     if not isinstance(value, kind):
@@ -128,14 +179,20 @@ _JSON_NAMES = {dict: "object", list: "array", str: "string", int: "number", floa
 
 
 def read_summary(run_dir: Path) -> dict:
-    """The run's summary (empty before anything is recorded)."""
-    path = Path(run_dir) / SUMMARY_FILE
-    return read_json(path, dict) if path.exists() else {}
+    """The run's summary (empty before anything is recorded). Every file a section names must be a file
+    of the run itself, named plainly (no folder, no '..', no absolute path)."""
+    path = run_file(run_dir, SUMMARY_FILE)
+    summary = read_json(path, dict) if os.path.lexists(path) else {}
+    for section, value in summary.items():
+        if isinstance(value, dict) and "file" in value and not confine.plain_name(value["file"]):
+            raise CorruptCheckpointError(f"{path} is corrupt: section {section!r} names {value['file']!r}, which is "
+                                         "not a file of the run: remove that section, or retrain the run")
+    return summary
 
 
 def read_config(run_dir: Path) -> Config:
-    path = Path(run_dir) / CONFIG_FILE
-    if not path.exists():
+    path = run_file(run_dir, CONFIG_FILE)
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"{run_dir} is not a run directory (no {CONFIG_FILE})")
     values = read_json(path, dict)
     try:
@@ -154,7 +211,7 @@ def read_config(run_dir: Path) -> Config:
 
 
 def _index_path(run_dir: Path) -> Path:
-    return Path(run_dir) / INDEX_FILE
+    return run_file(run_dir, INDEX_FILE)
 
 
 def _checkpoint_name(step: int) -> str:
@@ -165,7 +222,7 @@ def _read_index(run_dir: Path) -> dict:
     """``index.json`` after checking every entry is a step naming its own file (so nothing outside
     ``checkpoints/`` is ever read) and a SHA-256."""
     path = _index_path(run_dir)
-    if not path.exists():
+    if not os.path.lexists(path):
         return {}
     index = read_json(path, dict)
     for step, entry in index.items():
@@ -200,7 +257,7 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
     if metrics is not None:
         metadata["metrics"] = json.dumps(metrics)
     data = _sorted_header(save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata))
-    path = Path(run_dir) / "checkpoints" / _checkpoint_name(step)
+    path = run_file(run_dir, f"checkpoints/{_checkpoint_name(step)}")
     atomic_write(path, data)
     index = _read_index(run_dir)
     index[str(step)] = {"file": path.name, "sha256": hashlib.sha256(data).hexdigest()}
@@ -209,8 +266,11 @@ def save_checkpoint(run_dir: Path, step: int, tensors: dict[str, torch.Tensor], 
 
 
 def load_checkpoint(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
-    """Tensors of the checkpoint at ``step``, after checking its hash and that every number is finite
-    (an index rewritten to match a damaged file must not pass)."""
+    """Tensors of the checkpoint at ``step``, after checking its hash, that every number is finite and
+    that its tensors are exactly those of the run's configuration (an index rewritten to match a damaged
+    file must not pass)."""
+    from .runs import checkpoint_mismatch  # here: memrnn.runs imports this module
+
     path, data = _verified_bytes(run_dir, step)
     try:
         tensors = load(data)
@@ -219,7 +279,34 @@ def load_checkpoint(run_dir: Path, step: int) -> dict[str, torch.Tensor]:
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CorruptCheckpointError(f"checkpoint {path} holds non-finite numbers (in {', '.join(bad[:3])})")
+    # a folder without a configuration is no run (every command refuses it): nothing is implied there
+    configured = os.path.lexists(run_file(run_dir, CONFIG_FILE))
+    wrong = configured and checkpoint_mismatch(read_config(run_dir), set(tensors))
+    if wrong:
+        raise CorruptCheckpointError(f"checkpoint {path} does not hold the tensors of its run's configuration "
+                                     f"({wrong}): retrain with `memrnn train --fresh`")
     return tensors
+
+
+def checkpoint_sha256(run_dir: Path, step: int) -> str:
+    """The recorded SHA-256 of the checkpoint at ``step``: what a result computed from it records, so
+    that the result is served only while that checkpoint is the one there."""
+    entry = _read_index(run_dir).get(str(step))
+    if entry is None:
+        raise KeyError(f"no checkpoint at step {step} in {run_dir}; have {checkpoint_steps(run_dir)}")
+    return entry["sha256"]
+
+
+def checkpoint_hashes(run_dir: Path) -> dict[str, str]:
+    """{step: SHA-256} of every recorded checkpoint, after checking that each one present still has
+    its hash (an archive may hold only the final one; a damaged earlier one is an error)."""
+    hashes = {}
+    for step in checkpoint_steps(run_dir):
+        path = run_file(run_dir, f"checkpoints/{_checkpoint_name(step)}")
+        if os.path.lexists(path):
+            _verified_bytes(run_dir, step)
+        hashes[str(step)] = checkpoint_sha256(run_dir, step)
+    return hashes
 
 
 def checkpoint_metrics(run_dir: Path, step: int) -> list[dict]:
@@ -233,7 +320,7 @@ def checkpoint_metrics(run_dir: Path, step: int) -> list[dict]:
             return json.loads(recorded)
     except (ValueError, AttributeError) as e:
         raise CorruptCheckpointError(f"checkpoint {path} has an unreadable header ({e})") from None
-    return [m for m in read_json(Path(run_dir) / METRICS_FILE, list) if m["step"] <= step]
+    return [m for m in read_json(run_file(run_dir, METRICS_FILE), list) if m["step"] <= step]
 
 
 def checkpoint_file(run_dir: Path, step: int) -> tuple[Path, bytes]:
@@ -246,14 +333,13 @@ def _verified_bytes(run_dir: Path, step: int) -> tuple[Path, bytes]:
     entry = _read_index(run_dir).get(str(step))
     if entry is None:
         raise KeyError(f"no checkpoint at step {step} in {run_dir}; have {checkpoint_steps(run_dir)}")
-    path = Path(run_dir) / "checkpoints" / entry["file"]
+    path = run_file(run_dir, f"checkpoints/{entry['file']}")
     try:
-        mode = os.lstat(path).st_mode
+        data = confine.read_regular(path)  # a symlink could lead anywhere, a FIFO would block
     except FileNotFoundError:
-        mode = None
-    if mode is not None and not stat.S_ISREG(mode):  # a symlink could lead anywhere, a FIFO would block
-        raise CorruptCheckpointError(f"checkpoint {path} is not a regular file")
-    data = path.read_bytes() if mode is not None else b""
+        data = b""
+    except ValueError:
+        raise CorruptCheckpointError(f"checkpoint {path} is not a regular file") from None
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise CorruptCheckpointError(f"checkpoint {path} is missing or does not match its recorded SHA-256")
     return path, data
@@ -282,8 +368,9 @@ def run_lock(run_dir: Path):
     campaign workers) never write one run at once: the second waits, saying so on stderr, then finds the
     first's results; after ``MEMRNN_LOCK_TIMEOUT`` seconds (default a day) it gives up with an error.
     The lock is an OS file lock, released by the kernel if its holder dies, so once it is held any
-    ``.tmp`` file left in the run is a dead writer's and is removed. A thread that already holds it
-    passes straight through (a task that locks a run may call code that locks it again)."""
+    ``.tmp`` file or folder left in the run is a dead writer's and is removed. A thread that already holds
+    it passes straight through (a task that locks a run may call code that locks it again). The lock file
+    must be a regular file: anything else (a FIFO, a link) is refused at once, never opened."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     held = _held_locks.__dict__.setdefault("paths", set())
@@ -292,16 +379,45 @@ def run_lock(run_dir: Path):
         yield run_dir
         return
     timeout = _lock_timeout()
-    with open(run_dir / ".lock", "a") as handle:
+    with _open_lock(run_file(run_dir, ".lock")) as handle:
         _wait_for(handle, run_dir, timeout)
-        for stale in (*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")):
-            stale.unlink(missing_ok=True)
+        _sweep(run_dir)
         held.add(key)
         try:
             yield run_dir
         finally:
             held.discard(key)
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _open_lock(path: Path):
+    """The lock file opened for locking, created if absent: never through a link, never blocking."""
+    confine.refuse_unless_regular(path, "lock")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENXIO):  # a link, or a special file put there since the check
+            raise ValueError(f"{path} is not a regular file: refusing to lock it (remove it)") from None
+        raise
+    handle = os.fdopen(fd, "r+b")
+    found = confine.kind(os.fstat(fd).st_mode)
+    if found:
+        handle.close()
+        raise ValueError(f"{path} is {found}, not a regular file: refusing to lock it (remove it)")
+    return handle
+
+
+def _sweep(run_dir: Path) -> None:
+    """Remove what dead writers left in a locked run: ``.*.tmp`` files, and folders (an unpacking's)."""
+    folders = [run_dir]
+    if os.path.isdir(run_file(run_dir, "checkpoints")):
+        folders.append(run_dir / "checkpoints")
+    for folder in folders:
+        for stale in folder.glob(".*.tmp"):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def _lock_timeout() -> float:
@@ -367,5 +483,5 @@ def update_summary(run_dir: Path, **sections) -> dict:
     """Merge ``sections`` into the run's JSON summary."""
     summary = read_summary(run_dir)
     summary.update(sections)
-    write_json(Path(run_dir) / SUMMARY_FILE, summary)
+    write_json(run_file(run_dir, SUMMARY_FILE), summary)
     return summary

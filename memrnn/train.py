@@ -157,7 +157,7 @@ class Trainer:
                 if hasattr(penalty, "state"):
                     tensors.update({f"penalty/{k}": v for k, v in penalty.state().items()})
                 store.save_checkpoint(run_dir, done, tensors, metrics)
-                store.write_json(run_dir / store.METRICS_FILE, metrics)
+                store.write_json(store.run_file(run_dir, store.METRICS_FILE), metrics)
             if stop_after is not None and done >= stop_after:
                 bar.close()
                 return False
@@ -189,24 +189,24 @@ def train(config: Config, out: str | Path = "runs", resume: bool = True, stop_af
 
 
 def _train_locked(config: Config, run_dir: Path, resume: bool, stop_after: int | None, progress: bool) -> Path:
-    summary_path = run_dir / store.SUMMARY_FILE
+    summary_path = store.run_file(run_dir, store.SUMMARY_FILE)
     if not resume:
-        for path in run_dir.iterdir():  # --fresh: start over, whatever state the old files are in
+        for path in run_dir.iterdir():  # --fresh: start over, whatever state the old files are in (links removed, not followed)
             if path.name != ".lock":
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
     else:
-        if (run_dir / store.CONFIG_FILE).exists():
+        if os.path.lexists(store.run_file(run_dir, store.CONFIG_FILE)):
             store.read_config(run_dir)  # another run's or an edited configuration is never resumed or reused
-        if summary_path.exists() and "train" in _readable(summary_path):
+        if os.path.lexists(summary_path) and "train" in _readable(summary_path):
             _readable_checkpoint(run_dir)
             return run_dir
     trainer = Trainer.build(config)
     start, metrics, _ = trainer.resume(run_dir) if resume else (0, [], {})
-    store.write_json(run_dir / store.CONFIG_FILE, {**vars(config)})
+    store.write_json(store.run_file(run_dir, store.CONFIG_FILE), {**vars(config)})
     plan = schedule(config.protocol, config.dataset, config.steps, config.n_frames)
     if not trainer.fit(run_dir, start, config.steps, metrics, plan.at, config.lr_at, None, stop_after, progress):
         return run_dir
-    store.write_json(run_dir / store.METRICS_FILE, metrics)  # a kill may have left it behind its checkpoint
+    store.write_json(store.run_file(run_dir, store.METRICS_FILE), metrics)  # a kill may have left it behind its checkpoint
     store.update_summary(run_dir, run=run_dir.name, config=vars(config), train={
         "steps": config.steps, "member_seeds": config.member_seeds,
         "final_loss": metrics[-1]["loss"], "final_batch_accuracy": metrics[-1]["accuracy"],
@@ -232,9 +232,10 @@ def _readable_checkpoint(run_dir: Path) -> None:
                                            f"({e}); retrain with `memrnn train --fresh` (same options)") from None
 
 
-def check_resources(config: Config, out: str | Path) -> None:
-    """Refuse a run whose estimated memory or checkpoint disk use exceeds what this machine has."""
-    memory, disk = estimate_bytes(config)
+def check_resources(config: Config, out: str | Path, steps: int | None = None) -> None:
+    """Refuse a run (or ``steps`` more steps of it, a fine-tuning's) whose estimated memory or checkpoint
+    disk use exceeds what this machine has."""
+    memory, disk = estimate_bytes(config, steps)
     if config.device != "cpu" and resolve_device(config.device).type == "cuda":
         available, where = torch.cuda.mem_get_info()[1], "GPU memory"
     else:

@@ -1,21 +1,26 @@
 """The trained-runs archive: packed deterministically, fetched over HTTP into a runs folder where the
 runs load bit for bit as they were, refused when its hash or a member is wrong, never overwriting a run."""
+import fcntl
 import functools
 import hashlib
 import http.server
 import io
 import json
+import os
+import re
 import shutil
 import tarfile
 import threading
 from pathlib import Path
 
 import pytest
+import safetensors.torch
 import torch
 
 from memrnn import archive, chapter, store
 from memrnn.archive import ArchiveError, fetch, pack
 from memrnn.cli import main
+from memrnn.evaluate import evaluate_run
 from memrnn.formation import trace_run
 from memrnn.presets import make_config
 from memrnn.runs import load_run
@@ -199,14 +204,22 @@ def test_an_existing_run_is_skipped_when_the_same_and_never_overwritten_when_not
     into = tmp_path / "runs"
     shutil.copytree(runs / run_name, into / run_name)
     summary = into / run_name / "summary.json"
-    summary.write_text(summary.read_text().replace('"run"', '"run" ', 1))  # same JSON, other bytes
-    before, listing = summary.read_bytes(), _listing(into)
+    summary.write_text(summary.read_text().replace('"run"', '"run" ', 1))  # results added to since: the same run
+    assert fetch(url, sha, into, cache=cache) == []
+    final = into / run_name / "checkpoints" / "step_0000020.safetensors"
+    tensors = safetensors.torch.load(final.read_bytes())
+    tensors["model/weight_hh"] += 1  # another final checkpoint, recorded in the index: another run
+    final.write_bytes(safetensors.torch.save(tensors))
+    index = json.loads((final.parent / "index.json").read_text())
+    index["20"]["sha256"] = hashlib.sha256(final.read_bytes()).hexdigest()
+    (final.parent / "index.json").write_text(json.dumps(index))
+    before, listing = final.read_bytes(), _listing(into)
     with pytest.raises(ArchiveError, match=f"already holds 1 run.*{run_name}.*refusing to overwrite"):
         fetch(url, sha, into, cache=cache)
-    assert summary.read_bytes() == before and _listing(into) == listing
+    assert final.read_bytes() == before and _listing(into) == listing
     with pytest.warns(UserWarning, match=f"kept 1 run.*{run_name}"):
         assert fetch(url, sha, into, cache=cache, keep_existing=True) == []
-    assert summary.read_bytes() == before
+    assert final.read_bytes() == before
     assert not list(into.glob(".fetch-*"))
 
 
@@ -281,3 +294,119 @@ def test_the_record_travels_with_the_package():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert archive.RECORD.parent == ROOT / "memrnn"
     assert archive.RECORD.name in project["tool"]["setuptools"]["package-data"]["memrnn"]
+
+
+def _served(folder: Path, name: str, members) -> tuple[str, str]:
+    """Write a tar.gz of (TarInfo, bytes or None) members into the served folder: (its name, SHA-256)."""
+    path = folder / name
+    with tarfile.open(path, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return name, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _good_members(folder: Path):
+    with tarfile.open(folder / "runs.tar.gz", "r:gz") as source:
+        return [(m, source.extractfile(m).read()) for m in source.getmembers()]
+
+
+def _file(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info
+
+
+def _hostile(kind: str, run_name: str, members):
+    """An archive's members, hostile in one way; the good run's files first (none of them may be added)."""
+    if kind == "bomb":  # 64 MiB of zeros in a few kilobytes
+        return [*members, (_file(f"{run_name}/bomb.bin", 64 * 2**20), bytes(64 * 2**20))]
+    if kind == "sparse":  # a GNU sparse member: a small entry that unpacks to a file of any size
+        info = _file(f"{run_name}/sparse.bin", 0)
+        info.type = tarfile.GNUTYPE_SPARSE
+        return [*members, (info, None)]
+    if kind == "extra":  # a file a packed run never holds
+        return [*members, (_file(f"{run_name}/extra.bin", 4), b"evil")]
+    summary = json.loads(dict((m.name, d) for m, d in members)[f"{run_name}/summary.json"])
+    summary["slowpoints"]["file"] = {"file-parent": "../../x.safetensors", "file-absolute": "/etc/passwd"}[kind]
+    data = json.dumps(summary).encode()
+    return [(_file(m.name, len(data)), data) if m.name.endswith("summary.json") else (m, d) for m, d in members]
+
+
+@pytest.mark.parametrize("kind, named", [("bomb", "unpacks to more than 16,777,216 bytes"),
+                                         ("sparse", "is a sparse file"),
+                                         ("extra", "holds extra.bin, which a packed run does not"),
+                                         ("file-parent", "'../../x.safetensors', which is not a file of the run"),
+                                         ("file-absolute", "'/etc/passwd', which is not a file of the run")])
+def test_a_hostile_archive_with_the_right_hash_is_refused_and_removed_from_the_cache(
+        kind, named, published, run_name, server, tmp_path):
+    folder, base = server
+    name, sha = _served(folder, f"hostile-{kind}.tar.gz", _hostile(kind, run_name, _good_members(folder)))
+    into, cache = tmp_path / "runs", tmp_path / "cache"
+    with pytest.raises(ArchiveError, match=re.escape(named)):
+        fetch(f"{base}/{name}", sha, into, cache=cache)
+    assert _listing(into) == [] and _listing(cache) == []  # nothing unpacked, nothing kept
+
+
+class _Endless(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(bytes(2**16))
+        except OSError:  # the client hung up
+            pass
+
+
+def test_an_endless_download_stops_at_its_cap_and_leaves_nothing(tmp_path):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/runs.tar.gz"
+    try:
+        with pytest.raises(ArchiveError, match=f"the archive at {re.escape(url)} is larger than 1,048,576 bytes"):
+            fetch(url, "0" * 64, tmp_path / "runs", cache=tmp_path / "cache", max_bytes=2**20)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert _listing(tmp_path / "cache") == [] and not (tmp_path / "runs").exists()
+
+
+def test_what_killed_fetches_and_packs_left_is_removed_by_the_next_but_not_a_live_ones(
+        runs, run_name, published, tmp_path):
+    url, sha = published
+    into, cache = tmp_path / "runs", tmp_path / "cache"
+    dead_staging, live_staging = into / ".fetch-dead.tmp", into / ".fetch-live.tmp"
+    (dead_staging / run_name).mkdir(parents=True)
+    (dead_staging / run_name / "config.json").write_text("{}")
+    live_staging.mkdir()
+    cache.mkdir()
+    (cache / "tmpdead").write_bytes(b"partial download")
+    (cache / "tmplive").write_bytes(b"a download in progress")
+    out = tmp_path / "out.tar.gz"
+    (tmp_path / ".out.tar.gz.dead.tmp").write_bytes(b"partial archive")
+    (tmp_path / ".out.tar.gz.live.tmp").write_bytes(b"an archive being written")
+    held = [os.open(p, os.O_RDONLY) for p in (live_staging, cache / "tmplive", tmp_path / ".out.tar.gz.live.tmp")]
+    try:
+        for fd in held:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as a live fetch or pack holds what it writes
+        assert fetch(url, sha, into, cache=cache) == [run_name]
+        pack(runs, out, [run_name])
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert sorted(p.name for p in into.iterdir()) == [".fetch-live.tmp", run_name]
+    assert sorted(p.name for p in cache.iterdir() if p.name.startswith("tmp")) == ["tmplive"]
+    assert sorted(p.name for p in tmp_path.glob(".out*")) == [".out.tar.gz.live.tmp"]
+
+
+def test_a_run_analysed_after_a_fetch_is_the_same_run_to_the_next_fetch(run_name, published, tmp_path):
+    """A fetch killed after installing some runs, then an analysis of one: the next fetch carries on."""
+    url, sha = published
+    into, cache = tmp_path / "runs", tmp_path / "cache"
+    assert fetch(url, sha, into, cache=cache) == [run_name]
+    evaluate_run(into / run_name, [4, 30])
+    assert fetch(url, sha, into, cache=cache) == []
+    assert "extrapolation" in store.read_summary(into / run_name)

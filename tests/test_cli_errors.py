@@ -16,11 +16,13 @@ from safetensors.torch import load, save
 from memrnn import store
 from memrnn.cli import main
 from memrnn.evaluate import evaluate_run
+from memrnn.formation import trace_run
 from memrnn.presets import make_config
 from memrnn.slowpoints import analyse_run
 from memrnn.train import train
 
 SMOKE = make_config("smoke", steps=20, checkpoint_every=10, log_every=10)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +73,7 @@ def root(tmp_path_factory):
     complete = copy("complete")
     evaluate_run(complete, [4, 30])
     analyse_run(complete)
+    _hostile_runs(root, copy, complete)
     os.mkfifo(root / "fifo")
     (root / "target.json").write_text("{}")
     (root / "link.json").symlink_to(root / "target.json")
@@ -122,6 +125,41 @@ def _damaged_caches(root: Path, cached: Path):
     final = copy("cache-symlink") / FINAL
     final.unlink()
     final.symlink_to(outside / "x.safetensors")
+
+
+def _hostile_runs(root: Path, copy, complete: Path):
+    """Copies of a finished run with links, special files and tampered records inside (issue: nothing read,
+    written or served that is not the run's own)."""
+    outside = root / "outside-ck"
+    shutil.copytree(complete / "checkpoints", outside)
+    (outside / ".writer.tmp").write_text("a file outside the run, which no sweep may remove")
+    for name in ("linked-ck", "linked-ck-pack"):
+        run = copy(name)
+        shutil.rmtree(run / "checkpoints")
+        (run / "checkpoints").symlink_to(outside)
+    for name, file in (("file-absolute", str(root / "x.safetensors")), ("file-parent", "../../x.safetensors")):
+        run = copy(name)
+        analyse_run(run)
+        summary = store.read_json(run / "summary.json")
+        summary["slowpoints"]["file"] = file
+        (run / "summary.json").write_text(json.dumps(summary))
+    shutil.copy(complete / "slowpoints.safetensors", root / "x.safetensors")
+    tensors = load((complete / "checkpoints" / FINAL).read_bytes())
+    del tensors["model/weight_hh"]
+    (copy("missing-tensor") / "checkpoints" / FINAL).write_bytes(save(tensors))
+    _reindex(root / "missing-tensor" / complete.name)
+    extra = load((complete / "checkpoints" / FINAL).read_bytes())
+    extra["model/stowaway"] = torch.zeros(3)
+    (copy("extra-tensor") / "checkpoints" / FINAL).write_bytes(save(extra))
+    _reindex(root / "extra-tensor" / complete.name)
+    formed = copy("formed")
+    trace_run(formed, max_iter=5)
+    earlier = formed / "checkpoints" / "step_0000010.safetensors"
+    earlier.write_bytes(earlier.read_bytes()[:64])
+    for name in ("lock-fifo", "lock-link"):
+        (copy(name) / ".lock").unlink()
+    os.mkfifo(root / "lock-fifo" / complete.name / ".lock")
+    (root / "lock-link" / complete.name / ".lock").symlink_to(root / "lock-target")
 
 
 RUN = "{runs}/" + store.run_name(SMOKE)
@@ -222,7 +260,7 @@ CASES = [
       for damage, named in (("truncated", FINAL), ("garbled", "SHA-256"), ("index", "index.json"),
                             ("index-list", "index.json"), ("index-entry", "index.json"), ("nan", "non-finite"),
                             ("header", FINAL), ("traversal", "index.json"), ("absolute", "index.json"),
-                            ("symlink", "not a regular file"))],
+                            ("symlink", "is a symbolic link"))],
     (["slowpoints", RUN.replace("{runs}", "{root}/cache-nan")], "non-finite"),
     (["correlate", RUN.replace("{runs}", "{root}/cache-garbled")], "SHA-256"),
     (["regularize", RUN.replace("{runs}", "{root}/cache-traversal")], "index.json"),
@@ -249,7 +287,7 @@ CASES = [
     (["evaluate", RUN], "MEMRNN_LOCK_TIMEOUT", {"MEMRNN_LOCK_TIMEOUT": "soon"}),
     # a finished run is reused, and a fine-tune started, only from a checkpoint that verifies
     *[(["train", "--out", "{root}/cache-" + damage, "--steps", "20", "--set", "checkpoint_every=10"], named)
-      for damage, named in (("nan", "non-finite"), ("traversal", "index.json"), ("symlink", "not a regular file"))],
+      for damage, named in (("nan", "non-finite"), ("traversal", "index.json"), ("symlink", "is a symbolic link"))],
     (["formation", RUN.replace("{runs}", "{root}/cache-garbled")], "SHA-256"),
     (["regularize", RUN.replace("{runs}", "{root}/foreign")], "config.json"),
     # an archive of runs is written only from runs that verify, and fetched only with a SHA-256
@@ -263,12 +301,55 @@ CASES = [
     (["runs", "pack", "{root}/out.tar.gz", "--runs", "{runs}", "--checkpoints", "some"], "invalid choice: 'some'"),
     (["runs", "pack", "{root}/out.tar.gz", "--runs", "{runs}", "--bogus"], "unrecognized arguments: --bogus"),
     *[(["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/" + damage, store.run_name(SMOKE)], named)
-      for damage, named in (("cache-garbled", "SHA-256"), ("cache-symlink", "not a regular file"),
+      for damage, named in (("cache-garbled", "SHA-256"), ("cache-symlink", "is a symbolic link"),
                             ("foreign", "config.json"), ("badsummary", "summary.json"))],
     (["runs", "fetch", "http://127.0.0.1:9/runs.tar.gz"], "--sha256"),
     (["runs", "fetch", "http://127.0.0.1:9/runs.tar.gz", "--sha256", "xyz"], "'xyz' is not a SHA-256"),
     (["runs", "fetch", "http://127.0.0.1:9/runs.tar.gz", "--sha256", "0" * 64, "--runs", "{root}/new", "--quiet"],
      "could not download http://127.0.0.1:9/runs.tar.gz"),
+    *[(["runs", "fetch", "http://127.0.0.1:9/runs.tar.gz", "--sha256", "0" * 64, option, v], repr(v))
+      for option in ("--max-bytes", "--max-unpacked") for v in ("0", "-1", "lots", "1X")],
+    # nothing read, written or served that is not the run's own: a linked folder inside a run is never followed
+    (["evaluate", RUN.replace("{runs}", "{root}/linked-ck")], "checkpoints is a symbolic link"),
+    (["evaluate", RUN.replace("{runs}", "{root}/linked-ck"), "--delays", "4,30"], "checkpoints is a symbolic link"),
+    (["train", "--out", "{root}/linked-ck", "--steps", "20", "--set", "checkpoint_every=10"],
+     "checkpoints is a symbolic link"),
+    (["slowpoints", RUN.replace("{runs}", "{root}/linked-ck")], "checkpoints is a symbolic link"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/linked-ck-pack"], "checkpoints is a symbolic link"),
+    (["correlate", RUN.replace("{runs}", "{root}/linked-ck")], "checkpoints is a symbolic link"),
+    # ... nor a summary's file field that leads out of the run
+    *[([command, RUN.replace("{runs}", "{root}/file-" + where)], named)
+      for command in ("regularize", "slowpoints", "evaluate", "formation", "correlate")
+      for where, named in (("absolute", "{root}/x.safetensors"), ("parent", "'../../x.safetensors'"))],
+    *[(["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/file-" + where], "not a file of the run")
+      for where in ("absolute", "parent")],
+    # a checkpoint verifies only with exactly its configuration's tensors, cached answer or not
+    *[(["evaluate", RUN.replace("{runs}", "{root}/" + damage)] + delays, named)
+      for damage, named in (("missing-tensor", "lacks model/weight_hh"), ("extra-tensor", "model/stowaway"))
+      for delays in ([], ["--delays", "4,30"])],
+    (["slowpoints", RUN.replace("{runs}", "{root}/missing-tensor")], "lacks model/weight_hh"),
+    (["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/missing-tensor"], "lacks model/weight_hh"),
+    # a cached formation trace is served only while every checkpoint it read has its hash
+    (["formation", RUN.replace("{runs}", "{root}/formed"), "--max-iter", "5"], "step_0000010.safetensors"),
+    # the lock: a FIFO refused at once, a link never followed nor created through
+    *[(argv, named) for where, named in (("lock-fifo", "is a FIFO"), ("lock-link", "is a symbolic link"))
+      for argv in (["evaluate", RUN.replace("{runs}", "{root}/" + where)],
+                   ["train", "--out", "{root}/" + where, "--steps", "20", "--set", "checkpoint_every=10"],
+                   ["slowpoints", RUN.replace("{runs}", "{root}/" + where)],
+                   ["runs", "pack", "{root}/out.tar.gz", "--runs", "{root}/" + where])],
+    # unbounded work refused as train refuses it; a device that is not there refused, cached or not
+    (["slowpoints", RUN, "--max-iter", str(10**12)], f"'{10**12}' is not allowed"),
+    (["formation", RUN, "--max-iter", str(10**12)], f"'{10**12}' is not allowed"),
+    (["regularize", RUN, "--steps", str(10**12)], f"'{10**12}' is not allowed"),
+    (["regularize", RUN, "--steps", str(10**9)], "checkpoints would take"),
+    *[([command, RUN.replace("{runs}", "{root}/complete"), "--device", "cuda"] + extra, "no CUDA device")
+      for command, extra in (("evaluate", ["--delays", "4,30"]), ("slowpoints", []), ("formation", []))],
+    (["book", "run", "--preset", "smoke", "--set", "preset=cpu"], "preset is given twice"),
+    (["book", "run", "--root", str(ROOT), "--set", "preset=bogus"], "'bogus'"),
+    # errors that name the value
+    (["evaluate", RUN, "--seed", str(2**70)], f"'{2**70}' is not allowed"),
+    *[(["book", "run", "--root", str(ROOT), "--set", f"seeds={v}"], f"seeds={v!r}") for v in ("nan", "inf", "2.5", "many")],
+    *[(["book", "run", "--root", str(ROOT), "--set", f"lam={v}"], f"lam={v!r}") for v in ("nan", "-inf", "much")],
 ]
 
 
@@ -286,6 +367,8 @@ def test_bad_input_is_a_clear_error(root, case, capsys, monkeypatch):
     argv, named, env = (*case, {})[:3]
     if "{root}/device" in argv and not (root / "device").exists():
         pytest.skip("making a device file needs root")
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("refusing a missing CUDA needs a machine without one")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("MEMRNN_DATA", str(root / "data"))
@@ -306,6 +389,7 @@ def test_bad_input_is_a_clear_error(root, case, capsys, monkeypatch):
     assert named.format(root=root) in err, err
     assert _digest(root) == before
     assert stat.S_ISFIFO(os.lstat(root / "fifo").st_mode) and (root / "link.json").is_symlink()
+    assert not os.path.exists(root / "lock-target") and (root / "outside-ck" / ".writer.tmp").exists()
 
 
 def test_a_run_being_written_is_waited_for_visibly_then_refused(root, capsys, monkeypatch):
