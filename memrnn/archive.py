@@ -446,8 +446,10 @@ def _verify_run(run_dir: Path, url: str) -> None:
     except (OSError, ValueError, KeyError, store.CorruptCheckpointError) as e:
         raise ArchiveError(f"{url}: run {run_dir.name} in the archive does not verify ({e}): refusing the "
                            "archive") from None
-    held = {str(Path(folder, f).relative_to(run_dir)) for folder, folders, files in os.walk(run_dir)
-            for f in (*files, *(d + "/" for d in folders))}
+    held = set()
+    for folder, folders, files in os.walk(run_dir):
+        here = Path(folder).relative_to(run_dir)
+        held |= {str(here / f) for f in files} | {f"{here / d}/" for d in folders}  # a folder named with its "/"
     stray = sorted(held - allowed - {"checkpoints/"})
     if stray:
         raise ArchiveError(f"{url}: run {run_dir.name} in the archive holds {_few(stray)}, which a packed run does "
