@@ -145,19 +145,19 @@ def matters(row: dict) -> list[str]:
     return names
 
 
-def equivalent(row: dict, measures=("trained", "long"), margin: float = EQUIVALENCE_MARGIN,
-               alpha: float = 0.05) -> dict[str, float]:
-    """Two one-sided paired t-tests (TOST) per measure: the p-value that the mean change lies inside
-    (-margin, +margin). A measure is equivalent at level alpha when its p-value is below alpha."""
-    p_values = {}
-    for name in measures:
-        differences = np.asarray(row[name]["per_network"])
-        if len(differences) < 2:
-            raise ValueError(f"an equivalence test needs at least 2 paired networks, got {len(differences)}")
-        if np.ptp(differences) == 0:  # no spread: the t statistic is undefined, the answer is not
-            p_values[name] = float(abs(differences[0]) >= margin)
-            continue
-        above = stats.ttest_1samp(differences, -margin, alternative="greater").pvalue
-        below = stats.ttest_1samp(differences, margin, alternative="less").pvalue
-        p_values[name] = float(max(above, below))
-    return p_values
+def tost(differences, margin: float = EQUIVALENCE_MARGIN) -> float:
+    """Two one-sided paired t-tests (TOST): the p-value that the mean of the paired ``differences`` lies
+    inside (-margin, +margin)."""
+    differences = np.asarray(differences, dtype=float)
+    if len(differences) < 2:
+        raise ValueError(f"an equivalence test needs at least 2 paired networks, got {len(differences)}")
+    if np.ptp(differences) == 0:  # no spread: the t statistic is undefined, the answer is not
+        return float(abs(differences[0]) >= margin)
+    above = stats.ttest_1samp(differences, -margin, alternative="greater").pvalue
+    below = stats.ttest_1samp(differences, margin, alternative="less").pvalue
+    return float(max(above, below))
+
+
+def equivalent(row: dict, measures=("trained", "long"), margin: float = EQUIVALENCE_MARGIN) -> dict[str, float]:
+    """TOST per measure of a switch's row: a measure is equivalent at level 0.05 when its p-value is below it."""
+    return {name: tost(row[name]["per_network"], margin) for name in measures}

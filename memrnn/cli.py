@@ -197,6 +197,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--result", type=_json_file, help="result file (default: book/learning_curve.json)")
     p.add_argument("--quiet", action="store_true")
 
+    p = commands.add_parser("equivalence", help="train float32 and fast-path twins with shared noise and test their "
+                                                "equivalence, the test the cpu preset's path rests on (memrnn.equivalence)")
+    p.add_argument("--out", default="runs", type=_out_dir, help="parent directory of run directories (default: runs)")
+    p.add_argument("--result", type=_json_file, help="result file (default: book/fast_equivalence.json)")
+    p.add_argument("--blocks", type=_integer(1, 40), default=None,
+                   help="blocks of 5 seeds x 2 protocols to pair (default: 5, i.e. 50 pairs)")
+    p.add_argument("--quiet", action="store_true")
+
     p = commands.add_parser("book", help="execute the book's chapters with papermill and/or build its HTML")
     book = p.add_subparsers(dest="book_command", required=True, metavar="ACTION")
     q = book.add_parser("run", help="execute chapters at a preset, then build the HTML")
@@ -486,6 +494,11 @@ def _run(args) -> int:
         if args.result is None:
             write_page(summary)
         print(format_curve(summary))
+    elif args.command == "equivalence":
+        from .equivalence import BLOCKS, RESULT, format_equivalence, run_equivalence
+
+        summary = run_equivalence(args.out, args.result or RESULT, args.blocks or BLOCKS, not args.quiet)
+        print(format_equivalence(summary))
     elif args.command == "runs":
         from .archive import fetch, pack
 
