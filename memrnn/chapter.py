@@ -1,7 +1,7 @@
 """Helpers the chapters call: where the runs cache is (:func:`prepare_runs`), what a page ran
-(:func:`run_box`) and would train (:func:`training_note`), captioned tables (:func:`markdown_table`)
-and the verdicts the scorecard reads back (:func:`record_verdict`). The runner that executes and
-builds the book is :mod:`memrnn.book`.
+(:func:`run_box`), would train (:func:`training_note`) and took when the book was executed
+(:func:`runtime_note`), captioned tables (:func:`markdown_table`) and the verdicts the scorecard reads
+back (:func:`record_verdict`). The runner that executes and builds the book is :mod:`memrnn.book`.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from . import __version__, store
-from .book import DEFAULT_RUNS, _minutes
+from .book import CHAPTERS, DEFAULT_RUNS, TIMINGS_FILE, _minutes
 
 
 def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic: str | None = None,
@@ -102,6 +102,31 @@ def training_note(preset: str, archs, protocols, runs: str, datasets=None, **ove
     return Markdown(f"On a fresh runtime this chapter trains {total} networks (~{_minutes(seconds)} on 2 CPU "
                     f"cores, scaled from the `cpu` preset's measured time; GPU time not measured yet). "
                     f"{cached} of them were found in the runs cache `{runs}` here.")
+
+
+def runtime_note(chapter: str, preset: str, timings: Path = Path(TIMINGS_FILE)):
+    """The chapter's times at ``preset`` as the book runner last measured them (``timings``: the file
+    :func:`memrnn.book.run` writes beside the notebooks it executes), so that a page states no time the
+    book did not measure. "From an empty runs folder" is the runner's case: an execution that began
+    with no run, the chapters before this one in it included."""
+    from IPython.display import Markdown
+
+    from .presets import PRESETS
+
+    if chapter not in CHAPTERS:
+        raise ValueError(f"chapter {chapter!r} is not allowed: choose one of {', '.join(CHAPTERS)}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset {preset!r} is not allowed: choose one of {', '.join(PRESETS)}")
+    if not Path(timings).exists():
+        return Markdown(f"**Measured runtime at `{preset}`:** none here (no `{TIMINGS_FILE}` beside this notebook).")
+    recorded = store.read_json(timings, dict).get(preset, {})
+
+    def took(kind):
+        seconds = recorded.get(kind, {}).get(chapter)
+        return "not measured yet" if seconds is None else _minutes(seconds)
+
+    return Markdown(f"**Measured runtime at `{preset}`** (`memrnn book run`, recorded in `book/{TIMINGS_FILE}`): "
+                    f"from an empty runs folder, {took('from_empty')}; with no network to train, {took('cached')}.")
 
 
 def _names(value) -> list[str]:

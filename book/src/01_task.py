@@ -17,12 +17,12 @@
 # **How long they train.** At `cpu`, 6,000 steps: the length a learning-curve rule picked before any
 # claim was looked at (see {doc}`deviations`, *How long the CPU edition trains*).
 #
-# **Runtime.** `smoke`: seconds anywhere (tiny networks, synthetic images: the numbers mean nothing).
-# `cpu`: the grid of GRU, LSTM × DeCu, VoCu × 10 networks on two datasets trains once, one worker per
-# core; the note below gives its time on two CPU cores (scaled from the measured cost of a network
-# step). Then it comes from the cache: with the grid cached, this chapter took 16 minutes, almost all of it training the 12
-# networks without a curriculum (3 per architecture and readout, mnist-5k). `paper`: the reference
-# hyperparameters, for a GPU (Colab); not yet run for this book.
+# **Runtime.** `smoke`: tiny networks on synthetic images (the numbers mean nothing). `cpu`: the grid
+# of GRU, LSTM × DeCu, VoCu × 10 networks on two datasets trains once, one worker per core (the training
+# note below estimates how long on two CPU cores, from the measured cost of a network step); then it
+# comes from the cache, and this chapter trains the 12 networks without a curriculum (3 per architecture
+# and readout, mnist-5k). `paper`: the reference hyperparameters, for a GPU (Colab); not yet run for
+# this book. The times the book measured are stated below.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
@@ -50,6 +50,11 @@ from memrnn import claims, evidence
 from memrnn.display import finding_box, rule_box, verdict_box
 
 rule_box("C1")
+
+# %% tags=["hide-input"]
+from memrnn.chapter import runtime_note
+
+runtime_note("01_task", preset)
 
 # %% tags=["hide-input"]
 import numpy as np

@@ -33,9 +33,9 @@
 # (`memrnn.presets.CHOICES_SCALE`), half the main grid's length and networks: its retrained conditions at
 # the main scale would add about an hour and a half of two-core training to the book.
 #
-# **Runtime:** at `cpu`, 5 switches × 5 GRUs to train (about 3 minutes per condition on two CPU
-# cores), then slow points and two short fine-tunes per condition: computing it from nothing took 19
-# minutes on two CPU cores (a fresh clone, one worker per core); seconds once cached.
+# **Runtime:** at `cpu`, 5 switches × 5 GRUs to train and the fast path's float32/fast twins (DeCu and
+# VoCu), then slow points and two short fine-tunes per condition, kept in the runs cache. The times the
+# book measured are stated below.
 
 # %% tags=["remove-cell"]
 # On Colab or Binder without the package: install it (this cell is hidden in the book).
@@ -58,6 +58,11 @@ runs: str = "../runs"             # cache of trained runs
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 fields: str = ""                  # comma-separated switches to flip; empty: all that apply to the architecture
 fast_protocols: str = "decu,vocu"  # protocols whose networks test the fast path for equivalence
+
+# %% tags=["hide-input"]
+from memrnn.chapter import runtime_note
+
+runtime_note("08_choices", preset)
 
 # %% tags=["hide-input"]
 from IPython.display import Markdown, display
