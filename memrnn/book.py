@@ -155,6 +155,7 @@ def record_timing(path: Path, preset: str, chapter: str, seconds: float, kind: s
     folder) or "cached" (it trained nothing)."""
     timings = store.read_json(path, dict) if Path(path).exists() else {}
     timings.setdefault(preset, {}).setdefault(kind, {})[chapter] = round(seconds, 1)
+    timings[preset].setdefault(MACHINE_KEY, {})[kind] = machine()
     store.write_json(path, timings)
 
 
@@ -163,10 +164,23 @@ def record_fresh_time(path: Path, preset: str, seconds: float) -> None:
     (``make book`` from a fresh clone: .venv set-up too): the estimate printed before such a run."""
     timings = store.read_json(path, dict) if Path(path).exists() else {}
     timings.setdefault(preset, {})[FRESH_KEY] = round(seconds, 1)
+    timings[preset].setdefault(MACHINE_KEY, {})[FRESH_KEY] = machine()
     store.write_json(path, timings)
 
 
+def machine() -> str:
+    """What a recorded time was measured on: the GPU, or the CPU cores and how they execute bf16."""
+    import torch
+
+    from . import bf16
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"{os.cpu_count()} CPU cores, {bf16.describe()}"
+
+
 FRESH_KEY = "fresh_make_book_seconds"
+MACHINE_KEY = "measured_on"  # {kind: machine} of the times recorded last
 GRID_CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory")
 
 

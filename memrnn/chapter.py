@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from . import __version__, store
-from .book import CHAPTERS, DEFAULT_RUNS, TIMINGS_FILE, _minutes
+from .book import CHAPTERS, DEFAULT_RUNS, MACHINE_KEY, TIMINGS_FILE, _minutes
 
 
 def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic: str | None = None,
@@ -123,7 +123,10 @@ def runtime_note(chapter: str, preset: str, timings: Path = Path(TIMINGS_FILE)):
 
     def took(kind):
         seconds = recorded.get(kind, {}).get(chapter)
-        return "not measured yet" if seconds is None else _minutes(seconds)
+        if seconds is None:
+            return "not measured yet"
+        on = recorded.get(MACHINE_KEY, {}).get(kind)
+        return _minutes(seconds) + (f" ({on})" if on else "")
 
     return Markdown(f"**Measured runtime at `{preset}`** (`memrnn book run`, recorded in `book/{TIMINGS_FILE}`): "
                     f"from an empty runs folder, {took('from_empty')}; with no network to train, {took('cached')}.")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from memrnn import book
 from memrnn.book import CHAPTERS, TIMINGS_FILE, _minutes, record_timing, source_notebook
 from memrnn.chapter import runtime_note
 
@@ -15,16 +16,17 @@ DURATION = re.compile(r"\d[\d.,]*\s*(?:seconds?|minutes?|hours?|s|min|h)\b|\b(?:
                       re.IGNORECASE)
 
 
-def test_the_runtime_note_states_the_recorded_times(tmp_path):
+def test_the_runtime_note_states_the_recorded_times(tmp_path, monkeypatch):
+    monkeypatch.setattr(book, "machine", lambda: "2 CPU cores, test")
     path = tmp_path / TIMINGS_FILE
     record_timing(path, "cpu", "08_choices", 4973.3, "from_empty")
     record_timing(path, "cpu", "08_choices", 9.7, "cached")
     record_timing(path, "cpu", "03_slowpoints", 119.6, "cached")
     assert runtime_note("08_choices", "cpu", path).data.endswith(
-        "from an empty runs folder, 82.9 min; with no network to train, 10 s.")
+        "from an empty runs folder, 82.9 min (2 CPU cores, test); with no network to train, 10 s (2 CPU cores, test).")
     # seconds under two minutes; a kind never measured says so
     assert runtime_note("03_slowpoints", "cpu", path).data.endswith(
-        "from an empty runs folder, not measured yet; with no network to train, 120 s.")
+        "from an empty runs folder, not measured yet; with no network to train, 120 s (2 CPU cores, test).")
     assert runtime_note("01_task", "cpu", path).data.endswith(
         "from an empty runs folder, not measured yet; with no network to train, not measured yet.")
     assert "`smoke`" in runtime_note("08_choices", "smoke", path).data
