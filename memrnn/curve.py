@@ -81,12 +81,14 @@ def curve_config(dataset: str, arch: str, protocol: str, steps: int, preset: str
 
 
 def measure(run_dir: Path) -> dict:
-    """Held-out accuracy at the trained delays per network and class at every checkpoint of a run."""
-    steps = store.checkpoint_steps(run_dir)
+    """Held-out accuracy at the trained delays per network and class at the two checkpoints the rules
+    read: 0.75 L (the first rule's window) and L, evaluated on the path the run was trained on."""
+    saved = store.checkpoint_steps(run_dir)
+    steps = [step for step in saved if step in (int(LAST_QUARTER * saved[-1]), saved[-1])] if saved else []
     per_step = []
     for step in steps:
         config, model, bank = load_run(run_dir, step, device="cpu")
-        result = accuracy_by_delay(model, bank, task_spec(config).trained_delays, EVAL_TRIALS)
+        result = accuracy_by_delay(model, bank, task_spec(config).trained_delays, EVAL_TRIALS, fast=config.fast)
         per_step.append(result.accuracy.mean(1).tolist())  # (networks, classes), averaged over delays
     return {"steps": steps, "accuracy": per_step}
 
