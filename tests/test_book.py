@@ -22,7 +22,7 @@ from memrnn import store
 from memrnn.book import (CHAPTERS, COLAB_METADATA, FRESH_KEY, TIMINGS_FILE, _minutes, code_hash, estimate,
                          missing_from_edition, record_fresh_time, record_timing, run, set_parameters, source_notebook)
 from memrnn.chapter import code_version
-from memrnn.presets import CPU_SECONDS_PER_NETWORK_STEP, make_config
+from memrnn.presets import CPU_FAST_SPEEDUP, CPU_SECONDS_PER_NETWORK_STEP, make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -512,8 +512,10 @@ def test_from_an_empty_runs_folder_the_estimate_is_the_fresh_clone_time_or_a_lab
     path, empty = tmp_path / TIMINGS_FILE, tmp_path / "runs"
     record_timing(path, "cpu", "05_formation", 5.0, "cached")  # a fresh clone's case: only cached executions known
     text = estimate(path, "cpu", CHAPTERS, empty)
-    # the grid of chapters 01-04 at cpu: GRU, LSTM x DeCu, VoCu x 10 networks x 6,000 steps on two datasets
-    networks, seconds = 2 * 2 * 2 * 10, 2 * 2 * 2 * 10 * 6000 * CPU_SECONDS_PER_NETWORK_STEP
+    # the grid of chapters 01-04 at cpu: GRU, LSTM x DeCu, VoCu x 10 networks x the preset's steps on two
+    # datasets, on the fast path
+    steps = make_config("cpu").steps
+    networks, seconds = 2 * 2 * 2 * 10, 2 * 2 * 2 * 10 * steps * CPU_SECONDS_PER_NETWORK_STEP / CPU_FAST_SPEEDUP
     assert "from an empty runs folder: not measured; estimated instead: at least " \
            f"{_minutes(seconds)} to train the {networks} networks" in text
     assert "5 s" not in text
