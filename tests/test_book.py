@@ -564,9 +564,11 @@ def test_a_book_run_shows_its_training_and_stops_cleanly_when_interrupted(tmp_pa
     env = {**os.environ, "TMPDIR": str(scratch), "PYTHONPATH": str(ROOT)}
     env.pop("MEMRNN_SCHEDULER", None)  # the runner's own local cluster, as `make book` has
     with log.open("w") as out:
+        # as a foreground job in a terminal gets it: a suite started in the background (`make test &`) passes on
+        # SIGINT ignored, which a child keeps
         child = subprocess.Popen([sys.executable, "-m", "memrnn", "book", "run", "--root", str(root), "--preset",
                                   "smoke", "--chapters", "01_task", "--no-build"], stdout=out, stderr=out, env=env,
-                                 start_new_session=True)
+                                 start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while "run(s) in flight" not in log.read_text() and child.poll() is None and time.monotonic() < deadline:
