@@ -40,8 +40,12 @@ typedef real vec __attribute__((vector_size(VECTOR_BYTES), aligned(sizeof(real))
 /* Values per vector: gate buffers and weights are padded to a multiple of this. */
 int64_t lanes(void) { return LANES; }
 
-static inline real sigmoid(real x) { return 1 / (1 + exp(-x)); }
-static inline real tanh_(real x) { return 2 / (1 + exp(-2 * x)) - 1; }
+/* The argument of exp is kept within +-80: under -ffast-math an exp that overflows to inf turns the
+   division into NaN (a reciprocal estimate refined by Newton's step), and a GRU's pre-activation can
+   pass -44 (tanh) late in training. At +-80 the results are 0, 1 or +-1 to float precision anyway. */
+static inline real bounded(real x) { return x < -80 ? -80 : (x > 80 ? 80 : x); }
+static inline real sigmoid(real x) { return 1 / (1 + exp(-bounded(x))); }
+static inline real tanh_(real x) { return 2 / (1 + exp(-bounded(2 * x))) - 1; }
 
 /* One tile of c (+)= a w: R <= TILE_ROWS rows, V <= TILE_VECTORS vectors of columns, K terms. Inlined
    with constant R and V, so its accumulators live in registers. */

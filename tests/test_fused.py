@@ -124,6 +124,25 @@ def test_bf16_unroll_is_close_to_float32():
     assert (fast_logits - eager_logits).abs().max() > 0  # bf16 was in use
 
 
+@pytest.mark.parametrize("arch", ["gru", "lstm"])
+def test_saturated_gates_stay_finite_in_float32(arch, monkeypatch):
+    """Pre-activations far beyond exp's float range (|x| > 88) saturate the gates as torch's do; they once
+    made the kernels' fast-math division NaN (a GRU's tanh late in a long Fashion-MNIST run). The
+    projection in float32, so that only the kernels' arithmetic is compared."""
+    monkeypatch.setattr(fused, "BF16", torch.float32)
+    model = EnsembleRNN(arch, 2, 16, 8, seeds=[0, 1])
+    with torch.no_grad():
+        model.weight_ih.mul_(400)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.randn(2, 4, 6, 16, generator=g)
+    trigger = torch.zeros(2, 4, 6)
+    trigger[:, :, 5] = 1
+    fast_logits, fast_hidden = fused.unroll(model, frames, trigger)
+    eager_logits, eager_hidden = model(frames, trigger, return_hidden=True)
+    assert torch.isfinite(fast_hidden).all() and eager_hidden.abs().max() > 0.999  # saturated, and finite
+    torch.testing.assert_close(fast_hidden, eager_hidden, rtol=0, atol=1e-4)
+
+
 @pytest.mark.parametrize("arch,cell", FORMS)
 def test_bf16_gradients_are_close_to_float32(arch, cell):
     """bf16 projection and recurrent weight gradient (fp32 accumulation): every parameter's gradient
