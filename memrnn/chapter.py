@@ -1,7 +1,8 @@
 """Helpers the chapters call: where the runs cache is (:func:`prepare_runs`), what a page ran
 (:func:`run_box`), would train (:func:`training_note`) and took when the book was executed
-(:func:`runtime_note`), captioned tables (:func:`markdown_table`) and the verdicts the scorecard reads
-back (:func:`record_verdict`). The runner that executes and builds the book is :mod:`memrnn.book`.
+(:func:`runtime_note`), captioned tables (:func:`markdown_table`), the configuration fields of an
+arithmetic (:func:`arithmetic_overrides`) and the verdicts the scorecard reads back (:func:`record_verdict`).
+The runner that executes and builds the book is :mod:`memrnn.book`.
 """
 from __future__ import annotations
 
@@ -38,6 +39,20 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
                   code_sha256=code_sha256 or os.environ.get("MEMRNN_CHAPTER_SHA256"), parameters=parameters)
     store.write_json(Path(runs_dir) / "verdicts" / f"{record['claim']}.json", record)
     return record
+
+
+def arithmetic_overrides(arithmetic: str) -> dict:
+    """The configuration fields of a chapter's ``arithmetic`` parameter: none for "" (the preset's own), else
+    those of :data:`memrnn.presets.ARITHMETICS` ("fast": the fast path, "float32": the float32 reference).
+    Every configuration a chapter builds takes them, so the runs of two editions have different names."""
+    from .presets import ARITHMETICS
+
+    if arithmetic == "":
+        return {}
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic={arithmetic!r} is not allowed: choose \"\" (the preset's), "
+                         + " or ".join(f'"{name}"' for name in ARITHMETICS))
+    return dict(ARITHMETICS[arithmetic])
 
 
 def code_version(checkout: Path = Path(__file__).parent) -> str:
