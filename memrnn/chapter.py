@@ -84,12 +84,15 @@ def run_box(config, archs, protocols, device: str = "auto", datasets=None):
     """A Markdown box saying exactly what this page ran: shown at the top of every chapter."""
     from IPython.display import Markdown
 
+    from .presets import arithmetic
+
     archs, protocols = _names(archs), _names(protocols)
     datasets = _names(datasets) if datasets else [config.dataset]
     facts = [("preset", f"`{config.preset}`"), ("dataset" + "s" * (len(datasets) > 1), ", ".join(f"`{d}`" for d in datasets)),
              ("architectures", ", ".join(a.upper() for a in archs)), ("protocols", ", ".join(protocols)),
              ("seeds per condition", str(config.seeds)), ("training steps", f"{config.steps:,}"),
              ("units", str(config.hidden_size)), ("model form", _model_form(config)),
+             ("arithmetic", f"`{arithmetic(config)}`"),
              ("code", code_version()), ("date", datetime.date.today().isoformat()),
              ("device", device_name(device))]
     return Markdown("> **What ran.** " + " · ".join(f"{k}: {v}" for k, v in facts))

@@ -8,7 +8,6 @@ any two editions were compared.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def read_edition(folder: Path, arithmetic: str) -> dict:
     if not path.is_file():
         raise ValueError(f"{path} not found: give a folder holding an edition's {SUMMARY_FILE} (e.g. its book/)")
     verdicts = store.read_json(path, dict)
+    if not verdicts:
+        raise ValueError(f"{path} holds no verdict: execute the claim chapters there first")
     for claim, record in verdicts.items():
         found = (record.get("scope") or {}).get("arithmetic")
         if not found or "by_dataset" not in record:
@@ -55,9 +56,10 @@ def compare(fast_folder: Path, float32_folder: Path) -> Comparison:
     """Both editions' verdicts and key statistics per (claim, dataset), judged by :data:`RULE`: equivalent
     when every (claim, dataset) verdict is equal and every float32 estimate lies inside the fast edition's
     95% interval (its ends included). A claim, dataset or statistic that one edition lacks is a violation
-    too, as is an estimate or bound that is not a number: nothing unmeasured counts as agreement."""
-    editions = dict(zip(EDITIONS, (read_edition(fast_folder, "fast"), read_edition(float32_folder, "float32"))))
-    fast, float32 = editions.values()
+    too, as is an estimate or bound that is not a number (NaN): nothing unmeasured counts as agreement. An
+    infinite bound (too few networks for an interval) contains every estimate on its side."""
+    by_edition = dict(zip(EDITIONS, (read_edition(fast_folder, "fast"), read_edition(float32_folder, "float32"))))
+    fast, float32 = by_edition.values()
     for claim in sorted(set(fast) & set(float32)):
         differ = [k for k in set(fast[claim]["scope"]) | set(float32[claim]["scope"])
                   if k != "arithmetic" and fast[claim]["scope"].get(k) != float32[claim]["scope"].get(k)]
@@ -66,7 +68,7 @@ def compare(fast_folder: Path, float32_folder: Path) -> Comparison:
                              "editions of the same preset and scale")
     result = Comparison()
     for claim in sorted(set(fast) | set(float32)):
-        lacking = [name for name, verdicts in editions.items() if claim not in verdicts]
+        lacking = [name for name, verdicts in by_edition.items() if claim not in verdicts]
         if lacking:
             result.violations.append(f"{claim}: no verdict in the {lacking[0]} edition")
             continue
@@ -88,15 +90,16 @@ def _row(claim: str, dataset: str, fast: dict | None, float32: dict | None, viol
         violations.append(f"{where}: {row['fast']} on the fast path, {row['float32']} in float32")
     numbers = [{e["name"]: (e["estimate"], e["low"], e["high"]) for e in b["estimates"]} for b in (fast, float32)]
     for name in dict.fromkeys([*numbers[0], *numbers[1]]):
-        ours, theirs = (n.get(name) for n in numbers)
-        inside = ours is not None and theirs is not None and all(map(math.isfinite, (*ours, theirs[0]))) \
-            and ours[1] <= theirs[0] <= ours[2]
-        row["statistics"].append({"name": name, "fast": ours, "float32": theirs, "inside": inside})
-        if ours is None or theirs is None:
-            violations.append(f"{where}, {name}: measured only in the {'float32' if ours is None else 'fast'} edition")
+        on_fast, in_float32 = (n.get(name) for n in numbers)
+        # a NaN is never inside
+        inside = on_fast is not None and in_float32 is not None and on_fast[1] <= in_float32[0] <= on_fast[2]
+        row["statistics"].append({"name": name, "fast": on_fast, "float32": in_float32, "inside": inside})
+        if on_fast is None or in_float32 is None:
+            only = "float32" if on_fast is None else "fast"
+            violations.append(f"{where}, {name}: measured only in the {only} edition")
         elif not inside:
-            violations.append(f"{where}, {name}: the float32 estimate {theirs[0]:+.3f} lies outside the fast "
-                              f"edition's 95% interval {_interval(ours)}")
+            violations.append(f"{where}, {name}: the float32 estimate {in_float32[0]:+.3f} lies outside the fast "
+                              f"edition's 95% interval {_interval(on_fast)}")
     return row
 
 
@@ -118,9 +121,8 @@ def markdown(comparison: Comparison) -> str:
     for row in comparison.rows:
         head = [row["claim"], dataset_name(row["dataset"]), row["fast"] or "—", row["float32"] or "—"]
         for i, s in enumerate(row["statistics"] or [None]):
-            cells = head if i == 0 else ["", "", "", ""]
-            cells += ["—", "—", "—", "—"] if s is None else [
-                s["name"], _interval(s["fast"]), _interval(s["float32"]), "yes" if s["inside"] else "**no**"]
+            cells = (head if i == 0 else [""] * 4) + (["—"] * 4 if s is None else [
+                s["name"], _interval(s["fast"]), _interval(s["float32"]), "yes" if s["inside"] else "**no**"])
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if comparison.violations:
         lines += ["", "Violations:", "", *(f"- {v}" for v in comparison.violations)]

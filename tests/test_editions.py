@@ -89,12 +89,13 @@ def _nets(mean, n=6, seed=0):
 
 
 def test_a_verdict_names_its_arithmetic_and_keeps_its_estimates_per_dataset(tmp_path, monkeypatch):
-    from memrnn.chapter import record_verdict
+    from memrnn.chapter import record_verdict, run_box
 
     rows = [{"run": "r", "dataset": "mnist", "arch": "gru", "protocol": "decu", "trained_delay_accuracy": [0.9] * 6}]
     scope = evidence.scope(make_config("smoke", **arithmetic_overrides("fast")), rows)
     assert scope.arithmetic == "fast" and "arithmetic fast" in claims.scope_markdown(scope)
     assert evidence.scope(make_config("smoke"), rows).arithmetic == "float32"
+    assert "arithmetic: `float32`" in run_box(make_config("cpu", **arithmetic_overrides("float32")), "gru", "decu").data
     trained = {("mnist", a, p): _nets(0.97, seed=i) for i, (a, p) in enumerate([("gru", "decu"), ("gru", "vocu")])}
     long = {("mnist", "gru", "decu"): _nets(0.3), ("mnist", "gru", "vocu"): _nets(0.7, seed=1)}
     c2 = claims.c2_protocols_differ(long, trained, {k: True for k in trained}, scope)
@@ -176,6 +177,18 @@ def test_two_editions_are_compared_verdict_by_verdict_and_estimate_by_interval(t
     assert ("the two editions are equivalent." in text) == (not violations)
 
 
+def test_an_interval_too_wide_to_bound_contains_every_estimate_but_nan(tmp_path):
+    """Two networks give an order-statistic interval of (-inf, inf): no evidence against equivalence."""
+    unbounded = json.loads(json.dumps(FAST))
+    unbounded["C2"]["mnist-5k"] = ("inconclusive", [("GRU", 0.0, -math.inf, math.inf)])
+    fast = _edition(tmp_path / "fast", "fast", unbounded)
+    float32 = json.loads(json.dumps(unbounded))
+    assert editions.compare(fast, _edition(tmp_path / "same", "float32", float32)).equivalent
+    float32["C2"]["mnist-5k"] = ("inconclusive", [("GRU", math.nan, -math.inf, math.inf)])
+    assert editions.compare(fast, _edition(tmp_path / "nan", "float32", float32)).violations == [
+        "C2 on MNIST-5k, GRU: the float32 estimate +nan lies outside the fast edition's 95% interval +0.000 [-inf, +inf]"]
+
+
 def test_what_one_edition_lacks_is_a_violation(tmp_path):
     fewer = json.loads(json.dumps(FAST))
     del fewer["C2"]
@@ -203,6 +216,9 @@ def test_editions_that_cannot_be_told_apart_or_differ_in_scale_are_refused(tmp_p
     store.write_json(float32 / "verdicts.json", shorter)
     with pytest.raises(ValueError, match="C1's scope differs between the editions in steps"):
         editions.compare(fast, float32)
+    store.write_json(tmp_path / "empty" / "verdicts.json", {})
+    with pytest.raises(ValueError, match="empty/verdicts.json holds no verdict"):
+        editions.compare(tmp_path / "empty", float32)
     with pytest.raises(ValueError, match="nowhere/verdicts.json not found"):
         editions.compare(tmp_path / "nowhere", float32)
 
