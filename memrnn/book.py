@@ -120,6 +120,9 @@ def run(root: Path, preset: str, chapters=None, parameters: dict | None = None, 
     if stray:
         raise ValueError(f"unknown chapter parameter(s) {stray}; the chapters run take {sorted(kinds)}")
     parameters = {k: typed_parameter(k, v, kinds[k]) for k, v in (parameters or {}).items()}
+    from .chapter import arithmetic_overrides  # chapter imports this module
+
+    arithmetic_overrides(parameters.get("arithmetic", ""))  # a bad arithmetic is refused before hours of execution
     if parameters.get("preset", preset) != preset:
         raise ValueError(f"preset is given twice with different values ({preset!r} and {parameters['preset']!r} by "
                          "--set preset=...): give it once")
@@ -211,11 +214,13 @@ def estimate(path: Path, preset: str, chapters, runs_dir: Path, parameters: dict
 
 
 def _grid_to_train(preset: str, runs_dir: Path, parameters: dict) -> tuple[int, float]:
-    """(networks, seconds on two CPU cores) of the grid chapters 01-04 share (their default architectures
-    and protocols, or those given as chapter parameters) that ``runs_dir`` lacks."""
+    """(networks, seconds on two CPU cores) of the grid chapters 01-04 share (their default architectures,
+    protocols and arithmetic, or those given as chapter parameters) that ``runs_dir`` lacks."""
+    from .chapter import arithmetic_overrides
     from .presets import book_datasets, cpu_seconds, make_config
 
-    configs = [make_config(preset, arch=a, protocol=p, dataset=d, seeds=parameters.get("seeds") or None)
+    arithmetic = arithmetic_overrides(parameters.get("arithmetic", ""))
+    configs = [make_config(preset, arch=a, protocol=p, dataset=d, seeds=parameters.get("seeds") or None, **arithmetic)
                for d in book_datasets(preset, parameters.get("datasets", ""))
                for a in parameters.get("archs", "gru,lstm").split(",")
                for p in parameters.get("protocols", "decu,vocu").split(",")]

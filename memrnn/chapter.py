@@ -1,7 +1,8 @@
 """Helpers the chapters call: where the runs cache is (:func:`prepare_runs`), what a page ran
 (:func:`run_box`), would train (:func:`training_note`) and took when the book was executed
-(:func:`runtime_note`), captioned tables (:func:`markdown_table`) and the verdicts the scorecard reads
-back (:func:`record_verdict`). The runner that executes and builds the book is :mod:`memrnn.book`.
+(:func:`runtime_note`), captioned tables (:func:`markdown_table`), the configuration fields of an
+arithmetic (:func:`arithmetic_overrides`) and the verdicts the scorecard reads back (:func:`record_verdict`).
+The runner that executes and builds the book is :mod:`memrnn.book`.
 """
 from __future__ import annotations
 
@@ -40,6 +41,20 @@ def record_verdict(runs_dir: Path, claim, verdict: str | None = None, statistic:
     return record
 
 
+def arithmetic_overrides(arithmetic: str) -> dict:
+    """The configuration fields of a chapter's ``arithmetic`` parameter: none for "" (the preset's own), else
+    those of :data:`memrnn.presets.ARITHMETICS` ("fast": the fast path, "float32": the float32 reference).
+    Every configuration a chapter builds takes them, so the runs of two editions have different names."""
+    from .presets import ARITHMETICS
+
+    if arithmetic == "":
+        return {}
+    if arithmetic not in ARITHMETICS:
+        raise ValueError(f"arithmetic={arithmetic!r} is not allowed: choose \"\" (the preset's), "
+                         + " or ".join(f'"{name}"' for name in ARITHMETICS))
+    return dict(ARITHMETICS[arithmetic])
+
+
 def code_version(checkout: Path = Path(__file__).parent) -> str:
     """The git commit of the package's checkout when there is one (saying so when the package or the
     chapters' sources differ from it, so a book is never credited to a commit it did not run), else
@@ -69,12 +84,15 @@ def run_box(config, archs, protocols, device: str = "auto", datasets=None):
     """A Markdown box saying exactly what this page ran: shown at the top of every chapter."""
     from IPython.display import Markdown
 
+    from .presets import arithmetic
+
     archs, protocols = _names(archs), _names(protocols)
     datasets = _names(datasets) if datasets else [config.dataset]
     facts = [("preset", f"`{config.preset}`"), ("dataset" + "s" * (len(datasets) > 1), ", ".join(f"`{d}`" for d in datasets)),
              ("architectures", ", ".join(a.upper() for a in archs)), ("protocols", ", ".join(protocols)),
              ("seeds per condition", str(config.seeds)), ("training steps", f"{config.steps:,}"),
              ("units", str(config.hidden_size)), ("model form", _model_form(config)),
+             ("arithmetic", f"`{arithmetic(config)}`"),
              ("code", code_version()), ("date", datetime.date.today().isoformat()),
              ("device", device_name(device))]
     return Markdown("> **What ran.** " + " · ".join(f"{k}: {v}" for k, v in facts))

@@ -101,6 +101,7 @@ class Scope:
     finetune_steps: int = 0      # C6: fine-tuning steps
     lam: float = 0.0             # C6: the speed penalty's strength
     per_condition: int = 0       # networks per condition
+    arithmetic: str = ""         # what trained the networks (memrnn.presets.arithmetic): "fast" or "float32"
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -358,9 +359,16 @@ def _merge(premises_by_dataset: dict) -> list[dict]:
     return list(merged.values())
 
 
+def _estimate(name: str, estimate: float, low: float, high: float) -> dict:
+    return {"name": name, "estimate": float(estimate), "low": float(low), "high": float(high)}
+
+
 def _verdict(claim, fn, parts: dict, details: dict, scope, cap: str = "") -> Verdict:
     """The claim's verdict from ``parts`` ({dataset: {"tests", "premises", "statistic"} and optionally
-    "decided": (verdict, reason, summary) and "note"}): each dataset decided, then :func:`combine`."""
+    "decided": (verdict, reason, summary), "note" and "estimates"}): each dataset decided, then :func:`combine`.
+    Each dataset keeps its key statistics with their 95% intervals ("estimates": those a rule deciding
+    without tests gives, then every test's, on the claim's scale), so two editions can be compared number
+    by number (:mod:`memrnn.editions`)."""
     pool = [t for part in parts.values() if "decided" not in part and all(p["met"] for p in part["premises"])
             for t in part["tests"] if not t.blocked and not t.contradicted]
     established = {id(t) for t, h in zip(pool, holm([t.p for t in pool])) if h}
@@ -371,8 +379,11 @@ def _verdict(claim, fn, parts: dict, details: dict, scope, cap: str = "") -> Ver
             verdict, reason, summary = "partly reproduced", f"{reason}; {cap}: capped at partly", f"{summary} ({cap})"
         if part.get("note"):
             reason = f"{reason} ({part['note']})"
+        estimates = part.get("estimates", []) + [_estimate(_short(t.group, dataset), t.estimate, t.low, t.high)
+                                                 for t in part["tests"]]
         by_dataset[dataset] = {"verdict": verdict, "reason": reason, "statistic": part["statistic"],
-                               "premises": part["premises"], "summary": f"{dataset_name(dataset)}: {summary}"}
+                               "premises": part["premises"], "summary": f"{dataset_name(dataset)}: {summary}",
+                               "estimates": estimates}
     verdict, why = combine({d: b["verdict"] for d, b in by_dataset.items()})
     reason = why + " — " + "; ".join(f"{dataset_name(d)}: {b['reason']}" for d, b in by_dataset.items())
     statistic = "; ".join(f"{dataset_name(d)}: {b['statistic']}" for d, b in by_dataset.items())
@@ -444,7 +455,10 @@ def c1_equal_trained_accuracy(accuracy: dict, plateau: dict, scope: Scope, margi
         else:
             decided = ("inconclusive", f"the intervals include both equal and unequal accuracy (lowest lower bound "
                        f"{low_bound:.3f}, widest pair bound ±{wide:.3f})", "too little power to decide")
-        parts[dataset] = {"tests": [], "premises": premises, "decided": decided,
+        estimates = ([_estimate(f"{condition_name(k, False)}: median trained-delay accuracy", *levels[k]) for k in keys]
+                     + [_estimate(f"{condition_name(a, False)} minus {condition_name(b, False)}: trained-delay shift",
+                                  p["diff"], *p["ci95"]) for (a, b), p in zip(combinations(keys, 2), pairs)])
+        parts[dataset] = {"tests": [], "premises": premises, "decided": decided, "estimates": estimates,
                           "statistic": f"lowest condition's lower bound {low_bound:.3f} (median network; floor "
                                        f"{floor:.2f}); every pairwise shift within ±{wide:.3f} (95% bound, "
                                        f"{len(pairs)} pairs)"}
@@ -869,6 +883,7 @@ def scope_markdown(scope: Scope) -> str:
     text = (f"preset `{s.preset}`; datasets {', '.join(s.datasets)}; architectures "
             f"{', '.join(a.upper() for a in s.archs)}; {s.units} units; {s.steps} training steps; {s.model_form}; "
             f"{s.networks} networks" + (f" ({s.per_condition} per condition)" if s.per_condition else ""))
+    text += f"; arithmetic {s.arithmetic}" if s.arithmetic else ""
     text += f"; search {s.search}" if s.search else ""
     text += f" ({s.search_iterations:,} reference-search iterations)" if s.search_iterations else ""
     return text + (f"; fine-tuning {s.finetune_steps:,} steps at λ = {s.lam:g}" if s.finetune_steps else "")

@@ -219,6 +219,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(`make book` passes when make started; default: now)")
     q = book.add_parser("build", help="render the HTML from the stored outputs, executing nothing")
     q.add_argument("--root", type=Path, default=Path("."))
+    q = book.add_parser("compare", help="compare the verdicts of the fast and the float32 edition of the claim "
+                                        "chapters (memrnn.editions); exit status 1 when they are not equivalent")
+    q.add_argument("fast", type=Path, metavar="FAST_DIR", help="folder holding the fast edition's verdicts.json")
+    q.add_argument("float32", type=Path, metavar="FLOAT32_DIR", help="folder holding the float32 edition's verdicts.json")
 
     p = commands.add_parser("runs", help="pack trained runs into one archive, or fetch and unpack one")
     runs = p.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
@@ -452,6 +456,12 @@ def _run(args) -> int:
             lo, tr = row["long"], row["trained"]
             print(f"{row['mode']:<12}{lo['before']:.3f} -> {lo['after']:.3f} ({lo['change']:+.3f}, "
                   f"[{lo['ci95'][0]:+.3f}, {lo['ci95'][1]:+.3f}])".ljust(62) + f"{tr['before']:.3f} -> {tr['after']:.3f}")
+    elif args.command == "book" and args.book_command == "compare":
+        from . import editions
+
+        comparison = editions.compare(args.fast, args.float32)
+        print(editions.markdown(comparison), end="")
+        return 0 if comparison.equivalent else 1
     elif args.command == "book":
         from .book import CHAPTERS, TIMINGS_FILE, build, record_fresh_time, run, run_names, runs_folder
 

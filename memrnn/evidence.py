@@ -12,7 +12,7 @@ import numpy as np
 
 from . import store
 from .claims import PAPER_PROTOCOLS, Scope
-from .presets import Config
+from .presets import Config, arithmetic
 from .slowpoints import load_results
 
 LONG_DELAY = 100  # long delays: evaluated delays >= this
@@ -33,7 +33,8 @@ def scope(config: Config, rows: list[dict], search: str = "", lam: float | None 
     conditions = len({condition(r) for r in rows}) or 1
     return Scope(config.preset, tuple(sorted({r["dataset"] for r in rows})), tuple(sorted({r["arch"] for r in rows})),
                  config.hidden_size, config.steps, model_form_label(config), networks, search, iterations,
-                 config.finetune_steps if lam is not None else 0, lam or 0.0, networks // conditions)
+                 config.finetune_steps if lam is not None else 0, lam or 0.0, networks // conditions,
+                 arithmetic(config))
 
 
 def plateau(steps: int, result: Path | None = None) -> dict:

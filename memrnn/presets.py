@@ -243,6 +243,20 @@ BOOK_DATASETS = {"smoke": ("synthetic",), "cpu": ("mnist-5k", "fashion-mnist"), 
 CHOICES_SCALE = {"cpu": dict(seeds=5, steps=3000)}
 
 
+# The arithmetics an edition of the book can train on (the chapters' parameter ``arithmetic``), each with the
+# configuration fields that make it: the fast path with its shared Philox noise, and the float32 reference
+ARITHMETICS = {"fast": dict(fast=True, noise="philox"), "float32": dict(fast=False, noise="torch")}
+
+
+def arithmetic(config: Config) -> str:
+    """The arithmetic ``config`` trains on: its name in :data:`ARITHMETICS`, or its two fields when it is
+    neither (a verdict's scope names it, so that two editions of the book are never taken for one)."""
+    for name, fields in ARITHMETICS.items():
+        if all(getattr(config, k) == v for k, v in fields.items()):
+            return name
+    return f"fast={config.fast}, noise={config.noise}"
+
+
 def book_datasets(preset: str, datasets: str = "") -> list[str]:
     """The comma-separated ``datasets`` of a chapter parameter, or the preset's when empty."""
     if preset not in _PRESETS:

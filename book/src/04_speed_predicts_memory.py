@@ -32,6 +32,7 @@ archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 protocols: str = "decu,vocu"      # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
+arithmetic: str = ""              # "" (the preset's) | fast (bf16, Philox noise) | float32 (the reference)
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 
@@ -51,12 +52,12 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import arithmetic_overrides, prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import book_datasets, make_config
 
 names = book_datasets(preset, datasets)
-overrides = dict(seeds=seeds or None, device=device)
+overrides = dict(seeds=seeds or None, device=device, **arithmetic_overrides(arithmetic))
 runs = prepare_runs(runs)
 display(training_note(preset, archs, protocols, runs, datasets=names, **overrides))
 rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, datasets=names, **overrides, scheduler=scheduler)

@@ -39,6 +39,7 @@ archs: str = "gru,lstm"           # comma-separated: gru, lstm, rnn
 seeds: int = 0                    # networks per ensemble; 0: the preset's
 ensembles: int = 1                # ensembles per condition (seeds 0.., then the next block): 10 networks at cpu
 device: str = "auto"              # auto | cpu | cuda
+arithmetic: str = ""              # "" (the preset's) | fast (bf16, Philox noise) | float32 (the reference)
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 parent_protocols: str = "decu,vocu"  # protocols of the networks to fine-tune
@@ -60,12 +61,12 @@ runtime_note("06_regularization", preset)
 from IPython.display import Markdown, display
 
 from memrnn import plots, store
-from memrnn.chapter import prepare_runs, record_verdict, run_box, training_note
+from memrnn.chapter import arithmetic_overrides, prepare_runs, record_verdict, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.presets import book_datasets, make_config
 
 names = book_datasets(preset, datasets)
-overrides = dict(seeds=seeds or None, device=device)
+overrides = dict(seeds=seeds or None, device=device, **arithmetic_overrides(arithmetic))
 runs = prepare_runs(runs)
 config = make_config(preset, dataset=names[0], **overrides)
 display(training_note(preset, archs, parent_protocols, runs, datasets=names, **overrides))

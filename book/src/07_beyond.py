@@ -31,6 +31,7 @@ archs: str = "gru"                # networks whose fine-tuning is swept
 protocols: str = "decu"           # protocol of the networks fine-tuned
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
+arithmetic: str = ""              # "" (the preset's) | fast (bf16, Philox noise) | float32 (the reference)
 runs: str = "../runs"             # cache of trained runs (Colab: a Drive folder keeps them)
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 lams: str = "1e-4,1e-3,1e-2,1e-1"  # penalty strengths of the sweep
@@ -45,12 +46,12 @@ import numpy as np
 from IPython.display import display
 
 from memrnn import plots
-from memrnn.chapter import prepare_runs, run_box, training_note
+from memrnn.chapter import arithmetic_overrides, prepare_runs, run_box, training_note
 from memrnn.campaign import run_grid
 from memrnn.display import finding_box
 from memrnn.presets import make_config
 
-overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device)
+overrides = dict(dataset=dataset or None, seeds=seeds or None, device=device, **arithmetic_overrides(arithmetic))
 runs = prepare_runs(runs)
 display(training_note(preset, archs, protocols, runs, **overrides))
 rows = run_grid(preset, archs.split(","), protocols.split(","), out=runs, **overrides, scheduler=scheduler)

@@ -54,6 +54,7 @@ archs: str = "gru"                # the one architecture whose choices are flipp
 protocols: str = "decu"           # comma-separated: decu, vocu, none
 seeds: int = 0                    # networks per condition; 0: the preset's
 device: str = "auto"              # auto | cpu | cuda
+arithmetic: str = ""              # "" (the preset's) | fast (bf16, Philox noise) | float32 (the reference)
 runs: str = "../runs"             # cache of trained runs
 scheduler: str = ""               # Dask scheduler address, or "sync"; empty: $MEMRNN_SCHEDULER, else a local cluster
 fields: str = ""                  # comma-separated switches to flip; empty: all that apply to the architecture
@@ -68,13 +69,14 @@ runtime_note("08_choices", preset)
 from IPython.display import Markdown, display
 
 from memrnn import ablation, plots
-from memrnn.chapter import markdown_table, prepare_runs, run_box
+from memrnn.chapter import arithmetic_overrides, markdown_table, prepare_runs, run_box
 from memrnn.campaign import DEFAULT_DELAYS
 from memrnn.display import finding_box
 from memrnn.presets import CHOICES_SCALE, MODEL_FORM, make_config
 
 scale = CHOICES_SCALE.get(preset, {})
-overrides = dict(dataset=dataset or None, seeds=seeds or scale.get("seeds"), steps=scale.get("steps"), device=device)
+overrides = dict(dataset=dataset or None, seeds=seeds or scale.get("seeds"), steps=scale.get("steps"), device=device,
+                 **arithmetic_overrides(arithmetic))
 runs = prepare_runs(runs)
 if "," in archs:
     raise ValueError(f"archs={archs!r}: this chapter flips the choices of one architecture (gru or lstm)")
@@ -156,14 +158,19 @@ for row in table:
 # The same networks trained twice with the same seeds, in float32 and on the fast path, then the
 # same analyses. Two one-sided paired t-tests (TOST) per accuracy: the fast path is
 # equivalent when the mean change is shown to lie within ±0.03 (p < 0.05), a margin below which no
-# verdict of this book moves. The twins here draw the preset's pixel noise; the decision of which path
-# the `cpu` preset trains on rests on the larger experiment of the next section.
+# verdict of this book moves. The twins here draw the pixel noise of this page's arithmetic (the
+# `arithmetic` parameter, the preset's by default); the decision of which path the `cpu` preset trains
+# on rests on the larger experiment of the next section.
 
 # %% tags=["hide-input"]
+# this page's reference networks and their twins on the other path; the row is the fast path minus float32,
+# whichever of the two the page's arithmetic made the reference
 fast_switch = ablation.Switch("fast", not config.fast)
 fast_measured = ablation.measure(preset, arch, fast_protocols.split(","), [None, fast_switch], runs, DEFAULT_DELAYS,
                                  scheduler=scheduler, **overrides)
-fast_row = ablation.effect(fast_measured[None], fast_measured[fast_switch], fast_switch)
+float32_twins, fast_twins = ((fast_measured[fast_switch], fast_measured[None]) if config.fast
+                             else (fast_measured[None], fast_measured[fast_switch]))
+fast_row = ablation.effect(float32_twins, fast_twins, ablation.Switch("fast", True))
 p_values = ablation.equivalent(fast_row)
 markdown_table(("measure", "change [95% CI]", "TOST p (±0.03)"),
                [(f"{name}-delay accuracy", cell(fast_row[name]), f"{p_values[name]:.3f}") for name in p_values]
