@@ -237,8 +237,8 @@ def curve_markdown(summary: dict) -> str:
                           "trained delays at the end of training; what the next length gained over it (the rule), in "
                           "the networks' mean and per class; and, for comparison, the gain within the run over its "
                           "last quarter (step 0.75 L to L), which the first rule read.")
+    # the rule itself is stated once, by the page that includes this (it was written before the ladder ran)
     return ("<!-- written by `memrnn curve` from book/learning_curve.json: do not edit -->\n\n"
-            f"```{{admonition}} The rule (memrnn.curve)\n:class: note\n{summary['rule']}\n```\n\n"
             + table._repr_markdown_() + f"\n\n**Chosen:** {summary['why']}.\n")
 
 
