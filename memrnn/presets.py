@@ -3,7 +3,7 @@
 - ``smoke``: a full train + evaluate in seconds on a CPU (tests, CI, notebook checks).
 - ``cpu``: the CPU edition of the book, on two cores: 10 networks per condition, trained on the fast
   path (bf16 arithmetic, Philox noise; equivalent to float32 by ``memrnn.equivalence``) for the length
-  that ``memrnn.curve``'s rule picked (6,000 steps), on mnist-5k and fashion-mnist.
+  that ``memrnn.curve``'s rule picked (12,000 steps), on mnist-5k and fashion-mnist.
 
 Every preset uses the reference's model form (cell, readout, initialisation, CIFAR-10 CNN, loss, class
 sampling, slow-point search, centroids, LSTM speed, fine-tuning); presets differ only in scale.
@@ -219,7 +219,7 @@ _PRESETS: dict[str, dict] = {
     # steps: the learning curve's rule (memrnn.curve, book/learning_curve.json; a test keeps the two equal)
     # fast, noise: the fast path trains it, its twins sharing Philox noise shown equivalent to float32 within
     # ±0.03 over 50 pairs (memrnn.equivalence, book/fast_equivalence.json); fast=false is the float32 reference
-    "cpu": dict(dataset="mnist-5k", seeds=10, hidden_size=100, batch_size=32, steps=6000, lr=1e-3,
+    "cpu": dict(dataset="mnist-5k", seeds=10, hidden_size=100, batch_size=32, steps=12000, lr=1e-3,
                 checkpoint_every=250, log_every=50, eval_trials=1000, search_iterations=20_000, fast=True,
                 noise="philox"),
     # search_iterations as at cpu: the analyses of 24 ensembles must fit a few minutes of one GPU
@@ -238,7 +238,7 @@ PRESETS = tuple(_PRESETS)
 # which the other chapters use)
 BOOK_DATASETS = {"smoke": ("synthetic",), "cpu": ("mnist-5k", "fashion-mnist"), "gpu": ("mnist-5k",),
                  "paper": ("mnist",)}
-# Chapter 08 ("Which choices matter?") retrains a condition per switch: at cpu it keeps half the main length and
+# Chapter 08 ("Which choices matter?") retrains a condition per switch: at cpu it keeps a quarter of the main length and
 # five networks, which its 8 retrained conditions need to fit the book's two-core budget (see its runtime note)
 CHOICES_SCALE = {"cpu": dict(seeds=5, steps=3000)}
 

@@ -115,7 +115,7 @@ def test_config_lists_every_value_each_choice_field_allows_and_each_is_accepted(
     assert main(["config", "--preset", "cpu", "--set", "cell=torch"]) == 0
     lines = {line.split()[0]: line.split(maxsplit=2)[1:] for line in capsys.readouterr().out.splitlines()}
     assert list(lines) == [f.name for f in dataclasses.fields(Config)]
-    assert lines["cell"][0] == "torch" and lines["steps"] == ["6000"]  # the values the preset resolves to
+    assert lines["cell"][0] == "torch" and lines["steps"] == ["12000"]  # as the preset resolves them
     listed = {}
     for field, (value, *rest) in lines.items():
         if rest:

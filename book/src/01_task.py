@@ -14,7 +14,7 @@
 # **Measured here:** report accuracy on *held-out* images, averaged over the trained delays 4–19, for
 # every network of every condition.
 #
-# **How long they train.** At `cpu`, 6,000 steps: the length a learning-curve rule picked before any
+# **How long they train.** At `cpu`, 12,000 steps: the length a learning-curve rule picked before any
 # claim was looked at (see {doc}`deviations`, *How long the CPU edition trains*).
 #
 # **Runtime.** `smoke`: tiny networks on synthetic images (the numbers mean nothing). `cpu`: the grid

@@ -30,8 +30,8 @@
 # protocol only large effects can show.
 #
 # **Scale.** At `cpu` this chapter trains at 3,000 steps and 5 networks per condition
-# (`memrnn.presets.CHOICES_SCALE`), half the main grid's length and networks: its retrained conditions at
-# the main scale would add about an hour and a half of two-core training to the book.
+# (`memrnn.presets.CHOICES_SCALE`), a quarter of the main grid's length and half its networks: at the main scale each
+# retrained condition would cost eight times as much.
 #
 # **Runtime:** at `cpu`, 5 switches × 5 GRUs to train and the fast path's float32/fast twins (DeCu and
 # VoCu), then slow points and two short fine-tunes per condition, kept in the runs cache. The times the
