@@ -504,7 +504,8 @@ def learning_curves(rungs: list[dict], chosen_steps: int):
             ax.set_ylabel("accuracy, delays 4–19\n(held-out trials)")
         # each legend under its panel (the layout makes room), never over the data
         for ax, ncol in ((left, 2), (right, 5)):
-            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=ncol, frameon=False,
+            below = -0.25 if ax is axes[-1] else -0.08  # the last panel's legend goes under its axis label
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, below), ncol=ncol, frameon=False,
                       columnspacing=1.0, handlelength=1.5)
     axes[-1].set_xlabel("training length L (steps)")
     return fig
