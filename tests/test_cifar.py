@@ -135,7 +135,10 @@ def test_config_has_the_reference_cnn_and_fine_tuning_length_for_cifar():
     paper = make_config("paper", dataset="cifar10")
     assert paper.cnn == "reference" and paper.is_reference_form and paper.finetune_steps == 5_000
     assert make_config("paper").finetune_steps == 5_000  # MNIST: 5,000 after 140,000
-    assert make_config("cpu", dataset="cifar10").finetune_steps == 100 and make_config("cpu").finetune_steps == 214
+    cifar_cpu, mnist_cpu = make_config("cpu", dataset="cifar10"), make_config("cpu")
+    assert cifar_cpu.finetune_steps == round(cifar_cpu.steps * 5_000 / 300_000)  # the paper's proportions at any length
+    assert mnist_cpu.finetune_steps == round(mnist_cpu.steps * 5_000 / 140_000)
+    assert (cifar_cpu.finetune_steps, mnist_cpu.finetune_steps) == (200, 429)  # at the cpu preset's 12,000 steps
     plain = make_config("cpu", dataset="cifar10", cnn="plain")
     assert not plain.is_reference_form and model_form_label(plain) == "model form with cnn=plain"
     assert make_config("cpu", cnn="plain").is_reference_form  # MNIST has no CNN: the field does not apply
