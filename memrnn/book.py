@@ -26,7 +26,7 @@ from .content import check_notebook
 from .display import CLAIM_CHAPTERS, write_summary
 from .engine import environment, shared_cluster
 from .presets import CPU_SECONDS_PER_NETWORK_STEP, PRESETS
-from .progress import PROGRESS_ENV, TrainingBar
+from .progress import PROGRESS_ENV, ProgressBars
 
 CHAPTERS = ("01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory", "05_formation",
             "06_regularization", "07_beyond", "08_choices", "09_own_network", "scorecard")
@@ -259,7 +259,7 @@ def _run_chapters(root: Path, preset: str, chapters: list[str], parameters: dict
         try:  # papermill writes the notebook as it goes, failed or not: never over the committed one
             # the kernel is killed, not asked, to stop: a kernel busy in a cell ignores the request, and
             # Ctrl-C would wait 5 s for it; its process group goes with it
-            with TrainingBar(reports, enabled=progress):  # below papermill's bar of cells
+            with ProgressBars(reports, enabled=progress):  # below papermill's bar of cells
                 executed = papermill.execute_notebook(str(source), str(partial), cwd=str(root / "book"),
                                                       kernel_name="python3", progress_bar=progress, log_output=False,
                                                       shutdown_kernel="immediate")

@@ -109,8 +109,11 @@ class Box:
 
 
 def search(method: str, residual: Callable, jacobian: Callable, starts: torch.Tensor, box: Box, tol: float,
-           max_iter: int | None, lr: float, patience: int | None, progress: float | None):
+           max_iter: int | None, lr: float, patience: int | None, progress: float | None,
+           report: Callable[[int], None] | None = None):
     """Run one search from starts (E, P, S); returns points (E, P, S), q (E, P) and iterations (E, P).
+    ``report(i)``, if given, hears of each of the reference search's iterations (the one search long
+    enough to need a progress bar).
 
     ``residual(s)`` gives r (E, P, R) for states (E, P, S), differentiably (Adam needs its gradient);
     ``jacobian(e, s)`` gives dr/ds (P', R, S) for states s (P', S) of member e, a fresh tensor LM
@@ -121,7 +124,7 @@ def search(method: str, residual: Callable, jacobian: Callable, starts: torch.Te
         raise ValueError(f"max_iter must be a positive integer, got {max_iter}")
     max_iter = DEFAULT_ITERATIONS[method] if max_iter is None else max_iter
     if method == "reference":
-        return _reference_adam(residual, starts, box, max_iter)
+        return _reference_adam(residual, starts, box, max_iter, report=report)
     default_patience, default_progress = STALL[method]
     stall = (patience or default_patience, default_progress if progress is None else progress)
     if method == "lm":
@@ -196,7 +199,7 @@ def _speed_sq(residual, states):
     return residual(states).square().sum(-1)
 
 
-def _reference_adam(residual, starts, box, iterations, lr=1e-3, drop_at=0.4):
+def _reference_adam(residual, starts, box, iterations, lr=1e-3, drop_at=0.4, report=None):
     """The reference's search: Adam on sum q, lr / 10 after ``drop_at`` of the iterations, clipped to
     the closed box after every step; every point runs all iterations and the last iterate is kept."""
     s = starts.clone().requires_grad_(True)
@@ -209,6 +212,8 @@ def _reference_adam(residual, starts, box, iterations, lr=1e-3, drop_at=0.4):
         optimizer.step()
         with torch.no_grad():
             s.copy_(box.clip(s, 1.0))
+        if report is not None:
+            report(i + 1)
     points = s.detach()
     with torch.no_grad():
         q = _speed_sq(residual, points)

@@ -32,6 +32,7 @@ from . import confine, fixedpoints, store
 from .data import ImageBank
 from .models import EnsembleRNN
 from .presets import CENTROID_PROTOCOLS, MAX_ITERATIONS
+from .progress import SEARCH, Reporter
 from .runs import load_run, resolve_device
 
 METHODS = fixedpoints.METHODS
@@ -200,7 +201,8 @@ def decode(model: EnsembleRNN, bank: ImageBank, states: torch.Tensor) -> torch.T
 
 def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, method: str = "lm",
                      tol: float = 1e-12, max_iter: int | None = None, metric: str = "reference",
-                     lr: float = 1e-3, patience: int | None = None, progress: float | None = None) -> SlowPoints:
+                     lr: float = 1e-3, patience: int | None = None, progress: float | None = None,
+                     report=None) -> SlowPoints:
     """Minimise q from every start state (E, P, S); see the module docstring for the methods.
 
     ``reference`` runs exactly ``max_iter`` iterations (default 100,000). For the others, a point
@@ -212,7 +214,7 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
     Slow points of trained networks are rarely exact fixed points: most lie on slow valleys along
     which q keeps shrinking as the point drifts away, towards saturation. LM's stall rule stops at
     the valley floor nearest the start instead of following the valley; a lenient rule (e.g.
-    progress=1e-3, patience=20) follows it as far as ``max_iter`` allows.
+    progress=1e-3, patience=20) follows it as far as ``max_iter`` allows. ``report``: see ``fixedpoints.search``.
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
@@ -224,7 +226,7 @@ def find_slow_points(model: EnsembleRNN, bank: ImageBank, starts: torch.Tensor, 
 
     region = fixedpoints.Box(*fixedpoints.reachable_region(model), like=starts)
     points, q, iterations = fixedpoints.search(method, lambda s: residual(model, s, projected, metric), jacobian_of,
-                                               starts, region, tol, max_iter, lr, patience, progress)
+                                               starts, region, tol, max_iter, lr, patience, progress, report)
     with torch.no_grad():
         q_start = speed_sq(model, starts, projected, metric)
     return SlowPoints(points, q, q_start, iterations, q <= tol, in_region(model, points),
@@ -421,7 +423,8 @@ def _analyse_locked(run_dir, config, step, search, centroids, metric, tol, max_i
         return cached
     config, model, bank = load_run(run_dir, step, device)
     found_centroids = class_centroids(model, bank, centroids, noise_frames=noise_frames)
-    found = find_slow_points(model, bank, found_centroids.states, search, tol, max_iter, metric)
+    report = Reporter(f"{run_dir.name}-{name}", 0, max_iter, SEARCH) if search == "reference" else None
+    found = find_slow_points(model, bank, found_centroids.states, search, tol, max_iter, metric, report=report)
     visited = visited_speed(model, bank, config.n_frames, metric, VISITED_TRIALS)
     eig = eigenvalues(model, bank, found.points)
     radius = eig.abs().amax(-1)

@@ -1,10 +1,13 @@
-"""Training progress reported through a folder, for a runner that cannot see the training's own bar."""
+"""Progress of training and slow-point searches reported through a folder, for a runner that cannot see their own bars."""
 import threading
 import time
 
+import pytest
+
 from memrnn import store
 from memrnn.presets import make_config
-from memrnn.progress import PROGRESS_ENV, Reporter, TrainingBar, read
+from memrnn.progress import PROGRESS_ENV, SEARCH, TRAINING, ProgressBars, Reporter, read
+from memrnn.slowpoints import analyse_run
 from memrnn.train import train
 
 
@@ -17,28 +20,44 @@ def test_training_reports_its_steps_counted_from_where_it_began(tmp_path, monkey
     monkeypatch.setenv(PROGRESS_ENV, str(reports))
     train(config, tmp_path / "runs", progress=False)  # resumed at its checkpoint of step 20
     report = store.read_json(reports / f"{store.run_name(config)}.json")
-    assert report == {"start": 20, "step": 60, "end": 60}
-    assert read(reports) == (40, 40, 0)
-    store.write_json(reports / "other.json", {"start": 0, "step": 5, "end": 30})
-    assert read(reports) == (45, 70, 1)
+    assert report == {"kind": TRAINING, "start": 20, "step": 60, "end": 60}
+    assert read(reports) == {TRAINING: (40, 40, 0)}
+    store.write_json(reports / "other.json", {"kind": TRAINING, "start": 0, "step": 5, "end": 30})
+    assert read(reports) == {TRAINING: (45, 70, 1)}
 
 
-def test_the_bar_shows_the_training_in_flight_and_clears_its_reports(tmp_path, monkeypatch, capsys):
+def test_the_reference_search_reports_its_iterations_and_the_fast_search_nothing(tmp_path, monkeypatch):
+    run = train(make_config("smoke", steps=20, search_iterations=40), tmp_path / "runs", progress=False)
+    monkeypatch.setenv(PROGRESS_ENV, str(tmp_path / "reports"))
+    (tmp_path / "reports").mkdir()
+    analyse_run(run, search="lm")
+    assert read(tmp_path / "reports") == {}
+    analyse_run(run)  # the run's own search: the reference's, 40 iterations
+    assert read(tmp_path / "reports") == {SEARCH: (40, 40, 0)}
+    with pytest.raises(ValueError, match=r"unknown kind of work 'sleeping'; choose one of \('training', "):
+        Reporter("run", 0, 1, kind="sleeping")
+
+
+def test_the_bars_show_each_kind_of_work_in_flight_and_clear_their_reports(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(PROGRESS_ENV, str(tmp_path))
-    store.write_json(tmp_path / "left-over.json", {"start": 0, "step": 1, "end": 9})  # from an earlier chapter
+    store.write_json(tmp_path / "left-over.json", {"kind": TRAINING, "start": 0, "step": 1, "end": 9})  # an earlier chapter's
 
-    def loop():
-        report = Reporter("run", 0, 30)
-        for step in range(1, 31):
+    def loop(name, end, kind):
+        report = Reporter(name, 0, end, kind)
+        for step in range(1, end + 1):
             report(step)
             time.sleep(0.1)
 
-    with TrainingBar(tmp_path, position=0):
+    with ProgressBars(tmp_path, position=0):
         assert not (tmp_path / "left-over.json").exists()
-        worker = threading.Thread(target=loop)
-        worker.start()
-        worker.join()
-        time.sleep(1.5)  # the bar's last read
+        workers = [threading.Thread(target=loop, args=("run", 30, TRAINING)),
+                   threading.Thread(target=loop, args=("run-slowpoints", 20, SEARCH))]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        time.sleep(1.5)  # the bars' last read
     shown = capsys.readouterr().err
-    assert "training:" in shown and "1 run(s) in flight" in shown and "30/30" in shown
+    assert "training:" in shown and "30/30" in shown and "slow-point search:" in shown and "20/20" in shown
+    assert "1 in flight" in shown and "9/9" not in shown
     assert list(tmp_path.iterdir()) == []
