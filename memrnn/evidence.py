@@ -136,7 +136,7 @@ def formation(run_dirs, rows: list[dict], traces: dict, min_delay: int = LONG_DE
     """Inputs of :func:`memrnn.claims.c5_formation_explains` from formation traces ({run: formation.json})
     and grid rows, per (dataset, arch, protocol): readout-free appearance of each (network, class) point
     as a fraction of training (NaN where it was never traced), whether the final point it was traced
-    from is inside the reachable region (the run's own slow-point analysis, where the trace starts), and
+    from is inside the reachable region (as the trace recorded it), and
     long-delay accuracy per network; per (dataset, arch), the fraction of training at which vocu
     introduces each class."""
     long = long_accuracy(rows, min_delay)
@@ -148,7 +148,7 @@ def formation(run_dirs, rows: list[dict], traces: dict, min_delay: int = LONG_DE
         first = np.array([[np.nan if s is None else s for s in member] for member in trace["appears_at_unread"]], float)
         key = condition(row)
         appears[key], accuracy[key] = first / steps, long[key]
-        in_region[key] = np.asarray(summary["slowpoints"]["in_region"], bool)
+        in_region[key] = np.asarray(trace["start_in_region"], bool)
         if row["protocol"] == "vocu":
             introduced[key[:2]] = introduction_steps(trace["curriculum_events"], first.shape[1]) / steps
     return {"appears": appears, "introduced": introduced, "long_accuracy": accuracy, "in_region": in_region}

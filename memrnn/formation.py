@@ -21,6 +21,7 @@ import torch
 
 from . import store
 from .presets import MAX_ITERATIONS
+from .progress import TRACE, Reporter
 from .runs import load_run, load_weights, resolve_device
 from .slowpoints import analyse_run, find_slow_points, load_results
 
@@ -28,12 +29,13 @@ FORMATION_FILE = "formation.json"
 
 
 def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_fraction: float = 0.5,
-              same: float = 1e-2, device: str | None = None) -> dict:
+              same: float = 1e-2, search: str = "lm", device: str | None = None) -> dict:
     """Trace every (member, class) slow point back through all checkpoints; writes formation.json.
 
-    The trace starts from the run's own slow-point analysis at the last checkpoint and continues
-    backwards with Levenberg-Marquardt (``max_iter`` iterations per checkpoint) from the point found
-    on the next later checkpoint.
+    The trace starts from the run's slow-point analysis by ``search`` at the last checkpoint (by default
+    Levenberg-Marquardt's, whose points are states the network can reach; the reference search leaves
+    most on its clip boundary) and continues backwards with Levenberg-Marquardt (``max_iter``
+    iterations per checkpoint) from the point found on the next later checkpoint.
 
     A traced point counts as the same memory at a checkpoint while its speed is at most ``slower``
     times its speed at the end of training (slow points of trained networks need not be exact
@@ -48,7 +50,7 @@ def trace_run(run_dir: Path, max_iter: int = 50, slower: float = 10.0, jump_frac
     if device is not None:
         resolve_device(device)  # a device that is not there is an error, also when the answer is cached
     store.trained_step(run_dir)
-    final = analyse_run(run_dir, device=device)
+    final = analyse_run(run_dir, search=search, device=device)
     with store.run_lock(run_dir):
         return _trace_locked(run_dir, final, max_iter, slower, jump_fraction, same, device)
 
@@ -63,23 +65,25 @@ def _trace_locked(run_dir: Path, final: dict, max_iter: int, slower: float, jump
     path = store.run_file(run_dir, FORMATION_FILE)
     if path.exists():
         cached = store.read_json(path, dict)
-        if all(cached.get(k) == v for k, v in settings.items()) and "appears_at_unread" in cached:
+        if all(cached.get(k) == v for k, v in settings.items()) and "start_in_region" in cached:
             return cached
     _, model, bank = load_run(run_dir, device=device)
-    results = {k: v.to(model.weight_hh.device) for k, v in load_results(run_dir).items()}
+    results = {k: v.to(model.weight_hh.device) for k, v in load_results(run_dir, final["file"]).items()}
     points = results["points"]  # the final analysis is the trace's last checkpoint
     trace = [{"step": steps[-1], "points": points, "q": results["q"], "decoded": results["decoded"],
               "in_region": results["in_region"], "moved": torch.zeros_like(results["q"])}]
-    for step in reversed(steps[:-1]):
+    report = Reporter(f"{run_dir.name}-formation", 0, len(steps) - 1, TRACE)
+    for done, step in enumerate(reversed(steps[:-1]), 1):
         load_weights(model, run_dir, step)
         found = find_slow_points(model, bank, points, "lm", max_iter=max_iter, metric=final["metric"])
         moved = (found.points - points).norm(dim=-1)
         trace.append({"step": step, "points": found.points, "q": found.q, "decoded": found.decoded,
                       "in_region": found.in_region, "moved": moved})
         points = found.points
+        report(done)
     trace.reverse()
     result = _summarise(trace, torch.tensor(final["decoded_class"]), slower, jump_fraction, same)
-    result.update(**settings, member_seeds=final["member_seeds"],
+    result.update(**settings, member_seeds=final["member_seeds"], start_in_region=final["in_region"],
                   curriculum_events=store.read_summary(run_dir)["train"]["curriculum_events"])
     store.write_json(path, result)
     return result

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.ticker import FuncFormatter, NullFormatter
 from scipy import stats
 
+from .claims import dataset_name
 from .protocols import PROTOCOL_NAMES
 
 CHANCE = 0.1
@@ -115,7 +116,7 @@ def datasets_of(rows) -> list[str]:
 
 def full_label(row) -> str:
     """A condition's name with its dataset, for tables and panels that mix datasets."""
-    return f"{row['dataset']} · {condition_label(row)}"
+    return f"{dataset_name(row['dataset'])} · {condition_label(row)}"
 
 
 def _panels(rows, size, across: bool = False):
@@ -127,7 +128,7 @@ def _panels(rows, size, across: bool = False):
                              sharex=True, sharey=True, layout="constrained")
     for ax, dataset in zip(axes.flat, datasets):
         if len(datasets) > 1:
-            ax.set_title(dataset)
+            ax.set_title(dataset_name(dataset))
         yield fig, ax, [r for r in rows if r["dataset"] == dataset]
 
 
@@ -161,12 +162,13 @@ def trial_frames(frames, trigger, label, stimulus_time, report_time, image_shape
 
 @page_figure
 def trained_accuracy(rows):
-    """Trained-delay accuracy per condition: one dot per network, bar = mean; a panel per dataset."""
+    """Trained-delay accuracy per condition: one dot per network, bar = the median network (C1's estimator);
+    a panel per dataset."""
     n = len(datasets_of(rows))
     for fig, ax, here in _panels(rows, (WIDTH, 3.4 if n > 1 else 3.6)):
         for i, row in enumerate(here):
             values = np.asarray(row["trained_delay_accuracy"])
-            ax.bar(i, values.mean(), color=condition_style(row["arch"], row["protocol"])["color"], alpha=0.6)
+            ax.bar(i, np.median(values), color=condition_style(row["arch"], row["protocol"])["color"], alpha=0.6)
             ax.plot(np.full(len(values), i) + np.linspace(-0.2, 0.2, len(values)), values, "k.", ms=4)
         ax.set_xticks(range(len(here)), [condition_label(r) for r in here], rotation=30, ha="right")
         ax.axhline(CHANCE, color="grey", ls=":")
@@ -243,7 +245,7 @@ def valley_drift(curves: dict):
                     **condition_style(arch, protocol))
     axes[0].set_ylabel("reporting their\nclass (fraction)")
     axes[0].set_ylim(0, 1.02)
-    axes[1].set_ylabel("median speed √q")
+    axes[1].set_ylabel("median speed √q\n(state units per frame)")
     axes[1].set_yscale("log")
     axes[2].set_ylabel("median distance\nfrom the point")
     axes[2].set_xlabel("extra Levenberg–Marquardt iterations along the valley")
@@ -288,7 +290,7 @@ def speed_vs_memory(rows):
                        label=condition_label({"arch": arch, "protocol": protocol}))
         ax.axhline(CHANCE, color="grey", ls=":", lw=1)
         ax.set_ylabel("long-delay accuracy of the class\n(fraction of held-out trials)")
-    ax.set_xlabel("log₁₀ slow-point speed √q")
+    ax.set_xlabel("log₁₀ slow-point speed √q (state units per frame)")
     _legend_below(fig, fig.axes[0], ncol=2)
     return fig
 
@@ -315,7 +317,7 @@ def formation(results: dict, member: int):
         for event in result["curriculum_events"]:
             ax.axvline(event["step"], color="grey", lw=0.6, ls="--")
         ax.set_yscale("log")
-        ax.set_ylabel("speed √q")
+        ax.set_ylabel("speed √q (state\nunits per frame)")
         ax.set_title(title)
         # room inside the axes for the class labels, clear of the last tick label and of the title
         ax.set_xlim(steps[0], steps[-1] + 0.08 * (steps[-1] - steps[0]))
@@ -409,8 +411,8 @@ def switch_effects(table: list[dict]):
 
 @page_figure
 def paired_gains(groups: dict, dramatic: float):
-    """Per network, the long-delay accuracy after slow-point fine-tuning minus each comparison, one row
-    per (group, comparison): the paired differences C6's verdict rests on, with their medians."""
+    """Per network, retention (long- over trained-delay accuracy) after slow-point fine-tuning minus each
+    comparison, one row per (group, comparison): the paired differences C6's verdict rests on, with their medians."""
     rows = [(f"{group}\n{name}", np.asarray(values, float)) for group, comparisons in groups.items()
             for name, values in comparisons.items()]
     fig, ax = plt.subplots(figsize=(WIDTH, 0.5 * len(rows) + 1.8), layout="constrained")
@@ -423,7 +425,7 @@ def paired_gains(groups: dict, dramatic: float):
     ax.annotate(f"named effect {dramatic:+.2f}", (dramatic, 1), xycoords=("data", "axes fraction"),
                 xytext=(-3, -10), textcoords="offset points", fontsize=9, color="grey", ha="right")
     ax.set_yticks(range(len(rows))[::-1], [label for label, _ in rows], fontsize=9)
-    ax.set_xlabel("long-delay accuracy: slow-point\nfine-tuning minus the comparison\n"
+    ax.set_xlabel("retention (long- over trained-delay\naccuracy): slow-point fine-tuning\nminus the comparison\n"
                   "(one dot per network; bar: median)")
     return fig
 

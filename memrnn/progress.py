@@ -1,11 +1,11 @@
 """Progress of long work seen from outside the process that does it.
 
-A book's networks train, and their slow points are searched, inside a chapter's kernel or on Dask
-workers, where no terminal shows their bars. When ``MEMRNN_PROGRESS`` names a folder, every training
-loop (see ``train.Trainer.fit``) and every reference slow-point search (``slowpoints.analyse_run``)
-keeps a small file there, ``<name>.json`` with its kind of work and its first, current and last
-step, rewritten about once a second; :class:`ProgressBars` reads the folder and shows a bar per kind
-of work, with an ETA, over what is in flight. The folder is inherited by child processes through the
+A book's networks train, and their slow points are searched and traced, inside a chapter's kernel or
+on Dask workers, where no terminal shows their bars. When ``MEMRNN_PROGRESS`` names a folder, every
+training loop (``train.Trainer.fit``), reference slow-point search (``slowpoints.analyse_run``) and
+formation trace (``formation.trace_run``) keeps a small file there, ``<name>.json`` with its kind of
+work and its first, current and last step, rewritten about once a second; :class:`ProgressBars` reads
+the folder and shows a bar per kind of work, with an ETA, over what is in flight. The folder is inherited by child processes through the
 environment, so the runner sets it before it starts the kernels and the cluster's workers.
 """
 from __future__ import annotations
@@ -23,8 +23,8 @@ PROGRESS_ENV = "MEMRNN_PROGRESS"
 INTERVAL = 1.0  # seconds between a training loop's reports, and between the bar's reads
 
 
-TRAINING, SEARCH = "training", "slow-point search"
-UNITS = {TRAINING: "step", SEARCH: "iteration"}
+TRAINING, SEARCH, TRACE = "training", "slow-point search", "formation trace"
+UNITS = {TRAINING: "step", SEARCH: "iteration", TRACE: "checkpoint"}
 
 
 class Reporter:

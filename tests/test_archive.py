@@ -125,6 +125,7 @@ def test_packing_twice_gives_the_same_bytes_and_only_what_chapters_read(runs, ru
     assert names == sorted(names) and {m.mtime for m in members} == {0} and {m.uid for m in members} == {0}
     assert names == [f"{run_name}/{f}" for f in ("checkpoints/index.json", "checkpoints/step_0000020.safetensors",
                                                  "config.json", "formation.json", "metrics.json",
+                                                 "slowpoints-lm-reference-reference.safetensors",  # the trace's start
                                                  "slowpoints.safetensors", "summary.json")]
     every = pack(runs, tmp_path / "all.tar.gz", checkpoints="all")  # default: every finished run (not the unfinished one)
     assert every != sha

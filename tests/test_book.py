@@ -184,15 +184,7 @@ def test_tables_are_captioned_and_escape_the_column_separator():
     assert ["html", "text/markdown", 25] in config["nb_mime_priority_overrides"]  # text/html is 30
 
 
-# Every chapter's source changed after the committed execution (verdicts per dataset, the content
-# fixes, the chapter helpers' own module). Re-executing a chapter makes its case pass, and the strict
-# marker then fails until the chapter is taken off this list.
-SOURCE_CHANGED_SINCE_EXECUTED = CHAPTERS
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="the source changed after the committed execution"))
-    if name in SOURCE_CHANGED_SINCE_EXECUTED else name for name in CHAPTERS])
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_committed_chapter_is_its_source_executed(name):
     committed = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
     _assert_opens_as_run(committed, name)
@@ -354,11 +346,6 @@ def test_every_page_reads_on_a_phone(html, tmp_path):
     assert not {name: found for name, found in problems.items() if found}
 
 
-# pages of the committed book whose figures were drawn before they were drawn for a phone's width: each
-# turns into a failure once its chapter is re-executed (the intro shows C2's figure), and must then go
-DRAWN_BEFORE_THE_PHONE = ("intro", "01_task", "02_extrapolation", "03_slowpoints", "04_speed_predicts_memory",
-                          "05_formation", "06_regularization", "07_beyond", "08_choices", "09_own_network")
-
 
 @pytest.fixture(scope="module")
 def committed_html(tmp_path_factory):
@@ -381,10 +368,7 @@ def phone(tmp_path_factory):
 
 
 @NEEDS_CHROMIUM
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="figures drawn before they were drawn for a phone"))
-    if name in DRAWN_BEFORE_THE_PHONE else name
-    for name in ("intro", "deviations", "references", *CHAPTERS)])
+@pytest.mark.parametrize("name", ("intro", "deviations", "references", *CHAPTERS))
 def test_committed_page_reads_on_a_phone(name, committed_html, phone):
     assert _phone_problems(phone, committed_html / "book" / f"{name}.html") == []
 

@@ -524,17 +524,19 @@ def test_claims_evidence_formation_keeps_every_dataset(tmp_path):
             for p in PAPER:
                 name = f"{d}-{a}-{p}"
                 (tmp_path / name).mkdir()
-                store.write_json(tmp_path / name / store.SUMMARY_FILE,
-                                 {"train": {"steps": 100}, "slowpoints": {"in_region": [[True] * 10] * 5}})
+                store.write_json(tmp_path / name / store.SUMMARY_FILE, {"train": {"steps": 100}})
                 rows.append({"run": name, "dataset": d, "arch": a, "protocol": p, "delays": [4, 100],
                              "overall": [[0.9, 0.5]] * 5})
                 dirs.append(tmp_path / name)
                 events = [{"kind": "n_classes", "step": 10 * c, "value": c + 1} for c in range(2, 10)] if p == "vocu" else []
-                traces[name] = {"appears_at_unread": [[50] * 10] * 5, "curriculum_events": events}
+                start = [[k >= 3 for k in range(10)]] * 5 if name == "fashion-mnist-gru-vocu" else [[True] * 10] * 5
+                traces[name] = {"appears_at_unread": [[50] * 10] * 5, "curriculum_events": events,
+                                "start_in_region": start}  # where the trace started: as the trace records it
     found = evidence.formation(dirs, rows, traces)
     assert len(found["appears"]) == 8 and sum(len(v) for v in found["appears"].values()) == 40
     assert set(found["introduced"]) == {(d, a) for d in ("mnist-5k", "fashion-mnist") for a in ARCHS}
     assert found["in_region"][("fashion-mnist", "gru", "vocu")].shape == (5, 10)
+    assert found["in_region"][("fashion-mnist", "gru", "vocu")].sum() == 35 and found["in_region"][("mnist-5k", "gru", "vocu")].all()
     tables = {("mnist-5k", "gru", "decu"): []}
     with pytest.raises(ValueError, match="anchors_in_region lacks.*mnist-5k/gru/decu"):
         evidence.finetune_pairs(tables, {})

@@ -18,19 +18,6 @@ matplotlib.use("agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# chapters committed before the checker existed, with what it finds there: each turns into a failure
-# once the chapter is re-executed clean, and its entry must then go
-EXECUTED_BEFORE_THE_CHECKER = {
-    "03_slowpoints": "Fig. 9 and Table 7 empty, a run hash in a caption, a divide-by-zero warning",
-    "06_regularization": "a raw print of the ensemble count",
-    "08_choices": "raw prints, an empty section, executed on other code than the other chapters",
-    "09_own_network": "raw prints of timings and counts",
-}
-# chapters committed with findings that state a claim beyond its verdict
-STATED_BEYOND_THE_VERDICT = {
-    "08_choices": "names C1 as moved by a switch without C1's verdict",
-    "09_own_network": "says speed predicts how long a memory lasts (C4) while C4 is inconclusive",
-}
 
 
 def _svg(fig) -> str:
@@ -129,10 +116,7 @@ def committed_problems():
     return check_book(ROOT / "book", CHAPTERS)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"executed before the content check: "
-                                                                     f"{EXECUTED_BEFORE_THE_CHECKER[name]}"))
-    if name in EXECUTED_BEFORE_THE_CHECKER else name for name in CHAPTERS])
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_committed_chapter_shows_no_problem(name, committed_problems):
     assert committed_problems.get(name, []) == []
 
@@ -190,10 +174,7 @@ def summary():
     return json.loads((ROOT / "book" / "verdicts.json").read_text())
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"executed before findings were bound to the "
-                                                                     f"verdicts: {STATED_BEYOND_THE_VERDICT[name]}"))
-    if name in STATED_BEYOND_THE_VERDICT else name for name in CHAPTERS])
+@pytest.mark.parametrize("name", CHAPTERS)
 def test_committed_findings_stay_within_the_verdicts(name, summary):
     notebook = nbformat.read(ROOT / "book" / f"{name}.ipynb", as_version=4)
     claim = {chapter: c for c, chapter in CLAIM_CHAPTERS.items()}.get(name)

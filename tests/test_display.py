@@ -133,8 +133,6 @@ def test_the_default_runs_folder_on_colab_is_under_content(tmp_path, monkeypatch
     assert chapter.prepare_runs("../runs", on_colab=False) == "../runs"  # the repository's layout
 
 
-@pytest.mark.xfail(strict=True, reason="the committed verdicts were recorded at 6,000 steps, before the learning "
-                                       "curve chose 12,000; the book's re-execution records them anew")
 def test_the_committed_cpu_verdicts_speak_for_the_editions_datasets_and_scale():
     """C1-C4 on every dataset of the cpu edition, C5 and C6 at least on its first; each at the preset's length."""
     summary = read_summary(ROOT / "book")

@@ -6,7 +6,8 @@ import pytest
 
 from memrnn import store
 from memrnn.presets import make_config
-from memrnn.progress import PROGRESS_ENV, SEARCH, TRAINING, ProgressBars, Reporter, read
+from memrnn.formation import trace_run
+from memrnn.progress import PROGRESS_ENV, SEARCH, TRACE, TRAINING, ProgressBars, Reporter, read
 from memrnn.slowpoints import analyse_run
 from memrnn.train import train
 
@@ -26,14 +27,17 @@ def test_training_reports_its_steps_counted_from_where_it_began(tmp_path, monkey
     assert read(reports) == {TRAINING: (45, 70, 1)}
 
 
-def test_the_reference_search_reports_its_iterations_and_the_fast_search_nothing(tmp_path, monkeypatch):
-    run = train(make_config("smoke", steps=20, search_iterations=40), tmp_path / "runs", progress=False)
+def test_the_reference_search_reports_its_iterations_the_trace_its_checkpoints_and_lm_nothing(tmp_path, monkeypatch):
+    run = train(make_config("smoke", steps=20, search_iterations=40, checkpoint_every=5, log_every=5), tmp_path / "runs", progress=False)
     monkeypatch.setenv(PROGRESS_ENV, str(tmp_path / "reports"))
     (tmp_path / "reports").mkdir()
     analyse_run(run, search="lm")
     assert read(tmp_path / "reports") == {}
     analyse_run(run)  # the run's own search: the reference's, 40 iterations
     assert read(tmp_path / "reports") == {SEARCH: (40, 40, 0)}
+    trace_run(run, max_iter=3)  # back through the checkpoints of steps 15, 10, 5 (and 0 when kept)
+    traced = len(store.checkpoint_steps(run)) - 1
+    assert traced >= 3 and read(tmp_path / "reports") == {SEARCH: (40, 40, 0), TRACE: (traced, traced, 0)}
     with pytest.raises(ValueError, match=r"unknown kind of work 'sleeping'; choose one of \('training', "):
         Reporter("run", 0, 1, kind="sleeping")
 

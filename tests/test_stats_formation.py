@@ -2,10 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from memrnn.formation import _summarise
+from memrnn.formation import _summarise, trace_run
 from scipy import stats
 
+from memrnn.presets import make_config
+from memrnn.slowpoints import analyse_run
 from memrnn.stats import correlate, correlation_table, median_upper, within_unit_spearman
+from memrnn.train import train
 
 
 def _rows(n_networks=6, slope=-0.1, noise=0.0, seed=0, protocol="decu"):
@@ -112,3 +115,13 @@ def test_within_network_correlation_ignores_the_association_between_networks():
     assert within_unit_spearman(x, y, units) == {0: pytest.approx(1.0), 1: pytest.approx(1.0), 2: pytest.approx(1.0),
                                                  3: pytest.approx(1.0)}
     assert within_unit_spearman([1, 1, 2], [3, 4, 5], [0, 0, 1]) == {}  # no variation in a network, one point in the other
+
+
+def test_the_trace_starts_from_points_the_network_can_reach(tmp_path):
+    """By default from Levenberg-Marquardt's points (never on the clip boundary), and it records where it started."""
+    run = train(make_config("smoke", steps=20, checkpoint_every=10, log_every=10), tmp_path, progress=False)
+    ours, lm = trace_run(run, max_iter=3), analyse_run(run, search="lm")
+    assert ours["analysis"][0] == "lm" and ours["start_in_region"] == lm["in_region"]
+    assert all(all(member) for member in lm["in_region"])
+    theirs = trace_run(run, max_iter=3, search="reference")
+    assert theirs["analysis"][0] == "reference" and theirs["start_in_region"] == analyse_run(run)["in_region"]

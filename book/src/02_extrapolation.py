@@ -70,16 +70,16 @@ run_box(config, archs, protocols, device, datasets=names)
 fig = plots.extrapolation(rows)
 
 # %% tags=["hide-input"]
-from scipy import stats
-
 from memrnn.chapter import markdown_table
+from memrnn.stats import median_ci
 
 delays = rows[0]["delays"]
 long = [j for j, d in enumerate(delays) if d >= 100]
 long_accuracy = {plots.full_label(r): np.asarray(r["overall"])[:, long].mean(1) for r in rows}
-markdown_table(("condition", "long-delay accuracy, mean ± 95% CI"),
-               [(label, "{:.3f} ± {:.3f}".format(*plots.mean_ci(values))) for label, values in long_accuracy.items()],
-               caption='Long-delay accuracy (delays ≥ 100 frames, fraction of held-out trials) per condition: mean over networks ± 95% CI.')
+markdown_table(("condition", "long-delay accuracy, median network [95% CI]"),
+               [(label, "{:.3f} [{:.3f}, {:.3f}]".format(*median_ci(values))) for label, values in long_accuracy.items()],
+               caption='Long-delay accuracy (delays ≥ 100 frames, fraction of held-out trials) per condition: the median '
+                       'network with its order-statistic 95% interval, the estimator the verdict and the finding use.')
 
 # %% [markdown]
 # ## Which memories fade first

@@ -108,7 +108,7 @@ paper = evidence.paper_rows(rows)
 run_dirs = [f"{runs}/{row['run']}" for row in paper]
 verdict = claims.c5_formation_explains(**evidence.formation(run_dirs, paper, traces), trained=evidence.trained_accuracy(paper),
                                        plateau=evidence.plateau(config.steps),
-                                       scope=evidence.scope(config, paper, "reference Adam, traced back with Levenberg-Marquardt"))
+                                       scope=evidence.scope(config, paper, "Levenberg-Marquardt, traced back with Levenberg-Marquardt"))
 record_verdict(runs, verdict)
 print(f"C5: {verdict.verdict}")
 
