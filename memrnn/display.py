@@ -160,24 +160,27 @@ def write_headline(book_dir: Path) -> Path | None:
 
 
 def results_markdown(summary: dict) -> str:
-    """The landing page's table: per claim its question, a badge per dataset (where the verdict was
-    decided per dataset; a verdict recorded before shows its overall badge only), the overall badge and a
-    one-line reason in words, with the scale the verdicts speak for stated beside it."""
+    """The landing page's answer: a table with per claim its question, the overall badge and a badge per
+    dataset (where the verdict was decided per dataset; a verdict recorded before shows its overall badge
+    only), then each claim's reason in words, one line each (kept out of the table so it stays legible on a
+    narrow screen), with the scale the verdicts speak for stated beside them."""
     from .claims import PAPER_PROTOCOLS, dataset_name
 
     if not summary:
         return "No chapter has recorded a verdict yet.\n"
     datasets = list(dict.fromkeys(d for r in summary.values() for d in (r.get("by_dataset") or r["scope"].get("datasets", []))))
-    lines = ["| claim | the question | " + " | ".join(dataset_name(d) for d in datasets) + " | overall | why |",
-             "|---|---|" + "---|" * len(datasets) + "---|---|"]
+    lines = ["| claim | overall | " + " | ".join(dataset_name(d) for d in datasets) + " |",
+             "|---|---|" + "---|" * len(datasets)]
+    reasons = []
     for claim, r in sorted(summary.items()):
         by = r.get("by_dataset") or {}
         cells = [badge(by[d]["verdict"]) if d in by else "—" for d in datasets]
+        lines.append(f"| [{claim}]({r['chapter']}.ipynb) {r['question']} | {badge(r['verdict'])} | " + " | ".join(cells) + " |")
         why = r.get("summary") or "recorded before verdicts were decided per dataset: see the chapter"
-        lines.append(f"| [{claim}]({r['chapter']}.ipynb) | {r['question']} | " + " | ".join(cells)
-                     + f" | {badge(r['verdict'])} | {why.replace('|', '/')} |")
+        reasons.append(f"- **{claim}:** {why}")
     return ("<!-- written by `memrnn book run` from the chapters' verdicts: do not edit -->\n\n"
-            + "\n".join(lines) + "\n\n" + _scale(summary, PAPER_PROTOCOLS) + "\n")
+            + "\n".join(lines) + "\n\n" + _scale(summary, PAPER_PROTOCOLS) + "\n\n**Why, per claim:**\n\n"
+            + "\n".join(reasons) + "\n")
 
 
 def _scale(summary: dict, protocols) -> str:

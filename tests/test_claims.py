@@ -673,8 +673,11 @@ def test_claims_landing_table_shows_a_badge_per_dataset_and_reads_the_old_format
                "C2": {**old, "chapter": "02_extrapolation", "question": "Differ?"}}
     text = results_markdown(summary)
     header, _, c1_row, c2_row = [line for line in text.splitlines() if line.startswith("|")]
-    assert header == "| claim | the question | Fashion-MNIST | MNIST-5k | overall | why |"
-    assert c1_row.count("{bdg-") == 3 and "{bdg-success}`reproduced` | {bdg-success}`reproduced` |" in c1_row
-    assert "Fashion-MNIST: whether the networks finished learning is unknown" in c1_row
-    assert c2_row.count("{bdg-") == 1 and "| — | — |" in c2_row and "fashion-mnist/" not in c2_row
+    assert header == "| claim | overall | Fashion-MNIST | MNIST-5k |"
+    assert c1_row.startswith("| [C1](01_task.ipynb) Equal? | {bdg-success}`reproduced` |") and c1_row.count("{bdg-") == 3
+    assert c1_row.endswith("| {bdg-success}`reproduced` |")  # MNIST-5k
+    c1_why, c2_why = [line for line in text.splitlines() if line.startswith("- **")]
+    assert c1_why.startswith("- **C1:** ") and "Fashion-MNIST: whether the networks finished learning is unknown" in c1_why
+    assert c2_row.count("{bdg-") == 1 and c2_row.endswith("| — | — |") and "fashion-mnist/" not in text
+    assert c2_why == "- **C2:** recorded before verdicts were decided per dataset: see the chapter"
     assert "**Scale:** 6,000 training steps; 10 networks per condition; datasets Fashion-MNIST, MNIST-5k" in text

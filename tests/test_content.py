@@ -104,8 +104,10 @@ def test_a_section_that_computes_but_shows_nothing_is_reported():
     assert check_notebook(notebook) == ["the section 'Which claims depend on which choice' shows nothing it computes"]
 
 
-def test_the_committed_chapter_03_is_caught_with_its_empty_figure_and_table():
-    problems = check_notebook(nbformat.read(ROOT / "book" / "03_slowpoints.ipynb", as_version=4))
+def test_chapter_03_as_first_committed_is_caught_with_its_empty_figure_and_table():
+    """The execution that shipped an empty figure (its other cells' outputs stripped to keep the file small)."""
+    problems = check_notebook(nbformat.read(ROOT / "tests" / "data" / "03_slowpoints_as_first_committed.ipynb",
+                                            as_version=4))
     assert "cell 13: a figure with 3 empty panel(s)" in problems
     assert any(p.startswith("cell 14: a table with no row: 'Following the slow valleys") for p in problems)
     assert "cell 17: a Python warning: RuntimeWarning: divide by zero encountered in divide" in problems
