@@ -555,7 +555,7 @@ def test_a_book_run_shows_its_training_and_stops_cleanly_when_interrupted(tmp_pa
                                  start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
-        while "run(s) in flight" not in log.read_text() and child.poll() is None and time.monotonic() < deadline:
+        while " in flight]" not in log.read_text() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert child.poll() is None, log.read_text()
         shown = log.read_text()

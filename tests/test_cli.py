@@ -68,9 +68,11 @@ def test_slow_point_analysis_end_to_end(tmp_path, capsys):
     assert all(isinstance(v, bool) for v in summary["stable"][0])
     formation = json.loads((runs[0] / "formation.json").read_text())
     assert formation["steps"] == [20, 40] and len(formation["speed"][0][0]) == 2
-    # the last checkpoint's traced speeds are the final analysis itself
+    # the last checkpoint's traced speeds are the final analysis it started from: Levenberg-Marquardt's
+    started_from = json.loads((runs[0] / "summary.json").read_text())["slowpoints-lm-reference-reference"]
+    assert formation["analysis"][0] == "lm" and formation["start_in_region"] == started_from["in_region"]
     final = [row[-1] for row in formation["speed"][0]]
-    assert final == pytest.approx(summary["speed"][0], rel=1e-3, abs=1e-9)
+    assert final == pytest.approx(started_from["speed"][0], rel=1e-3, abs=1e-9)
     table_file = tmp_path / "corr.json"
     assert main(["correlate", *map(str, runs), "--min-delay", "100", "--out", str(table_file)]) == 0
     table = json.loads(table_file.read_text())

@@ -52,7 +52,9 @@ def root(tmp_path_factory):
     store.write_json(mixed / "summary.json", summary)
     garbled = copy("garbled")
     analyse_run(garbled)
-    (garbled / "slowpoints.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbled")
+    analyse_run(garbled, search="lm")  # where a formation trace starts
+    for name in ("slowpoints.safetensors", "slowpoints-lm-reference-reference.safetensors"):
+        (garbled / name).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{garbled")
     data = root / "data"
     data.mkdir()
     (data / "mnist_5k.csv.gz").write_bytes(gzip.compress(b"1,2,3\nx,y\n")[:-6])
@@ -217,7 +219,7 @@ CASES = [
     *[(["formation", RUN, "--max-iter", v], repr(v)) for v in ("0", "-1", "abc")],
     (["formation", UNFINISHED], "not finished"),
     (["formation", "{root}/plain"], "plain"),
-    (["formation", RUN.replace("{runs}", "{root}/garbled"), "--max-iter", "5"], "slowpoints.safetensors"),
+    (["formation", RUN.replace("{runs}", "{root}/garbled"), "--max-iter", "5"], "slowpoints-lm-reference-reference.safetensors"),
     (["correlate", "{root}/plain"], "plain"),
     (["correlate", RUN], "no extrapolation"),
     (["correlate", RUN.replace("{runs}", "{root}/mixed")], "mixes checkpoints"),
