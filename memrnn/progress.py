@@ -5,8 +5,9 @@ on Dask workers, where no terminal shows their bars. When ``MEMRNN_PROGRESS`` na
 training loop (``train.Trainer.fit``), reference slow-point search (``slowpoints.analyse_run``) and
 formation trace (``formation.trace_run``) keeps a small file there, ``<name>.json`` with its kind of
 work and its first, current and last step, rewritten about once a second; :class:`ProgressBars` reads
-the folder and shows a bar per kind of work, with an ETA, over what is in flight. The folder is inherited by child processes through the
-environment, so the runner sets it before it starts the kernels and the cluster's workers.
+the folder and shows a bar per kind of work, with an ETA, over what is in flight. The folder is
+inherited by child processes through the environment, so the runner sets it before it starts the
+kernels and the cluster's workers.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tqdm.auto import tqdm
 from . import store
 
 PROGRESS_ENV = "MEMRNN_PROGRESS"
-INTERVAL = 1.0  # seconds between a training loop's reports, and between the bar's reads
+INTERVAL = 1.0  # seconds between a task's reports, and between the bars' reads
 
 
 TRAINING, SEARCH, TRACE = "training", "slow-point search", "formation trace"
@@ -89,6 +90,8 @@ class ProgressBars:
         bars = {}
         while not self.stopped.wait(INTERVAL):
             for kind, (done, total, flying) in read(self.folder).items():
+                if not total:  # only work already done before this block began (a finished run resumed)
+                    continue
                 if kind not in bars:
                     bars[kind] = tqdm(total=total, desc=kind, unit=UNITS[kind], position=self.position + len(bars),
                                       leave=False, dynamic_ncols=True)
